@@ -1,0 +1,233 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Config is everything the service reads from its environment.
+type Config struct {
+	HTTPAddr string
+
+	DBHost            string
+	DBPort            int
+	DBUser            string
+	DBPassword        string
+	DBName            string
+	DBMaxOpenConns    int
+	DBMaxIdleConns    int
+	DBConnMaxLifetime time.Duration
+	DBTimeout         time.Duration // limit on every database call and on dialing
+
+	BcryptCost int
+	LogLevel   slog.Level
+}
+
+// loadConfig reads the configuration through getenv. It reports every bad
+// variable at once, each named, so an operator fixes them in one go.
+func loadConfig(getenv func(string) string) (Config, error) {
+	r := envReader{getenv: getenv}
+	cfg := Config{
+		HTTPAddr:          r.addr("HTTP_ADDR", ":8080"),
+		DBHost:            r.str("DB_HOST", "127.0.0.1"),
+		DBPort:            r.intRange("DB_PORT", 3306, 1, 65535),
+		DBUser:            r.str("DB_USER", "root"),
+		DBPassword:        r.str("DB_PASSWORD", ""),
+		DBName:            r.str("DB_NAME", "users"),
+		DBMaxOpenConns:    r.intRange("DB_MAX_OPEN_CONNS", 20, 1, 10000),
+		DBMaxIdleConns:    r.intRange("DB_MAX_IDLE_CONNS", 20, 0, 10000),
+		DBConnMaxLifetime: r.duration("DB_CONN_MAX_LIFETIME", 3*time.Minute),
+		DBTimeout:         r.duration("DB_TIMEOUT", 5*time.Second),
+		BcryptCost:        r.intRange("BCRYPT_COST", 12, bcrypt.MinCost, bcrypt.MaxCost),
+		LogLevel:          r.logLevel("LOG_LEVEL", slog.LevelInfo),
+	}
+	if cfg.DBMaxIdleConns > cfg.DBMaxOpenConns {
+		r.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS (%d)", cfg.DBMaxOpenConns)
+	}
+	if err := errors.Join(r.errs...); err != nil {
+		return Config{}, fmt.Errorf("configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// envReader reads typed variables and collects one error per bad variable.
+type envReader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (r *envReader) fail(name, format string, args ...any) {
+	r.errs = append(r.errs, fmt.Errorf("%s %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (r *envReader) str(name, fallback string) string {
+	if v := r.getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func (r *envReader) intRange(name string, fallback, lo, hi int) int {
+	v := r.getenv(name)
+	if v == "" {
+		return fallback
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		r.fail(name, "must be an integer from %d to %d, got %q", lo, hi, v)
+		return fallback
+	}
+	return n
+}
+
+func (r *envReader) duration(name string, fallback time.Duration) time.Duration {
+	v := r.getenv(name)
+	if v == "" {
+		return fallback
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		r.fail(name, "must be a positive duration such as 30s or 3m, got %q", v)
+		return fallback
+	}
+	return d
+}
+
+func (r *envReader) addr(name, fallback string) string {
+	v := r.str(name, fallback)
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		r.fail(name, "must be host:port or :port, got %q", v)
+	}
+	return v
+}
+
+func (r *envReader) logLevel(name string, fallback slog.Level) slog.Level {
+	v := r.getenv(name)
+	if v == "" {
+		return fallback
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(v)); err != nil {
+		r.fail(name, "must be debug, info, warn or error, got %q", v)
+		return fallback
+	}
+	return level
+}
+
+// parseDotenv parses the text of a .env file: KEY=VALUE lines, blank lines
+// and # comments, an optional "export " prefix, and values that may be
+// single-quoted (taken literally) or double-quoted (with \n, \t, \" and \\
+// escapes). Unquoted values end at " #" (a trailing comment) and are trimmed.
+func parseDotenv(text string) (map[string]string, error) {
+	vars := make(map[string]string)
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(strings.TrimSuffix(line, "\r"))
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		key, raw, ok := strings.Cut(line, "=")
+		key = strings.TrimSpace(key)
+		if !ok || !isEnvName(key) {
+			return nil, fmt.Errorf("line %d: want KEY=VALUE", i+1)
+		}
+		value, err := dotenvValue(strings.TrimSpace(raw))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %s: %w", i+1, key, err)
+		}
+		vars[key] = value
+	}
+	return vars, nil
+}
+
+// dotenvValue unquotes one value of a .env line.
+func dotenvValue(raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	switch quote := raw[0]; quote {
+	case '\'', '"':
+		end := closingQuote(raw, quote)
+		if end < 0 {
+			return "", errors.New("unterminated quoted value")
+		}
+		if rest := strings.TrimSpace(raw[end+1:]); rest != "" && !strings.HasPrefix(rest, "#") {
+			return "", errors.New("text after the closing quote")
+		}
+		if quote == '\'' {
+			return raw[1:end], nil
+		}
+		return unescapeDouble(raw[1:end]), nil
+	}
+	if i := strings.Index(raw, " #"); i >= 0 {
+		raw = raw[:i]
+	}
+	return strings.TrimSpace(raw), nil
+}
+
+// closingQuote returns the index of the quote that closes raw[0], or -1.
+// Inside double quotes a backslash escapes the next byte.
+func closingQuote(raw string, quote byte) int {
+	for i := 1; i < len(raw); i++ {
+		switch {
+		case quote == '"' && raw[i] == '\\':
+			i++
+		case raw[i] == quote:
+			return i
+		}
+	}
+	return -1
+}
+
+func unescapeDouble(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			b.WriteByte('\n')
+		case 't':
+			b.WriteByte('\t')
+		case 'r':
+			b.WriteByte('\r')
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+func isEnvName(s string) bool {
+	if s == "" || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// withDotenv returns a getenv that prefers the real environment and falls
+// back to the variables of a .env file.
+func withDotenv(getenv func(string) string, file map[string]string) func(string) string {
+	return func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return file[name]
+	}
+}

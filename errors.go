@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Errors the store returns; writeError maps each to one HTTP status.
+var (
+	// ErrNotFound: no user has that id.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable: the database could not answer (down, slow, restarting,
+	// schema not yet applied). Clients may retry.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// ConflictError says a unique field already belongs to another user.
+type ConflictError struct {
+	Field string // "username" or "email"
+}
+
+func (e *ConflictError) Error() string { return e.Field + " is already taken" }
+
+// MySQL server error numbers the store acts on.
+const (
+	errDupEntry = 1062
+)
+
+// unavailableErrors are server errors that mean "try again later" rather
+// than a bug in our SQL: the server is overloaded, shutting down, read-only
+// during a failover, our account or database is not (yet) set up, or a
+// statement was interrupted or timed out.
+var unavailableErrors = map[uint16]bool{
+	1040: true, // too many connections
+	1044: true, // access denied to database
+	1045: true, // access denied for user
+	1049: true, // unknown database
+	1053: true, // server shutdown in progress
+	1146: true, // table does not exist: schema not applied yet
+	1205: true, // lock wait timeout
+	1213: true, // deadlock
+	1290: true, // read-only (MySQL --read-only)
+	1317: true, // query interrupted
+	1836: true, // read-only mode
+	1927: true, // connection killed (MariaDB)
+	1969: true, // statement timeout (MariaDB max_statement_time)
+	3024: true, // statement timeout (MySQL max_execution_time)
+}
+
+// dbError classifies an error from the database for the caller: a
+// duplicate key becomes a ConflictError, anything that means the database
+// is unreachable or busy wraps ErrUnavailable, and everything else (a bug)
+// is returned wrapped with op for the log.
+func dbError(op string, err error) error {
+	var myErr *mysql.MySQLError
+	switch {
+	case errors.As(err, &myErr) && myErr.Number == errDupEntry:
+		if field := duplicateKeyField(myErr.Message); field != "" {
+			return &ConflictError{Field: field}
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	case errors.As(err, &myErr) && !unavailableErrors[myErr.Number]:
+		return fmt.Errorf("%s: %w", op, err)
+	default:
+		// Network errors, timeouts, cancelled contexts, broken connections
+		// and the server errors listed above.
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+}
+
+// duplicateKeyField names the field whose unique index rejected a row.
+// Error 1062 reads "Duplicate entry 'x' for key 'users.users_email_unique'"
+// on MySQL 8 and "... for key 'users_email_unique'" on MariaDB. The key is
+// the last quoted word, and the duplicate value before it cannot fool the
+// search: it holds no spaces.
+func duplicateKeyField(message string) string {
+	i := strings.LastIndex(message, "for key '")
+	if i < 0 {
+		return ""
+	}
+	key := strings.TrimSuffix(message[i+len("for key '"):], "'")
+	key = key[strings.LastIndex(key, ".")+1:]
+	switch key {
+	case "users_username_unique":
+		return "username"
+	case "users_email_unique":
+		return "email"
+	}
+	return ""
+}

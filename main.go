@@ -1,0 +1,181 @@
+// Command usersvc is a REST API for user accounts, backed by MySQL.
+//
+// Usage:
+//
+//	usersvc              serve the API (configuration from the environment and .env)
+//	usersvc healthcheck  exit 0 when the running service's /health answers 200
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// HTTP server limits.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 30 * time.Second // covers bcrypt and a slow database
+	idleTimeout       = 120 * time.Second
+	shutdownTimeout   = 10 * time.Second
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "usersvc: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program, with its environment passed in so tests can
+// run it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	envFile := getenv("ENV_FILE")
+	if envFile == "" {
+		envFile = ".env"
+	}
+	getenv, err := withDotenvFile(getenv, envFile)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	if len(args) > 1 {
+		switch args[1] {
+		case "healthcheck":
+			return healthcheck(ctx, cfg.HTTPAddr, stdout)
+		default:
+			return fmt.Errorf("unknown command %q; run without arguments to serve, or with healthcheck", args[1])
+		}
+	}
+	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	return serve(ctx, cfg, logger)
+}
+
+// withDotenvFile layers the variables of the file at path, when it exists,
+// under the real environment.
+func withDotenvFile(getenv func(string) string, path string) (func(string) string, error) {
+	text, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return getenv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	vars, err := parseDotenv(string(text))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return withDotenv(getenv, vars), nil
+}
+
+// serve runs the HTTP server until ctx ends, then shuts down gracefully:
+// it stops accepting, lets requests in flight finish for up to
+// shutdownTimeout, and closes the database pool.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	mc := mysqlConfig(cfg)
+	mc.Logger = driverLogger{logger}
+	db, err := openDB(mc, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	store := NewStore(db, cfg.DBTimeout)
+	go applySchemaWhenReady(ctx, store, logger)
+
+	listener, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           newServer(logger, store, cfg.BcryptCost),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("listening", "addr", listener.Addr().String(), "database", mc.Addr)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(listener) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", shutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// applySchemaWhenReady applies the schema as soon as the database answers,
+// so the log says when the service is ready. Requests apply it too if
+// they come first.
+func applySchemaWhenReady(ctx context.Context, store *Store, logger *slog.Logger) {
+	delay := 500 * time.Millisecond
+	for {
+		err := store.EnsureSchema(ctx)
+		if err == nil {
+			logger.Info("database schema in place")
+			return
+		}
+		logger.Warn("database not ready; retrying", "error", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+// healthcheck asks the service listening on addr for /health and fails
+// unless it answers 200. The container image has no shell or curl.
+func healthcheck(ctx context.Context, addr string, stdout io.Writer) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := "http://" + net.JoinHostPort(host, port) + "/health"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", url, resp.Status)
+	}
+	fmt.Fprintln(stdout, "ok")
+	return nil
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+)
+
+type requestIDKey struct{}
+
+// requestID returns the id of the request that ctx belongs to.
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// maxRequestIDLen bounds an incoming X-Request-ID.
+const maxRequestIDLen = 128
+
+// acceptableRequestID reports whether a client's X-Request-ID is safe to
+// keep: short and of visible ASCII, so it cannot forge log lines or headers.
+func acceptableRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:]) // never fails (crypto/rand documentation)
+	return hex.EncodeToString(b[:])
+}
+
+// statusRecorder remembers the status and size of a response.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
+	}
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// logRequests gives each request an id (keeping a sane incoming
+// X-Request-ID), echoes it, and writes one access log line per request.
+func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-ID")
+		if !acceptableRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-ID", id)
+		rec := &statusRecorder{ResponseWriter: w}
+		// The mux records the matched pattern on the request it is given,
+		// so keep that request to read the pattern afterwards.
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("route", r.Pattern),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.Int("bytes", rec.bytes),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.String("request_id", id),
+		)
+	})
+}
+
+// recoverPanics turns a panic in a handler into a logged 500 problem, so
+// one bad request never takes the server down.
+func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler { // the handler's way to abort: re-panic as asked
+				panic(v)
+			}
+			logger.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+				slog.String("panic", fmt.Sprint(v)),
+				slog.String("stack", string(debug.Stack())),
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.String("request_id", requestID(r.Context())),
+			)
+			if rec.status == 0 {
+				writeProblem(w, newProblem(http.StatusInternalServerError, "An unexpected error occurred; it has been logged."))
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// commonHeaders sets the headers every response carries.
+func commonHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// problemsForUnmatched answers requests that match no route (404) or a
+// route with another method (405, keeping the mux's Allow header) with
+// problem bodies instead of the mux's plain text.
+func problemsForUnmatched(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fallback, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		capture := &capturedResponse{header: http.Header{}}
+		fallback.ServeHTTP(capture, r)
+		switch capture.status {
+		case http.StatusNotFound:
+			writeProblem(w, newProblem(http.StatusNotFound, fmt.Sprintf("No route matches %s.", r.URL.Path)))
+		case http.StatusMethodNotAllowed:
+			allow := capture.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeProblem(w, newProblem(http.StatusMethodNotAllowed,
+				fmt.Sprintf("%s does not allow %s; allowed: %s.", r.URL.Path, r.Method, allow)))
+		default: // a redirect to the cleaned path: pass it on as it is
+			for k, v := range capture.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(capture.status)
+			w.Write(capture.body.Bytes())
+		}
+	})
+}
+
+// capturedResponse holds the small response of the mux's own fallback
+// handlers so that it can be rewritten.
+type capturedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (c *capturedResponse) Header() http.Header { return c.header }
+func (c *capturedResponse) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	return c.body.Write(b)
+}
+func (c *capturedResponse) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+}

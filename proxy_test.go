@@ -1,0 +1,168 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// faultProxy is a TCP proxy between the service and the database that a
+// test can break: down (every open connection is cut and new ones are
+// closed at once) or black-holed (bytes are swallowed: no answer, no reset).
+type faultProxy struct {
+	listener net.Listener
+	target   string
+
+	mu        sync.Mutex
+	down      bool
+	blackhole bool
+	conns     map[net.Conn]struct{}
+}
+
+func startFaultProxy(t *testing.T, target string) *faultProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{listener: ln, target: target, conns: map[net.Conn]struct{}{}}
+	go p.acceptLoop()
+	t.Cleanup(func() {
+		ln.Close()
+		p.setDown(true)
+	})
+	return p
+}
+
+func (p *faultProxy) addr() string { return p.listener.Addr().String() }
+
+// setDown cuts every open connection and refuses new ones while down.
+func (p *faultProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
+}
+
+// setBlackhole makes the proxy swallow traffic in both directions, and
+// cuts the connections that were swallowed once it ends.
+func (p *faultProxy) setBlackhole(on bool) {
+	p.mu.Lock()
+	p.blackhole = on
+	p.mu.Unlock()
+}
+
+func (p *faultProxy) acceptLoop() {
+	for {
+		client, err := p.listener.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			client.Close()
+			continue
+		}
+		server, err := net.DialTimeout("tcp", p.target, time.Second)
+		if err != nil {
+			client.Close()
+			continue
+		}
+		p.track(client, server)
+		go p.pipe(client, server)
+		go p.pipe(server, client)
+	}
+}
+
+func (p *faultProxy) track(conns ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range conns {
+		p.conns[c] = struct{}{}
+	}
+}
+
+// pipe copies from src to dst until either side closes, dropping the
+// bytes while the black hole is on.
+func (p *faultProxy) pipe(src, dst net.Conn) {
+	defer func() {
+		src.Close()
+		dst.Close()
+		p.mu.Lock()
+		delete(p.conns, src)
+		delete(p.conns, dst)
+		p.mu.Unlock()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			swallow := p.blackhole
+			p.mu.Unlock()
+			if !swallow {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// send sends r through the app's handler.
+func (a *testApp) send(r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	a.handler.ServeHTTP(rec, r)
+	return rec
+}
+
+func jsonUnmarshalString(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+func mapsKeys[M ~map[string]V, V any](m M) func(func(string) bool) { return maps.Keys(m) }
+
+func splitAddr(t *testing.T, addr string) (host, port string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, port
+}
+
+// waitForLogField waits for a JSON log line with the given msg and returns
+// its string field.
+func waitForLogField(t *testing.T, logs *syncBuffer, msg, field string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var entry map[string]any
+			if json.Unmarshal([]byte(line), &entry) == nil && entry["msg"] == msg {
+				if v, ok := entry[field].(string); ok {
+					return v
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no log line %q with %s in: %s", msg, field, logs)
+	return ""
+}
+
+var _ io.Writer = (*syncBuffer)(nil)

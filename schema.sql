@@ -1,0 +1,22 @@
+-- Schema of the users service. Idempotent: it runs at every start-up of the
+-- service and from the MySQL image's /docker-entrypoint-initdb.d.
+-- It must run unchanged on MySQL 8.0 and MariaDB 10.11, so it names a
+-- collation both have (utf8mb4_unicode_ci, not utf8mb4_0900_*).
+--
+-- username and email hold ASCII only (the service validates this), and their
+-- case-insensitive collation makes the unique indexes the single judge of
+-- uniqueness: with 'Alice' stored, 'alice' is a duplicate key.
+CREATE TABLE IF NOT EXISTS users (
+    id            BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    username      VARCHAR(50)  NOT NULL,
+    email         VARCHAR(254) NOT NULL,
+    password_hash VARCHAR(255) NOT NULL,
+    full_name     VARCHAR(255) NULL,
+    role          ENUM('admin', 'user') NOT NULL DEFAULT 'user',
+    is_active     BOOLEAN NOT NULL DEFAULT TRUE,
+    created_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    updated_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (id),
+    UNIQUE KEY users_username_unique (username),
+    UNIQUE KEY users_email_unique (email)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// sessionSQLMode is pinned on every connection so MySQL 8 and MariaDB
+// behave alike: strict (a bad value is an error, never truncated) and
+// without zero dates.
+const sessionSQLMode = "'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY'"
+
+// driverLogger sends the driver's own complaints (broken connections and
+// the like) to the service's structured log instead of bare stderr lines.
+type driverLogger struct{ logger *slog.Logger }
+
+func (d driverLogger) Print(v ...any) {
+	d.logger.Warn("mysql driver", "message", strings.TrimSpace(fmt.Sprint(v...)))
+}
+
+// mysqlConfig is the driver configuration for cfg.
+func mysqlConfig(cfg Config) *mysql.Config {
+	mc := mysql.NewConfig()
+	mc.Net = "tcp"
+	mc.Addr = net.JoinHostPort(cfg.DBHost, strconv.Itoa(cfg.DBPort))
+	mc.User = cfg.DBUser
+	mc.Passwd = cfg.DBPassword
+	mc.DBName = cfg.DBName
+	applySessionSettings(mc, cfg.DBTimeout)
+	return mc
+}
+
+// applySessionSettings sets what every connection of the service needs,
+// whatever server it talks to: UTC timestamps, a pinned time zone, SQL mode
+// and collation, matched-rows counts, and I/O deadlines so a black-holed
+// server cannot hang a connection forever.
+func applySessionSettings(mc *mysql.Config, timeout time.Duration) {
+	mc.ParseTime = true
+	mc.Loc = time.UTC
+	mc.Collation = "utf8mb4_unicode_ci"
+	mc.ClientFoundRows = true // UPDATE reports matched rows: 0 means not found
+	mc.Timeout = timeout
+	mc.ReadTimeout = 2 * timeout
+	mc.WriteTimeout = 2 * timeout
+	if mc.Params == nil {
+		mc.Params = map[string]string{}
+	}
+	mc.Params["time_zone"] = "'+00:00'"
+	mc.Params["sql_mode"] = sessionSQLMode
+}
+
+// openDB opens a pool on mc with the configured limits. It does not
+// connect: the service starts even while the database is down.
+func openDB(mc *mysql.Config, cfg Config) (*sql.DB, error) {
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(cfg.DBMaxOpenConns)
+	db.SetMaxIdleConns(cfg.DBMaxIdleConns)
+	db.SetConnMaxLifetime(cfg.DBConnMaxLifetime)
+	return db, nil
+}
+
+// Store keeps users in MySQL. Every method bounds its database work by
+// the store's timeout, on top of the caller's context.
+type Store struct {
+	db      *sql.DB
+	timeout time.Duration
+
+	schemaApplied atomic.Bool
+	schemaLock    chan struct{} // a mutex that respects contexts
+}
+
+// NewStore returns a store on db. The schema is applied on first use.
+func NewStore(db *sql.DB, timeout time.Duration) *Store {
+	return &Store{db: db, timeout: timeout, schemaLock: make(chan struct{}, 1)}
+}
+
+// userColumns are the columns scanned by scanUser, in order.
+const userColumns = "id, username, email, full_name, role, is_active, created_at, updated_at"
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanUser(row rowScanner) (User, error) {
+	var u User
+	var fullName sql.NullString
+	err := row.Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt)
+	if fullName.Valid {
+		u.FullName = &fullName.String
+	}
+	return u, err
+}
+
+// begin prepares a call: it bounds ctx by the store's timeout and makes
+// sure the schema is in place.
+func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	if err := s.EnsureSchema(ctx); err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return ctx, cancel, nil
+}
+
+// EnsureSchema applies schema.sql once per process. Until it succeeds,
+// every call tries again, so the service heals when the database appears.
+func (s *Store) EnsureSchema(ctx context.Context) error {
+	if s.schemaApplied.Load() {
+		return nil
+	}
+	select {
+	case s.schemaLock <- struct{}{}:
+		defer func() { <-s.schemaLock }()
+	case <-ctx.Done():
+		return dbError("apply schema", ctx.Err())
+	}
+	if s.schemaApplied.Load() {
+		return nil
+	}
+	for _, stmt := range splitSQL(schemaSQL) {
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return dbError("apply schema", err)
+		}
+	}
+	s.schemaApplied.Store(true)
+	return nil
+}
+
+// splitSQL splits a script into statements at semicolons that end a line,
+// dropping comment lines. It is enough for schema.sql, which we write.
+func splitSQL(script string) []string {
+	var stmts []string
+	var current strings.Builder
+	for _, line := range strings.Split(script, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		current.WriteString(line)
+		current.WriteByte('\n')
+		if strings.HasSuffix(trimmed, ";") {
+			stmts = append(stmts, strings.TrimSuffix(strings.TrimSpace(current.String()), ";"))
+			current.Reset()
+		}
+	}
+	if rest := strings.TrimSpace(current.String()); rest != "" {
+		stmts = append(stmts, rest)
+	}
+	return stmts
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return dbError("ping", err)
+	}
+	return nil
+}
+
+// CreateUser inserts u and returns it as stored. A taken username or email
+// is a *ConflictError: the unique indexes decide, so concurrent creates of
+// one name cannot both succeed.
+func (s *Store) CreateUser(ctx context.Context, u NewUser) (User, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return User{}, err
+	}
+	defer cancel()
+	res, err := s.db.ExecContext(ctx,
+		"INSERT INTO users (username, email, password_hash, full_name, role, is_active) VALUES (?, ?, ?, ?, ?, ?)",
+		u.Username, u.Email, u.PasswordHash, u.FullName, u.Role, u.IsActive)
+	if err != nil {
+		return User{}, dbError("create user", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return User{}, dbError("create user: last insert id", err)
+	}
+	// Read the row back for the server-set timestamps: MySQL has no
+	// INSERT ... RETURNING.
+	return s.getUser(ctx, s.db, id)
+}
+
+// User returns the user with the given id, or ErrNotFound.
+func (s *Store) User(ctx context.Context, id int64) (User, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return User{}, err
+	}
+	defer cancel()
+	return s.getUser(ctx, s.db, id)
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *Store) getUser(ctx context.Context, q queryer, id int64) (User, error) {
+	u, err := scanUser(q.QueryRowContext(ctx, "SELECT "+userColumns+" FROM users WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, dbError("get user", err)
+	}
+	return u, nil
+}
+
+// ListUsers returns up to limit users ordered by id, skipping offset, and
+// the total number of users.
+func (s *Store) ListUsers(ctx context.Context, limit, offset int64) ([]User, int64, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cancel()
+	var total int64
+	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM users").Scan(&total); err != nil {
+		return nil, 0, dbError("count users", err)
+	}
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT "+userColumns+" FROM users ORDER BY id LIMIT ? OFFSET ?", limit, offset)
+	if err != nil {
+		return nil, 0, dbError("list users", err)
+	}
+	defer rows.Close()
+	users := make([]User, 0, limit)
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, 0, dbError("list users: scan", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, dbError("list users", err)
+	}
+	return users, total, nil
+}
+
+// UpdateUser applies changes to the user with the given id and returns the
+// user as updated, in one transaction so the answer is this update's
+// result. updated_at moves by the column's ON UPDATE clause whenever a
+// value really changes.
+func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (User, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return User{}, err
+	}
+	defer cancel()
+	set, args := changes.assignments()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return User{}, dbError("update user: begin", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...)
+	if err != nil {
+		return User{}, dbError("update user", err)
+	}
+	matched, err := res.RowsAffected()
+	if err != nil {
+		return User{}, dbError("update user: rows affected", err)
+	}
+	if matched == 0 {
+		return User{}, ErrNotFound
+	}
+	u, err := s.getUser(ctx, tx, id)
+	if err != nil {
+		return User{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return User{}, dbError("update user: commit", err)
+	}
+	return u, nil
+}
+
+// assignments returns the SET clause for the changed columns and its
+// arguments. Column names are constants here, never client input.
+func (c UserChanges) assignments() (string, []any) {
+	var cols []string
+	var args []any
+	add := func(col string, v any) {
+		cols = append(cols, col+" = ?")
+		args = append(args, v)
+	}
+	if c.Username != nil {
+		add("username", *c.Username)
+	}
+	if c.Email != nil {
+		add("email", *c.Email)
+	}
+	if c.PasswordHash != nil {
+		add("password_hash", *c.PasswordHash)
+	}
+	if c.SetFullName {
+		add("full_name", c.FullName)
+	}
+	if c.Role != nil {
+		add("role", *c.Role)
+	}
+	if c.IsActive != nil {
+		add("is_active", *c.IsActive)
+	}
+	return strings.Join(cols, ", "), args
+}
+
+// DeleteUser deletes the user with the given id, or returns ErrNotFound.
+func (s *Store) DeleteUser(ctx context.Context, id int64) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	res, err := s.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id)
+	if err != nil {
+		return dbError("delete user", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return dbError("delete user: rows affected", err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// defaultTestDSN is the server-level DSN the tests use when TEST_DB_DSN is
+// unset: the local MariaDB or MySQL as root without a password.
+const defaultTestDSN = "root@tcp(127.0.0.1:3306)/"
+
+// testTimeout bounds each database call of the service in tests.
+const testTimeout = 3 * time.Second
+
+var (
+	adminOnce sync.Once
+	adminDB   *sql.DB
+	adminCfg  *mysql.Config
+	adminErr  error
+)
+
+// testServer connects once to the server named by TEST_DB_DSN, for
+// creating and dropping the tests' databases. When no server answers, the
+// test is skipped, or fails under CI=true.
+func testServer(t *testing.T) (*sql.DB, *mysql.Config) {
+	t.Helper()
+	adminOnce.Do(func() {
+		dsn := os.Getenv("TEST_DB_DSN")
+		if dsn == "" {
+			dsn = defaultTestDSN
+		}
+		adminCfg, adminErr = mysql.ParseDSN(dsn)
+		if adminErr != nil {
+			return
+		}
+		adminCfg.DBName = ""
+		applySessionSettings(adminCfg, testTimeout)
+		adminDB, adminErr = openDB(adminCfg, testConfig())
+		if adminErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		adminErr = adminDB.PingContext(ctx)
+	})
+	if adminErr != nil {
+		msg := "no MySQL/MariaDB server for the database tests: " + adminErr.Error() +
+			"; start one, or set TEST_DB_DSN to a server-level DSN such as user:password@tcp(127.0.0.1:3306)/"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return adminDB, adminCfg
+}
+
+// testConfig is the service configuration the tests run with.
+func testConfig() Config {
+	return Config{
+		DBMaxOpenConns:    10,
+		DBMaxIdleConns:    10,
+		DBConnMaxLifetime: time.Minute,
+		DBTimeout:         testTimeout,
+		BcryptCost:        bcrypt.MinCost,
+	}
+}
+
+// newTestDatabase creates an empty database of its own for the test, drops
+// it when the test ends, and returns a pool on it reached through addr
+// (the server's own address when addr is "").
+func newTestDatabase(t *testing.T, addr string) *sql.DB {
+	t.Helper()
+	admin, serverCfg := testServer(t)
+	name := "usersvc_test_" + randomHex(8)
+	ctx := context.Background()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+	mc := serverCfg.Clone()
+	mc.DBName = name
+	mc.Logger = &mysql.NopLogger{} // the fault tests break connections on purpose
+	if addr != "" {
+		mc.Net, mc.Addr = "tcp", addr
+	}
+	db, err := openDB(mc, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// newTestDB returns a fresh database with the schema applied.
+func newTestDB(t *testing.T) *sql.DB {
+	t.Helper()
+	db := newTestDatabase(t, "")
+	if err := NewStore(db, testTimeout).EnsureSchema(context.Background()); err != nil {
+		t.Fatalf("apply schema: %v", err)
+	}
+	return db
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testApp is the real HTTP handler on a test database, with its log kept
+// for inspection.
+type testApp struct {
+	t       *testing.T
+	handler http.Handler
+	db      *sql.DB
+	logs    *syncBuffer
+}
+
+// newTestApp builds the service exactly as main does, on a fresh database.
+func newTestApp(t *testing.T) *testApp {
+	t.Helper()
+	return newTestAppOn(t, newTestDB(t))
+}
+
+func newTestAppOn(t *testing.T, db *sql.DB) *testApp {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	handler := newServer(logger, NewStore(db, testTimeout), bcrypt.MinCost)
+	return &testApp{t: t, handler: handler, db: db, logs: logs}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// do sends a request through the app. A non-empty body is sent as
+// application/json unless headers (name, value pairs) say otherwise.
+func (a *testApp) do(method, path, body string, headers ...string) *httptest.ResponseRecorder {
+	a.t.Helper()
+	var reader io.Reader
+	if body != "" {
+		reader = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, reader)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	rec := httptest.NewRecorder()
+	a.handler.ServeHTTP(rec, req)
+	return rec
+}
+
+// userJSON is a user as the API returns it.
+type userJSON struct {
+	ID        int64   `json:"id"`
+	Username  string  `json:"username"`
+	Email     string  `json:"email"`
+	FullName  *string `json:"full_name"`
+	Role      string  `json:"role"`
+	IsActive  bool    `json:"is_active"`
+	CreatedAt string  `json:"created_at"`
+	UpdatedAt string  `json:"updated_at"`
+}
+
+// problemJSON is a problem body as the API returns it.
+type problemJSON struct {
+	Type   string       `json:"type"`
+	Title  string       `json:"title"`
+	Status int          `json:"status"`
+	Detail string       `json:"detail"`
+	Errors []fieldError `json:"errors"`
+	// Database is the extension member of /health's 503.
+	Database string `json:"database"`
+}
+
+// createUser creates a user through the API and fails the test unless it
+// answers 201.
+func (a *testApp) createUser(body string) userJSON {
+	a.t.Helper()
+	rec := a.do("POST", "/api/v1/users", body)
+	if rec.Code != http.StatusCreated {
+		a.t.Fatalf("create user: got %d %s, want 201", rec.Code, rec.Body)
+	}
+	return decodeJSON[userJSON](a.t, rec)
+}
+
+// decodeJSON decodes a response body strictly into T.
+func decodeJSON[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("decode %T from %q: %v", v, rec.Body, err)
+	}
+	return v
+}
+
+// wantProblem checks that rec is a problem body with the given status
+// and, when fields are given, exactly those fields in its errors.
+func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, status int, fields ...string) problemJSON {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status: got %d, want %d; body %s", rec.Code, status, rec.Body)
+	}
+	if got := rec.Header().Get("Content-Type"); got != "application/problem+json" {
+		t.Errorf("Content-Type: got %q, want application/problem+json", got)
+	}
+	p := decodeJSON[problemJSON](t, rec)
+	if p.Status != status || p.Title != http.StatusText(status) || p.Type == "" || p.Detail == "" {
+		t.Errorf("problem body %+v: want status %d, its title, a type and a detail", p, status)
+	}
+	if len(fields) > 0 {
+		var got []string
+		for _, e := range p.Errors {
+			got = append(got, e.Field)
+			if e.Message == "" {
+				t.Errorf("error for %s has no message", e.Field)
+			}
+		}
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(fields))
+		if !slices.Equal(got, want) {
+			t.Errorf("error fields: got %v, want %v (body %s)", got, fields, rec.Body)
+		}
+	}
+	return p
+}
+
+// uniqueName returns a username no other test uses.
+func uniqueName(prefix string) string {
+	return prefix + "_" + randomHex(4)
+}

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Role is what a user may do; the schema's ENUM holds the same two values.
+type Role string
+
+const (
+	RoleAdmin Role = "admin"
+	RoleUser  Role = "user"
+)
+
+// Limits of the user fields, shared by validation and the schema.
+const (
+	usernameMinLen    = 3
+	usernameMaxLen    = 50
+	emailMaxLen       = 254
+	emailLocalMaxLen  = 64
+	fullNameMaxRunes  = 255
+	passwordMinBytes  = 8
+	passwordMaxBytes  = 72 // bcrypt ignores every byte after the 72nd
+	timestampJSONForm = "2006-01-02T15:04:05.000000Z07:00"
+)
+
+// User is a user account as clients see it. It has no password hash field on
+// purpose: what is not loaded cannot leak.
+type User struct {
+	ID        int64
+	Username  string
+	Email     string
+	FullName  *string
+	Role      Role
+	IsActive  bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// MarshalJSON writes the user with RFC 3339 UTC timestamps that always
+// carry six fractional digits, the precision of the DATETIME(6) columns.
+func (u User) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ID        int64   `json:"id"`
+		Username  string  `json:"username"`
+		Email     string  `json:"email"`
+		FullName  *string `json:"full_name"`
+		Role      Role    `json:"role"`
+		IsActive  bool    `json:"is_active"`
+		CreatedAt string  `json:"created_at"`
+		UpdatedAt string  `json:"updated_at"`
+	}{
+		u.ID, u.Username, u.Email, u.FullName, u.Role, u.IsActive,
+		u.CreatedAt.UTC().Format(timestampJSONForm),
+		u.UpdatedAt.UTC().Format(timestampJSONForm),
+	})
+}
+
+// NewUser is a validated account ready to be inserted.
+type NewUser struct {
+	Username     string
+	Email        string
+	PasswordHash string
+	FullName     *string
+	Role         Role
+	IsActive     bool
+}
+
+// UserChanges are the columns an update sets; nil fields keep their value.
+// FullName can be set to NULL, so it has its own presence flag.
+type UserChanges struct {
+	Username     *string
+	Email        *string
+	PasswordHash *string
+	SetFullName  bool
+	FullName     *string
+	Role         *Role
+	IsActive     *bool
+}
+
+// userFields are the fields a client may send to create or update a user,
+// as decoded from the body: nil means absent.
+type userFields struct {
+	Username    *string
+	Email       *string
+	Password    *string
+	HasFullName bool
+	FullName    *string // nil with HasFullName: clear it
+	Role        *string
+	IsActive    *bool
+}
+
+// fieldError names one problem with one field of a request.
+type fieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// fieldErrors collects every problem of a request, so all are reported at once.
+type fieldErrors []fieldError
+
+func (e *fieldErrors) add(field, message string) {
+	*e = append(*e, fieldError{Field: field, Message: message})
+}
+
+func (e fieldErrors) has(field string) bool {
+	for _, fe := range e {
+		if fe.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// maxUnknownFieldsReported bounds the errors an attacker can make us echo.
+const maxUnknownFieldsReported = 10
+
+// parseUserFields decodes the members of a JSON object into userFields,
+// reporting unknown fields, wrong types and nulls where null is not allowed.
+func parseUserFields(members []jsonMember) (userFields, fieldErrors) {
+	var f userFields
+	var errs fieldErrors
+	unknown := 0
+	for _, m := range members {
+		switch m.Name {
+		case "username":
+			f.Username = decodeString(m, &errs)
+		case "email":
+			f.Email = decodeString(m, &errs)
+		case "password":
+			f.Password = decodeString(m, &errs)
+		case "full_name":
+			f.HasFullName = true
+			if !m.isNull() {
+				f.FullName = decodeString(m, &errs)
+			}
+		case "role":
+			f.Role = decodeString(m, &errs)
+		case "is_active":
+			f.IsActive = decodeBool(m, &errs)
+		default:
+			if unknown++; unknown <= maxUnknownFieldsReported {
+				errs.add(truncate(m.Name, 64), "is not a known field")
+			}
+		}
+	}
+	return f, errs
+}
+
+func decodeString(m jsonMember, errs *fieldErrors) *string {
+	if m.isNull() {
+		errs.add(m.Name, "must not be null")
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(m.Value, &s); err != nil {
+		errs.add(m.Name, "must be a string")
+		return nil
+	}
+	return &s
+}
+
+func decodeBool(m jsonMember, errs *fieldErrors) *bool {
+	if m.isNull() {
+		errs.add(m.Name, "must not be null")
+		return nil
+	}
+	var b bool
+	if err := json.Unmarshal(m.Value, &b); err != nil {
+		errs.add(m.Name, "must be true or false")
+		return nil
+	}
+	return &b
+}
+
+// normalize trims the text fields, lowercases the email and turns a
+// full_name that is empty after trimming into null. The password is taken
+// exactly as sent. Normalizing twice gives the same result as once.
+func (f *userFields) normalize() {
+	if f.Username != nil {
+		*f.Username = strings.TrimSpace(*f.Username)
+	}
+	if f.Email != nil {
+		*f.Email = strings.ToLower(strings.TrimSpace(*f.Email))
+	}
+	if f.FullName != nil {
+		if name := strings.TrimSpace(*f.FullName); name == "" {
+			f.FullName = nil
+		} else {
+			*f.FullName = name
+		}
+	}
+}
+
+// validateForCreate checks normalized fields for a new user: username,
+// email and password are required. Fields that already failed to decode
+// (listed in decodeErrs) are not reported again as missing.
+func (f *userFields) validateForCreate(decodeErrs fieldErrors) fieldErrors {
+	var errs fieldErrors
+	required := []struct {
+		field string
+		value *string
+	}{{"username", f.Username}, {"email", f.Email}, {"password", f.Password}}
+	for _, r := range required {
+		if r.value == nil && !decodeErrs.has(r.field) {
+			errs.add(r.field, "is required")
+		}
+	}
+	return append(errs, f.validatePresent()...)
+}
+
+// isEmpty reports whether no field was given at all.
+func (f *userFields) isEmpty() bool {
+	return f.Username == nil && f.Email == nil && f.Password == nil &&
+		!f.HasFullName && f.Role == nil && f.IsActive == nil
+}
+
+// validatePresent checks each field that is present against its rules.
+func (f *userFields) validatePresent() fieldErrors {
+	var errs fieldErrors
+	if f.Username != nil {
+		if msg := usernameProblem(*f.Username); msg != "" {
+			errs.add("username", msg)
+		}
+	}
+	if f.Email != nil {
+		if msg := emailProblem(*f.Email); msg != "" {
+			errs.add("email", msg)
+		}
+	}
+	if f.Password != nil {
+		if n := len(*f.Password); n < passwordMinBytes || n > passwordMaxBytes {
+			errs.add("password", "must be 8 to 72 bytes long")
+		}
+	}
+	if f.FullName != nil {
+		if msg := fullNameProblem(*f.FullName); msg != "" {
+			errs.add("full_name", msg)
+		}
+	}
+	if f.Role != nil && Role(*f.Role) != RoleAdmin && Role(*f.Role) != RoleUser {
+		errs.add("role", `must be "admin" or "user"`)
+	}
+	return errs
+}
+
+// usernameProblem says what is wrong with a trimmed username, or "".
+func usernameProblem(s string) string {
+	const rule = "must be 3 to 50 characters of ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+	if len(s) < usernameMinLen || len(s) > usernameMaxLen || !isASCIIAlnum(s[0]) {
+		return rule
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isASCIIAlnum(c) && c != '.' && c != '_' && c != '-' {
+			return rule
+		}
+	}
+	return ""
+}
+
+// emailProblem says what is wrong with a normalized email, or "". It accepts
+// one plain ASCII address, local@domain: a dot-atom local part (RFC 5322,
+// without quoted strings or comments) and a domain of at least two
+// letter-digit-hyphen labels.
+func emailProblem(s string) string {
+	const rule = "must be a single plain address like name@example.com"
+	if len(s) > emailMaxLen {
+		return "must be at most 254 characters"
+	}
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || !isDotAtom(local) || len(local) > emailLocalMaxLen || !isDomainName(domain) {
+		return rule
+	}
+	return ""
+}
+
+// isDotAtom reports whether s is an RFC 5322 dot-atom: atext runs
+// separated by single dots.
+func isDotAtom(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, atom := range strings.Split(s, ".") {
+		if atom == "" {
+			return false
+		}
+		for i := 0; i < len(atom); i++ {
+			if !isASCIIAlnum(atom[i]) && !strings.ContainsRune("!#$%&'*+/=?^_`{|}~-", rune(atom[i])) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isDomainName reports whether s is a host name with at least one dot:
+// labels of 1 to 63 letters, digits and inner hyphens.
+func isDomainName(s string) bool {
+	labels := strings.Split(s, ".")
+	if len(labels) < 2 || len(s) > 253 {
+		return false
+	}
+	for _, label := range labels {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if !isASCIIAlnum(label[i]) && label[i] != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// fullNameProblem says what is wrong with a trimmed, non-empty full name.
+func fullNameProblem(s string) string {
+	if utf8.RuneCountInString(s) > fullNameMaxRunes {
+		return "must be at most 255 characters"
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return "must not contain control characters"
+		}
+	}
+	return ""
+}
+
+func isASCIIAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// truncate shortens s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
