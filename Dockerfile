@@ -1,0 +1,17 @@
+# syntax=docker/dockerfile:1
+
+# Build stage: a static binary (no cgo), with paths trimmed from it.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download && go mod verify
+COPY *.go schema.sql ./
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/usersvc .
+
+# Run stage: no shell, no package manager, a non-root user.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/usersvc /usersvc
+USER nonroot:nonroot
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["/usersvc", "healthcheck"]
+ENTRYPOINT ["/usersvc"]

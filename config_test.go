@@ -1,0 +1,128 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		HTTPAddr: ":8080", DBHost: "127.0.0.1", DBPort: 3306, DBUser: "root", DBName: "users",
+		DBMaxOpenConns: 20, DBMaxIdleConns: 20, DBConnMaxLifetime: 3 * time.Minute, DBTimeout: 5 * time.Second,
+		BcryptCost: 12, LogLevel: slog.LevelInfo,
+	}
+	if cfg != want {
+		t.Errorf("got %+v, want %+v", cfg, want)
+	}
+}
+
+func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"HTTP_ADDR":            "8080",
+		"DB_PORT":              "70000",
+		"DB_MAX_OPEN_CONNS":    "ten",
+		"DB_CONN_MAX_LIFETIME": "3",
+		"DB_TIMEOUT":           "-1s",
+		"BCRYPT_COST":          "3",
+		"LOG_LEVEL":            "loud",
+	}
+	_, err := loadConfig(func(name string) string { return env[name] })
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for name := range env {
+		if !strings.Contains(err.Error(), name+" ") {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
+}
+
+func TestLoadConfigIdleAboveOpen(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DB_MAX_OPEN_CONNS": "5", "DB_MAX_IDLE_CONNS": "6"}
+	if _, err := loadConfig(func(name string) string { return env[name] }); err == nil || !strings.Contains(err.Error(), "DB_MAX_IDLE_CONNS") {
+		t.Errorf("got %v, want an error naming DB_MAX_IDLE_CONNS", err)
+	}
+}
+
+func TestParseDotenv(t *testing.T) {
+	t.Parallel()
+	text := "# a comment\r\n" +
+		"\n" +
+		"PLAIN=value\n" +
+		"SPACED = spaced value  \n" +
+		"export EXPORTED=yes\n" +
+		"EMPTY=\n" +
+		"COMMENTED=abc # trailing comment\n" +
+		"HASH=abc#def\n" +
+		"SINGLE='it is' \n" +
+		"SINGLE2='a \\n b # not a comment'\n" +
+		"DOUBLE=\"line1\\nline2 \\\"quoted\\\" \\\\ end\" # comment\n" +
+		"EQUALS=a=b=c\n"
+	got, err := parseDotenv(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"PLAIN": "value", "SPACED": "spaced value", "EXPORTED": "yes", "EMPTY": "",
+		"COMMENTED": "abc", "HASH": "abc#def", "SINGLE": "it is", "SINGLE2": `a \n b # not a comment`,
+		"DOUBLE": "line1\nline2 \"quoted\" \\ end", "EQUALS": "a=b=c",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+func TestParseDotenvErrors(t *testing.T) {
+	t.Parallel()
+	for _, text := range []string{
+		"NOEQUALS\n",
+		"1BAD=x\n",
+		"BAD-NAME=x\n",
+		"OPEN='unterminated\n",
+		"OPEN=\"unterminated\n",
+		"AFTER='x' y\n",
+	} {
+		if _, err := parseDotenv(text); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("%q: got %v, want an error at line 1", text, err)
+		}
+	}
+}
+
+func TestDotenvFileUnderTheEnvironment(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(path, []byte("DB_NAME=fromfile\nDB_USER=fileuser\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv, err := withDotenvFile(func(name string) string {
+		if name == "DB_USER" {
+			return "envuser"
+		}
+		return ""
+	}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getenv("DB_NAME"); got != "fromfile" {
+		t.Errorf("DB_NAME: got %q, want the file's", got)
+	}
+	if got := getenv("DB_USER"); got != "envuser" {
+		t.Errorf("DB_USER: got %q, want the environment's", got)
+	}
+	if _, err := withDotenvFile(os.Getenv, filepath.Join(t.TempDir(), "missing")); err != nil {
+		t.Errorf("a missing .env is not an error: %v", err)
+	}
+}
