@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -26,8 +27,19 @@ type Config struct {
 	DBConnMaxLifetime time.Duration
 	DBTimeout         time.Duration // limit on every database call and on dialing
 
-	BcryptCost int
-	LogLevel   slog.Level
+	BcryptCost    int
+	BcryptWorkers int // bcrypt computations at once
+
+	TokenTTL    time.Duration
+	AllowSignup bool
+
+	// The admin created at start-up when no active admin exists; all three
+	// are set, or none.
+	AdminUsername string
+	AdminEmail    string
+	AdminPassword string
+
+	LogLevel slog.Level
 }
 
 // loadConfig reads the configuration through getenv. It reports every bad
@@ -46,15 +58,44 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		DBConnMaxLifetime: r.duration("DB_CONN_MAX_LIFETIME", 3*time.Minute),
 		DBTimeout:         r.duration("DB_TIMEOUT", 5*time.Second),
 		BcryptCost:        r.intRange("BCRYPT_COST", 12, bcrypt.MinCost, bcrypt.MaxCost),
+		BcryptWorkers:     r.intRange("BCRYPT_WORKERS", runtime.NumCPU(), 1, 1024),
+		TokenTTL:          r.duration("TOKEN_TTL", time.Hour),
+		AllowSignup:       r.boolean("ALLOW_SIGNUP", false),
+		AdminUsername:     strings.TrimSpace(r.str("ADMIN_USERNAME", "")),
+		AdminEmail:        strings.ToLower(strings.TrimSpace(r.str("ADMIN_EMAIL", ""))),
+		AdminPassword:     r.str("ADMIN_PASSWORD", ""),
 		LogLevel:          r.logLevel("LOG_LEVEL", slog.LevelInfo),
 	}
 	if cfg.DBMaxIdleConns > cfg.DBMaxOpenConns {
 		r.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS (%d)", cfg.DBMaxOpenConns)
 	}
+	checkBootstrapAdmin(&r, cfg)
 	if err := errors.Join(r.errs...); err != nil {
 		return Config{}, fmt.Errorf("configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// checkBootstrapAdmin checks that the ADMIN_* variables are all set or all
+// unset, and hold a valid user.
+func checkBootstrapAdmin(r *envReader, cfg Config) {
+	set := 0
+	for _, v := range []string{cfg.AdminUsername, cfg.AdminEmail, cfg.AdminPassword} {
+		if v != "" {
+			set++
+		}
+	}
+	if set == 0 {
+		return
+	}
+	if set < 3 {
+		r.fail("ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD", "must be set together or not at all")
+		return
+	}
+	f := userFields{Username: &cfg.AdminUsername, Email: &cfg.AdminEmail, Password: &cfg.AdminPassword}
+	for _, e := range f.validatePresent() {
+		r.fail("ADMIN_"+strings.ToUpper(e.Field), "%s", e.Message)
+	}
 }
 
 // envReader reads typed variables and collects one error per bad variable.
@@ -98,6 +139,19 @@ func (r *envReader) duration(name string, fallback time.Duration) time.Duration 
 		return fallback
 	}
 	return d
+}
+
+func (r *envReader) boolean(name string, fallback bool) bool {
+	v := r.getenv(name)
+	if v == "" {
+		return fallback
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, "must be true or false, got %q", v)
+		return fallback
+	}
+	return b
 }
 
 func (r *envReader) addr(name, fallback string) string {

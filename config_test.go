@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := Config{
 		HTTPAddr: ":8080", DBHost: "127.0.0.1", DBPort: 3306, DBUser: "root", DBName: "users",
 		DBMaxOpenConns: 20, DBMaxIdleConns: 20, DBConnMaxLifetime: 3 * time.Minute, DBTimeout: 5 * time.Second,
-		BcryptCost: 12, LogLevel: slog.LevelInfo,
+		BcryptCost: 12, BcryptWorkers: runtime.NumCPU(), TokenTTL: time.Hour, LogLevel: slog.LevelInfo,
 	}
 	if cfg != want {
 		t.Errorf("got %+v, want %+v", cfg, want)
@@ -35,6 +36,9 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		"DB_TIMEOUT":           "-1s",
 		"BCRYPT_COST":          "3",
 		"LOG_LEVEL":            "loud",
+		"BCRYPT_WORKERS":       "0",
+		"TOKEN_TTL":            "forever",
+		"ALLOW_SIGNUP":         "maybe",
 	}
 	_, err := loadConfig(func(name string) string { return env[name] })
 	if err == nil {
@@ -124,5 +128,33 @@ func TestDotenvFileUnderTheEnvironment(t *testing.T) {
 	}
 	if _, err := withDotenvFile(os.Getenv, filepath.Join(t.TempDir(), "missing")); err != nil {
 		t.Errorf("a missing .env is not an error: %v", err)
+	}
+}
+
+func TestLoadConfigBootstrapAdmin(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"all three", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_EMAIL": "Boss@Example.com", "ADMIN_PASSWORD": "long enough"}, ""},
+		{"only two", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "long enough"}, "ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD"},
+		{"bad email", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_EMAIL": "boss", "ADMIN_PASSWORD": "long enough"}, "ADMIN_EMAIL"},
+		{"short password", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_EMAIL": "b@x.io", "ADMIN_PASSWORD": "short"}, "ADMIN_PASSWORD"},
+		{"password is the username", map[string]string{"ADMIN_USERNAME": "bossbossboss", "ADMIN_EMAIL": "b@x.io", "ADMIN_PASSWORD": "BOSSBOSSBOSS"}, "ADMIN_PASSWORD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(func(name string) string { return tt.env[name] })
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.wantErr == "" && cfg.AdminEmail != "boss@example.com":
+				t.Errorf("admin email not normalized: %q", cfg.AdminEmail)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("got %v, want an error naming %s", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -13,31 +13,52 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // server holds what the handlers need.
 type server struct {
-	logger     *slog.Logger
-	store      *Store
-	bcryptCost int
+	logger      *slog.Logger
+	store       *Store
+	passwords   *passwordHasher
+	tokenTTL    time.Duration
+	allowSignup bool
+
+	// Failed logins in the last minute, per username and per address.
+	loginFailuresByName *failureLimiter
+	loginFailuresByAddr *failureLimiter
 }
 
-// newServer returns the service's whole HTTP handler: every route, wrapped
-// in the middleware every request passes through.
-func newServer(logger *slog.Logger, store *Store, bcryptCost int) http.Handler {
-	s := &server{logger: logger, store: store, bcryptCost: bcryptCost}
+// Login rate limits: failures allowed per window before 429.
+const (
+	loginFailuresPerName = 5
+	loginFailuresPerAddr = 20
+	loginFailureWindow   = time.Minute
+)
+
+// newServer returns the service's whole HTTP handler: every route with the
+// access it requires, wrapped in the middleware every request passes through.
+func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config) http.Handler {
+	s := &server{
+		logger:              logger,
+		store:               store,
+		passwords:           passwords,
+		tokenTTL:            cfg.TokenTTL,
+		allowSignup:         cfg.AllowSignup,
+		loginFailuresByName: newFailureLimiter(loginFailuresPerName, loginFailureWindow),
+		loginFailuresByAddr: newFailureLimiter(loginFailuresPerAddr, loginFailureWindow),
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
-	mux.HandleFunc("POST /api/v1/users", s.handleCreateUser)
-	mux.HandleFunc("POST /api/v1/users/{$}", s.handleCreateUser)
-	mux.HandleFunc("GET /api/v1/users", s.handleListUsers)
-	mux.HandleFunc("GET /api/v1/users/{$}", s.handleListUsers)
-	mux.HandleFunc("GET /api/v1/users/{id}", s.handleGetUser)
-	mux.HandleFunc("PUT /api/v1/users/{id}", s.handleUpdateUser)
-	mux.HandleFunc("PATCH /api/v1/users/{id}", s.handleUpdateUser)
-	mux.HandleFunc("DELETE /api/v1/users/{id}", s.handleDeleteUser)
+	mux.HandleFunc("POST /api/v1/auth/token", s.handleLogin)
+	mux.HandleFunc("POST /api/v1/auth/logout", s.signedIn(s.handleLogout))
+	mux.HandleFunc("POST /api/v1/users", s.adminOrSignup(s.handleCreateUser))
+	mux.HandleFunc("POST /api/v1/users/{$}", s.adminOrSignup(s.handleCreateUser))
+	mux.HandleFunc("GET /api/v1/users", s.adminOnly(s.handleListUsers))
+	mux.HandleFunc("GET /api/v1/users/{$}", s.adminOnly(s.handleListUsers))
+	mux.HandleFunc("GET /api/v1/users/{id}", s.selfOrAdmin(s.handleGetUser))
+	mux.HandleFunc("PUT /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser))
+	mux.HandleFunc("PATCH /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser))
+	mux.HandleFunc("DELETE /api/v1/users/{id}", s.adminOnly(s.handleDeleteUser))
 
 	var h http.Handler = problemsForUnmatched(mux)
 	h = recoverPanics(logger, h)
@@ -73,6 +94,8 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	}{"ok", "ok"})
 }
 
+// handleCreateUser creates a user: any user for an admin, or, for an
+// anonymous caller when sign-up is on, an active user with role "user".
 func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	members, err := readJSONObject(w, r)
 	if err != nil {
@@ -80,21 +103,30 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fields, errs := parseUserFields(members)
+	if fields.CurrentPassword != nil {
+		errs.add("current_password", "is not a known field")
+	}
+	if caller := callerFrom(r.Context()); !caller.isAdmin() {
+		if err := signupMayNotSet(fields); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	fields.normalize()
 	errs = append(errs, fields.validateForCreate(errs)...)
 	if len(errs) > 0 {
 		s.writeError(w, r, badRequest("The user is not valid.", errs...))
 		return
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(*fields.Password), s.bcryptCost)
+	hash, err := s.passwords.Hash(r.Context(), *fields.Password)
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("create user: hash password: %w", err))
+		s.writeError(w, r, fmt.Errorf("create user: %w", err))
 		return
 	}
 	nu := NewUser{
 		Username:     *fields.Username,
 		Email:        *fields.Email,
-		PasswordHash: string(hash),
+		PasswordHash: hash,
 		FullName:     fields.FullName,
 		Role:         RoleUser,
 		IsActive:     true,
@@ -114,6 +146,18 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	s.respond(w, r, http.StatusCreated, user)
 }
 
+// signupMayNotSet refuses a self sign-up that asks for more than an active
+// ordinary account.
+func signupMayNotSet(f userFields) error {
+	if f.Role != nil && Role(*f.Role) != RoleUser {
+		return &forbiddenError{detail: `Signing up creates an account with role "user" only.`, field: "role"}
+	}
+	if f.IsActive != nil && !*f.IsActive {
+		return &forbiddenError{detail: "Signing up creates an active account only.", field: "is_active"}
+	}
+	return nil
+}
+
 func userPath(id int64) string { return "/api/v1/users/" + strconv.FormatInt(id, 10) }
 
 func (s *server) handleGetUser(w http.ResponseWriter, r *http.Request) {
@@ -131,7 +175,8 @@ func (s *server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleUpdateUser serves PUT and PATCH alike: a partial update of the
-// fields present in the body.
+// fields present in the body. Users other than admins may change only
+// their own username, email, full name and password.
 func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
@@ -143,10 +188,21 @@ func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	fields, errs := parseUserFields(members)
 	if len(members) == 0 {
 		s.writeError(w, r, badRequest("The body must contain at least one field to change."))
 		return
+	}
+	fields, errs := parseUserFields(members)
+	caller := callerFrom(r.Context())
+	if !caller.isAdmin() {
+		if fields.Role != nil {
+			s.writeError(w, r, &forbiddenError{detail: "Only an admin may change a role.", field: "role"})
+			return
+		}
+		if fields.IsActive != nil {
+			s.writeError(w, r, &forbiddenError{detail: "Only an admin may activate or deactivate a user.", field: "is_active"})
+			return
+		}
 	}
 	fields.normalize()
 	errs = append(errs, fields.validatePresent()...)
@@ -154,7 +210,7 @@ func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("The changes are not valid.", errs...))
 		return
 	}
-	changes, err := s.userChanges(fields)
+	changes, err := s.userChanges(r, id, caller, fields)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -167,9 +223,10 @@ func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 	s.respond(w, r, http.StatusOK, user)
 }
 
-// userChanges turns validated fields into the columns to set, hashing a
-// new password.
-func (s *server) userChanges(f userFields) (UserChanges, error) {
+// userChanges turns validated fields into the columns to set. A new
+// password is checked against the stored username and email, must come
+// with the current password when callers change their own, and is hashed.
+func (s *server) userChanges(r *http.Request, id int64, caller *Caller, f userFields) (UserChanges, error) {
 	c := UserChanges{
 		Username:    f.Username,
 		Email:       f.Email,
@@ -181,21 +238,62 @@ func (s *server) userChanges(f userFields) (UserChanges, error) {
 		role := Role(*f.Role)
 		c.Role = &role
 	}
-	if f.Password != nil {
-		hash, err := bcrypt.GenerateFromPassword([]byte(*f.Password), s.bcryptCost)
-		if err != nil {
-			return UserChanges{}, fmt.Errorf("update user: hash password: %w", err)
-		}
-		h := string(hash)
-		c.PasswordHash = &h
+	if f.Password == nil {
+		return c, nil
 	}
+	current, storedHash, err := s.store.UserWithPasswordHash(r.Context(), id)
+	if err != nil {
+		return UserChanges{}, err
+	}
+	if msg := passwordProblem(*f.Password, &current.Username, &current.Email); msg != "" {
+		return UserChanges{}, badRequest("The changes are not valid.", fieldError{Field: "password", Message: msg})
+	}
+	if caller != nil && caller.ID == id {
+		if err := s.checkCurrentPassword(r, current.Username, storedHash, f.CurrentPassword); err != nil {
+			return UserChanges{}, err
+		}
+		c.ExpectPasswordHash = storedHash
+	}
+	hash, err := s.passwords.Hash(r.Context(), *f.Password)
+	if err != nil {
+		return UserChanges{}, fmt.Errorf("update user: %w", err)
+	}
+	c.PasswordHash = &hash
 	return c, nil
+}
+
+// checkCurrentPassword verifies the current password sent with a change of
+// one's own password. Wrong guesses count against the login limits, so a
+// stolen token cannot be used to guess the password faster than a login.
+func (s *server) checkCurrentPassword(r *http.Request, username, storedHash string, current *string) error {
+	if current == nil {
+		return badRequest("Changing your own password requires your current password.",
+			fieldError{Field: "current_password", Message: "is required to change your own password"})
+	}
+	nameKey, addrKey := loginKeys(r, username)
+	if err := s.loginBlocked(nameKey, addrKey); err != nil {
+		return err
+	}
+	ok, err := s.passwords.Matches(r.Context(), storedHash, *current)
+	if err != nil {
+		return fmt.Errorf("check current password: %w", err)
+	}
+	if !ok {
+		s.loginFailed(nameKey, addrKey)
+		return badRequest("The current password is not correct.",
+			fieldError{Field: "current_password", Message: "is not correct"})
+	}
+	return nil
 }
 
 func (s *server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if caller := callerFrom(r.Context()); caller != nil && caller.ID == id {
+		s.writeError(w, r, &forbiddenError{detail: "An admin may not delete their own account."})
 		return
 	}
 	if err := s.store.DeleteUser(r.Context(), id); err != nil {
@@ -205,12 +303,17 @@ func (s *server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// pathID parses the {id} path segment: a positive decimal int64.
+// pathID parses the {id} path segment: a positive decimal int64, or "me"
+// for the caller's own id.
 func pathID(r *http.Request) (int64, error) {
-	id, ok := parsePositiveInt(r.PathValue("id"))
+	value := r.PathValue("id")
+	if caller := callerFrom(r.Context()); value == "me" && caller != nil {
+		return caller.ID, nil
+	}
+	id, ok := parsePositiveInt(value)
 	if !ok {
-		return 0, badRequest("The user id must be a positive decimal integer.",
-			fieldError{Field: "id", Message: "must be a positive decimal integer"})
+		return 0, badRequest("The user id must be a positive decimal integer, or me.",
+			fieldError{Field: "id", Message: "must be a positive decimal integer, or me"})
 	}
 	return id, nil
 }
@@ -321,7 +424,27 @@ func (s *server) respond(w http.ResponseWriter, r *http.Request, status int, v a
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var reqErr *requestError
 	var conflict *ConflictError
+	var forbidden *forbiddenError
+	var stateConflict *stateConflictError
+	var tooMany *rateLimitedError
 	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="usersvc"`)
+		writeProblem(w, newProblem(http.StatusUnauthorized, "A valid bearer token is required: get one from POST /api/v1/auth/token."))
+	case errors.As(err, &forbidden):
+		p := newProblem(http.StatusForbidden, forbidden.detail)
+		if forbidden.field != "" {
+			p.Errors = fieldErrors{{Field: forbidden.field, Message: "may not be set by you"}}
+		}
+		writeProblem(w, p)
+	case errors.As(err, &stateConflict):
+		writeProblem(w, newProblem(http.StatusConflict, stateConflict.detail))
+	case errors.As(err, &tooMany):
+		w.Header().Set("Retry-After", strconv.Itoa(tooMany.retryAfterSeconds))
+		writeProblem(w, newProblem(http.StatusTooManyRequests, "Too many failed sign-in attempts; try again later."))
+	case errors.Is(err, ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, newProblem(http.StatusServiceUnavailable, "The service is busy hashing passwords; try again shortly."))
 	case errors.As(err, &reqErr):
 		p := newProblem(reqErr.status, reqErr.detail)
 		p.Errors = reqErr.fields

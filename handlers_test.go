@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -158,7 +159,7 @@ func TestCreateUserValidation(t *testing.T) {
 			wantProblem(t, app.do("POST", "/api/v1/users", tt.body), http.StatusBadRequest, tt.wantFields...)
 		})
 	}
-	if rec := app.do("GET", "/api/v1/users", ""); !strings.Contains(rec.Body.String(), `"total":0`) {
+	if rec := app.do("GET", "/api/v1/users", ""); !strings.Contains(rec.Body.String(), `"total":1,`) {
 		t.Errorf("a rejected create wrote a row: %s", rec.Body)
 	}
 }
@@ -282,7 +283,7 @@ func TestConcurrentCreatesOfOneUsername(t *testing.T) {
 		t.Errorf("statuses %v: want exactly one 201 and %d 409s", statuses, clients-1)
 	}
 	var rows int
-	app.db.QueryRow("SELECT COUNT(*) FROM users").Scan(&rows)
+	app.db.QueryRow("SELECT COUNT(*) FROM users WHERE username = 'racer'").Scan(&rows)
 	if rows != 1 {
 		t.Errorf("rows: got %d, want 1", rows)
 	}
@@ -408,12 +409,12 @@ func TestListUsers(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
 
-	t.Run("empty table", func(t *testing.T) {
+	t.Run("only the admin", func(t *testing.T) {
 		rec := app.do("GET", "/api/v1/users", "")
 		if rec.Code != http.StatusOK {
 			t.Fatalf("got %d", rec.Code)
 		}
-		if body := strings.TrimSpace(rec.Body.String()); body != `{"items":[],"page":1,"per_page":20,"total":0,"total_pages":0}` {
+		if body := rec.Body.String(); !strings.HasSuffix(strings.TrimSpace(body), `],"page":1,"per_page":20,"total":1,"total_pages":1}`) {
 			t.Errorf("body: %s", body)
 		}
 		if got, want := rec.Header().Get("Link"), `</api/v1/users?page=1&per_page=20>; rel="first", </api/v1/users?page=1&per_page=20>; rel="last"`; got != want {
@@ -421,8 +422,8 @@ func TestListUsers(t *testing.T) {
 		}
 	})
 
-	var ids []int64
-	for i := range 7 {
+	ids := []int64{app.adminID} // seven users: the admin and six more
+	for i := range 6 {
 		u := app.createUser(fmt.Sprintf(`{"username":"user%d","email":"user%d@example.com","password":"12345678"}`, i, i))
 		ids = append(ids, u.ID)
 	}
@@ -603,42 +604,40 @@ func TestDatabaseDownAndBack(t *testing.T) {
 	// the service starts with the database down.
 	db := newTestDatabase(t, proxy.addr())
 	app := newTestAppOn(t, db)
-	create := func(name string) int {
-		return app.do("POST", "/api/v1/users", fmt.Sprintf(`{"username":%q,"email":"%s@example.com","password":"12345678"}`, name, name)).Code
-	}
+	unknownToken, _ := newToken() // well-formed: checking it needs the database
 
 	rec := app.do("GET", "/health", "")
 	p := wantProblem(t, rec, http.StatusServiceUnavailable)
-	if !strings.Contains(rec.Body.String(), `"database":"unreachable"`) || p.Status != 503 {
+	if p.Database != "unreachable" {
 		t.Errorf("health body: %s", rec.Body)
 	}
-	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"down1","email":"down1@example.com","password":"12345678"}`), http.StatusServiceUnavailable)
-	wantProblem(t, app.do("GET", "/api/v1/users", ""), http.StatusServiceUnavailable)
-	wantProblem(t, app.do("GET", "/api/v1/users/1", ""), http.StatusServiceUnavailable)
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	auth := []string{"Authorization", "Bearer " + unknownToken}
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"down1","email":"down1@example.com","password":"12345678"}`, auth...), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("GET", "/api/v1/users", "", auth...), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("GET", "/api/v1/users/1", "", auth...), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("POST", "/api/v1/auth/token", `{"username":"root_admin","password":"admin password"}`), http.StatusServiceUnavailable)
 
 	proxy.setDown(false)
-	if got := create("first"); got != http.StatusCreated {
-		t.Fatalf("after the database came up: got %d, want 201", got)
-	}
+	app.bootstrapAdmin() // applies the schema on first use, then signs in
+	first := app.createUser(`{"username":"first","email":"first@example.com","password":"12345678"}`)
 	if rec := app.do("GET", "/health", ""); rec.Code != http.StatusOK {
 		t.Errorf("health after recovery: got %d", rec.Code)
 	}
 
 	proxy.setDown(true) // the database drops mid-run
-	for _, path := range []string{"/api/v1/users", "/api/v1/users/1", "/health"} {
+	for _, path := range []string{"/api/v1/users", userPath(first.ID), "/health"} {
 		wantProblem(t, app.do("GET", path, ""), http.StatusServiceUnavailable)
 	}
-	wantProblem(t, app.do("PATCH", "/api/v1/users/1", `{"full_name":"x"}`), http.StatusServiceUnavailable)
-	wantProblem(t, app.do("DELETE", "/api/v1/users/1", ""), http.StatusServiceUnavailable)
-	if got := create("second"); got != http.StatusServiceUnavailable {
-		t.Errorf("create while down: got %d, want 503", got)
-	}
+	wantProblem(t, app.do("PATCH", userPath(first.ID), `{"full_name":"x"}`), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("DELETE", userPath(first.ID), ""), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"second","email":"second@example.com","password":"12345678"}`), http.StatusServiceUnavailable)
 
 	proxy.setDown(false)
-	if got := create("third"); got != http.StatusCreated {
-		t.Errorf("create after recovery: got %d, want 201", got)
-	}
-	if rec := app.do("GET", "/api/v1/users/1", ""); rec.Code != http.StatusOK {
+	app.createUser(`{"username":"third","email":"third@example.com","password":"12345678"}`)
+	if rec := app.do("GET", userPath(first.ID), ""); rec.Code != http.StatusOK {
 		t.Errorf("get after recovery: got %d %s", rec.Code, rec.Body)
 	}
 	if strings.Contains(app.logs.String(), `"status":500`) {
@@ -652,16 +651,16 @@ func TestSlowDatabaseTimesOut(t *testing.T) {
 	proxy := startFaultProxy(t, serverCfg.Addr)
 	db := newTestDatabase(t, proxy.addr())
 	app := newTestAppOn(t, db)
-	app.createUser(`{"username":"slow","email":"slow@example.com","password":"12345678"}`)
+	app.bootstrapAdmin()
 
 	proxy.setBlackhole(true) // packets vanish: no answer, no reset
 	start := time.Now()
-	wantProblem(t, app.do("GET", "/api/v1/users/1", ""), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("GET", userPath(app.adminID), ""), http.StatusServiceUnavailable)
 	if elapsed := time.Since(start); elapsed > testTimeout+2*time.Second {
 		t.Errorf("a black-holed database held the request %v, over the %v timeout", elapsed, testTimeout)
 	}
 	proxy.setBlackhole(false)
-	if rec := app.do("GET", "/api/v1/users/1", ""); rec.Code != http.StatusOK {
+	if rec := app.do("GET", userPath(app.adminID), ""); rec.Code != http.StatusOK {
 		t.Errorf("after the database answered again: got %d %s", rec.Code, rec.Body)
 	}
 	if stats := db.Stats(); stats.InUse != 0 {
@@ -679,6 +678,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		"HTTP_ADDR": "127.0.0.1:0", "DB_HOST": host, "DB_PORT": port, "DB_USER": serverCfg.User,
 		"DB_PASSWORD": serverCfg.Passwd, "DB_NAME": dbName, "BCRYPT_COST": "4",
 		"ENV_FILE": t.TempDir() + "/absent.env",
+		"ADMIN_USERNAME": "boot", "ADMIN_EMAIL": "boot@example.com", "ADMIN_PASSWORD": "boot password",
 	}
 	getenv := func(name string) string { return env[name] }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -700,12 +700,27 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	resp, err := http.Post("http://"+addr+"/api/v1/users", "application/json",
+	waitForLogField(t, stdout, "bootstrap admin created", "username")
+	resp, err := http.Post("http://"+addr+"/api/v1/auth/token", "application/json",
+		strings.NewReader(`{"username":"boot","password":"boot password"}`))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("login through the real server: %v %v", resp, err)
+	}
+	var token tokenResponse
+	json.NewDecoder(resp.Body).Decode(&token)
+	resp.Body.Close()
+	req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/users",
 		strings.NewReader(`{"username":"runner","email":"runner@example.com","password":"12345678"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create through the real server: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	if strings.Contains(stdout.String(), "boot password") {
+		t.Error("the log holds the bootstrap password")
+	}
 
 	cancel()
 	select {

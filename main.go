@@ -30,6 +30,13 @@ const (
 	shutdownTimeout   = 10 * time.Second
 )
 
+// Bounds of the bcrypt queue: how many requests may wait per worker, and
+// how long each may wait before a 503.
+const (
+	bcryptQueuePerWorker = 16
+	bcryptMaxWait        = 5 * time.Second
+)
+
 func main() {
 	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "usersvc: %v\n", err)
@@ -96,14 +103,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer db.Close()
 	store := NewStore(db, cfg.DBTimeout)
-	go applySchemaWhenReady(ctx, store, logger)
+	passwords, err := newPasswordHasher(cfg.BcryptCost, cfg.BcryptWorkers, bcryptQueuePerWorker*cfg.BcryptWorkers, bcryptMaxWait)
+	if err != nil {
+		return err
+	}
+	go prepareDatabase(ctx, store, passwords, cfg, logger)
 
 	listener, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           newServer(logger, store, cfg.BcryptCost),
+		Handler:           newServer(logger, store, passwords, cfg),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -130,15 +141,19 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return nil
 }
 
-// applySchemaWhenReady applies the schema as soon as the database answers,
-// so the log says when the service is ready. Requests apply it too if
-// they come first.
-func applySchemaWhenReady(ctx context.Context, store *Store, logger *slog.Logger) {
+// prepareDatabase applies the schema as soon as the database answers, so
+// the log says when the service is ready (requests apply it too if they
+// come first), then creates the bootstrap admin if one is configured and
+// no active admin exists.
+func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHasher, cfg Config, logger *slog.Logger) {
 	delay := 500 * time.Millisecond
 	for {
 		err := store.EnsureSchema(ctx)
 		if err == nil {
 			logger.Info("database schema in place")
+			err = bootstrapAdmin(ctx, store, passwords, cfg, logger)
+		}
+		if err == nil {
 			return
 		}
 		logger.Warn("database not ready; retrying", "error", err, "retry_in", delay.String())
@@ -149,6 +164,34 @@ func applySchemaWhenReady(ctx context.Context, store *Store, logger *slog.Logger
 		}
 		delay = min(2*delay, 10*time.Second)
 	}
+}
+
+// bootstrapAdmin creates the admin named by ADMIN_USERNAME, ADMIN_EMAIL
+// and ADMIN_PASSWORD when they are set and no active admin exists.
+func bootstrapAdmin(ctx context.Context, store *Store, passwords *passwordHasher, cfg Config, logger *slog.Logger) error {
+	if cfg.AdminUsername == "" {
+		return nil
+	}
+	hash, err := passwords.Hash(ctx, cfg.AdminPassword)
+	if err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	created, err := store.BootstrapAdmin(ctx, NewUser{Username: cfg.AdminUsername, Email: cfg.AdminEmail, PasswordHash: hash})
+	var conflict *ConflictError
+	switch {
+	case errors.As(err, &conflict):
+		// Another replica won the race, or the name belongs to an inactive
+		// user: either way, no admin is created here.
+		logger.Warn("bootstrap admin not created: "+conflict.Field+" already taken", "username", cfg.AdminUsername)
+		return nil
+	case err != nil:
+		return err
+	case created:
+		logger.Info("bootstrap admin created", "username", cfg.AdminUsername, "email", cfg.AdminEmail)
+	default:
+		logger.Info("bootstrap admin not needed: an active admin exists")
+	}
+	return nil
 }
 
 // healthcheck asks the service listening on addr for /health and fails

@@ -127,10 +127,13 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// commonHeaders sets the headers every response carries.
+// commonHeaders sets the headers every response carries: no MIME
+// sniffing, and no caching anywhere, since responses hold tokens and
+// personal data.
 func commonHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "no-store")
 		next.ServeHTTP(w, r)
 	})
 }

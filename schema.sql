@@ -18,5 +18,22 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
     PRIMARY KEY (id),
     UNIQUE KEY users_username_unique (username),
-    UNIQUE KEY users_email_unique (email)
+    UNIQUE KEY users_email_unique (email),
+    -- Finds the active admins (last-admin rules) and filters by role.
+    KEY users_role_active (role, is_active)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Access tokens. Only the SHA-256 of a token is stored, so a copy of this
+-- table lets no one in. Every replica reads the same rows, so a token
+-- issued by one is accepted by all, and a revocation (a deleted row) holds
+-- everywhere at once. Deleting a user deletes their tokens.
+CREATE TABLE IF NOT EXISTS auth_tokens (
+    token_hash BINARY(32) NOT NULL,
+    user_id    BIGINT UNSIGNED NOT NULL,
+    created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    expires_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (token_hash),
+    KEY auth_tokens_user (user_id),
+    KEY auth_tokens_expires (expires_at),
+    CONSTRAINT auth_tokens_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

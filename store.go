@@ -254,32 +254,44 @@ func (s *Store) ListUsers(ctx context.Context, limit, offset int64) ([]User, int
 	return users, total, nil
 }
 
-// UpdateUser applies changes to the user with the given id and returns the
-// user as updated, in one transaction so the answer is this update's
-// result. updated_at moves by the column's ON UPDATE clause whenever a
-// value really changes.
+// UpdateUser applies changes to the user with the given id in one
+// transaction: it locks the row, refuses to leave no active admin, writes,
+// revokes all the user's tokens when the password, role or active flag
+// changes, and reads the result back. When changes.ExpectPasswordHash is
+// set, the update happens only if the stored hash is still that one (the
+// current password was checked against it). updated_at moves by the
+// column's ON UPDATE clause whenever a value really changes.
 func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (User, error) {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
 		return User{}, err
 	}
 	defer cancel()
-	set, args := changes.assignments()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return User{}, dbError("update user: begin", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...)
+	cur, err := lockUser(ctx, tx, id)
 	if err != nil {
+		return User{}, err
+	}
+	if changes.ExpectPasswordHash != "" && cur.passwordHash != changes.ExpectPasswordHash {
+		return User{}, &stateConflictError{detail: "The password changed while this request ran; try again."}
+	}
+	if cur.isActiveAdmin() && changes.removesAdmin() {
+		if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
+			return User{}, err
+		}
+	}
+	set, args := changes.assignments()
+	if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
 		return User{}, dbError("update user", err)
 	}
-	matched, err := res.RowsAffected()
-	if err != nil {
-		return User{}, dbError("update user: rows affected", err)
-	}
-	if matched == 0 {
-		return User{}, ErrNotFound
+	if changes.revokesTokens(cur) {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id); err != nil {
+			return User{}, dbError("update user: revoke tokens", err)
+		}
 	}
 	u, err := s.getUser(ctx, tx, id)
 	if err != nil {
@@ -289,6 +301,49 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (
 		return User{}, dbError("update user: commit", err)
 	}
 	return u, nil
+}
+
+// lockedUser is what the rules of an update or delete need to know of the
+// row they lock.
+type lockedUser struct {
+	role         Role
+	isActive     bool
+	passwordHash string
+}
+
+func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
+
+// lockUser reads the user's row FOR UPDATE, so no other transaction can
+// change it before this one ends.
+func lockUser(ctx context.Context, tx *sql.Tx, id int64) (lockedUser, error) {
+	var u lockedUser
+	err := tx.QueryRowContext(ctx, "SELECT role, is_active, password_hash FROM users WHERE id = ? FOR UPDATE", id).
+		Scan(&u.role, &u.isActive, &u.passwordHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return lockedUser{}, ErrNotFound
+	}
+	if err != nil {
+		return lockedUser{}, dbError("lock user", err)
+	}
+	return u, nil
+}
+
+// ensureOtherActiveAdmin returns ErrLastAdmin unless an active admin other
+// than id exists, and locks that admin's row so it cannot be demoted by a
+// concurrent transaction until this one ends. Two transactions demoting
+// the last two admins lock each other's rows: the database picks one as
+// a deadlock victim (a 503 to retry) and the survivor sees the truth.
+func ensureOtherActiveAdmin(ctx context.Context, tx *sql.Tx, id int64) error {
+	var other int64
+	err := tx.QueryRowContext(ctx,
+		"SELECT id FROM users WHERE role = 'admin' AND is_active = TRUE AND id <> ? LIMIT 1 FOR UPDATE", id).Scan(&other)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrLastAdmin
+	}
+	if err != nil {
+		return dbError("find another admin", err)
+	}
+	return nil
 }
 
 // assignments returns the SET clause for the changed columns and its
@@ -322,22 +377,178 @@ func (c UserChanges) assignments() (string, []any) {
 }
 
 // DeleteUser deletes the user with the given id, or returns ErrNotFound.
+// The last active admin cannot be deleted. The user's tokens go with it
+// (ON DELETE CASCADE).
 func (s *Store) DeleteUser(ctx context.Context, id int64) error {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		return dbError("delete user: begin", err)
+	}
+	defer tx.Rollback()
+	cur, err := lockUser(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if cur.isActiveAdmin() {
+		if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
 		return dbError("delete user", err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return dbError("delete user: rows affected", err)
-	}
-	if n == 0 {
-		return ErrNotFound
+	if err := tx.Commit(); err != nil {
+		return dbError("delete user: commit", err)
 	}
 	return nil
+}
+
+// Credentials are what a login checks.
+type Credentials struct {
+	UserID       int64
+	IsActive     bool
+	PasswordHash string
+}
+
+// CredentialsFor finds a user by username, or by email when login holds an
+// '@' (usernames cannot), and returns ErrNotFound when none matches.
+func (s *Store) CredentialsFor(ctx context.Context, login string) (Credentials, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return Credentials{}, err
+	}
+	defer cancel()
+	column := "username"
+	if strings.Contains(login, "@") {
+		column, login = "email", strings.ToLower(login)
+	}
+	var c Credentials
+	err = s.db.QueryRowContext(ctx, "SELECT id, is_active, password_hash FROM users WHERE "+column+" = ?", login).
+		Scan(&c.UserID, &c.IsActive, &c.PasswordHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Credentials{}, ErrNotFound
+	}
+	if err != nil {
+		return Credentials{}, dbError("find credentials", err)
+	}
+	return c, nil
+}
+
+// UserWithPasswordHash returns the user and its stored hash, for checks
+// that need both (the current password, a password equal to the username).
+func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, string, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return User{}, "", err
+	}
+	defer cancel()
+	var u User
+	var fullName sql.NullString
+	var hash string
+	err = s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM users WHERE id = ?", id).
+		Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, "", ErrNotFound
+	}
+	if err != nil {
+		return User{}, "", dbError("get user", err)
+	}
+	if fullName.Valid {
+		u.FullName = &fullName.String
+	}
+	return u, hash, nil
+}
+
+// CreateToken stores the hash of a new token for the user, valid for ttl,
+// and drops the user's expired tokens.
+func (s *Store) CreateToken(ctx context.Context, userID int64, tokenHash []byte, ttl time.Duration) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ? AND expires_at <= NOW(6)", userID); err != nil {
+		return dbError("create token: purge expired", err)
+	}
+	_, err = s.db.ExecContext(ctx,
+		"INSERT INTO auth_tokens (token_hash, user_id, expires_at) VALUES (?, ?, NOW(6) + INTERVAL ? MICROSECOND)",
+		tokenHash, userID, ttl.Microseconds())
+	if err != nil {
+		return dbError("create token", err)
+	}
+	return nil
+}
+
+// Authenticate returns the active user holding the unexpired token with
+// this hash, or ErrUnauthenticated.
+func (s *Store) Authenticate(ctx context.Context, tokenHash []byte) (*Caller, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	c := &Caller{TokenHash: tokenHash}
+	err = s.db.QueryRowContext(ctx,
+		"SELECT u.id, u.role FROM auth_tokens t JOIN users u ON u.id = t.user_id"+
+			" WHERE t.token_hash = ? AND t.expires_at > NOW(6) AND u.is_active = TRUE", tokenHash).
+		Scan(&c.ID, &c.Role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, dbError("authenticate", err)
+	}
+	return c, nil
+}
+
+// RevokeToken deletes one token: a logout.
+func (s *Store) RevokeToken(ctx context.Context, tokenHash []byte) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM auth_tokens WHERE token_hash = ?", tokenHash); err != nil {
+		return dbError("revoke token", err)
+	}
+	return nil
+}
+
+// BootstrapAdmin creates u, an admin, unless an active admin exists. It
+// reports whether it created one. Replicas starting together may race:
+// the unique indexes let one win, and the others find its admin.
+func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser) (bool, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, dbError("bootstrap admin: begin", err)
+	}
+	defer tx.Rollback()
+	var id int64
+	err = tx.QueryRowContext(ctx, "SELECT id FROM users WHERE role = 'admin' AND is_active = TRUE LIMIT 1 FOR UPDATE").Scan(&id)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return false, dbError("bootstrap admin: find admin", err)
+	}
+	_, err = tx.ExecContext(ctx,
+		"INSERT INTO users (username, email, password_hash, full_name, role, is_active) VALUES (?, ?, ?, ?, 'admin', TRUE)",
+		u.Username, u.Email, u.PasswordHash, u.FullName)
+	if err != nil {
+		return false, dbError("bootstrap admin", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, dbError("bootstrap admin: commit", err)
+	}
+	return true, nil
 }

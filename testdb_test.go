@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -79,6 +80,8 @@ func testConfig() Config {
 		DBConnMaxLifetime: time.Minute,
 		DBTimeout:         testTimeout,
 		BcryptCost:        bcrypt.MinCost,
+		BcryptWorkers:     4,
+		TokenTTL:          time.Hour,
 	}
 }
 
@@ -129,25 +132,82 @@ func randomHex(n int) string {
 }
 
 // testApp is the real HTTP handler on a test database, with its log kept
-// for inspection.
+// for inspection and an admin's token sent with every request by default.
 type testApp struct {
-	t       *testing.T
-	handler http.Handler
-	db      *sql.DB
-	logs    *syncBuffer
+	t         *testing.T
+	handler   http.Handler
+	db        *sql.DB
+	store     *Store
+	passwords *passwordHasher
+	logs      *syncBuffer
+
+	adminID    int64
+	adminToken string
 }
 
-// newTestApp builds the service exactly as main does, on a fresh database.
-func newTestApp(t *testing.T) *testApp {
+// Credentials of the admin every testApp starts with.
+const (
+	testAdminName     = "root_admin"
+	testAdminPassword = "admin password"
+)
+
+// newTestApp builds the service exactly as main does, on a fresh database
+// holding one admin, whose token app.do sends. Options adjust the config.
+func newTestApp(t *testing.T, options ...func(*Config)) *testApp {
 	t.Helper()
-	return newTestAppOn(t, newTestDB(t))
+	app := newTestAppOn(t, newTestDB(t), options...)
+	app.bootstrapAdmin()
+	return app
 }
 
-func newTestAppOn(t *testing.T, db *sql.DB) *testApp {
+// newTestAppOn builds the service on db, which may be unreachable, with
+// no admin yet.
+func newTestAppOn(t *testing.T, db *sql.DB, options ...func(*Config)) *testApp {
+	t.Helper()
+	cfg := testConfig()
+	for _, option := range options {
+		option(&cfg)
+	}
+	passwords, err := newPasswordHasher(cfg.BcryptCost, cfg.BcryptWorkers, 64, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	handler := newServer(logger, NewStore(db, testTimeout), bcrypt.MinCost)
-	return &testApp{t: t, handler: handler, db: db, logs: logs}
+	store := NewStore(db, testTimeout)
+	return &testApp{t: t, handler: newServer(logger, store, passwords, cfg), db: db, store: store, passwords: passwords, logs: logs}
+}
+
+// bootstrapAdmin creates the test admin the way start-up does, and signs in.
+func (a *testApp) bootstrapAdmin() {
+	a.t.Helper()
+	cfg := testConfig()
+	cfg.AdminUsername, cfg.AdminEmail, cfg.AdminPassword = testAdminName, "root_admin@example.com", testAdminPassword
+	if err := bootstrapAdmin(context.Background(), a.store, a.passwords, cfg, slog.New(slog.NewJSONHandler(a.logs, nil))); err != nil {
+		a.t.Fatalf("bootstrap admin: %v", err)
+	}
+	a.adminToken = a.login(testAdminName, testAdminPassword)
+	if err := a.db.QueryRow("SELECT id FROM users WHERE username = ?", testAdminName).Scan(&a.adminID); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+// login signs in and returns the token, failing the test on anything but 200.
+func (a *testApp) login(username, password string) string {
+	a.t.Helper()
+	body, _ := json.Marshal(map[string]string{"username": username, "password": password})
+	rec := a.do("POST", "/api/v1/auth/token", string(body), "Authorization", "")
+	if rec.Code != http.StatusOK {
+		a.t.Fatalf("login %s: got %d %s", username, rec.Code, rec.Body)
+	}
+	return decodeJSON[tokenResponse](a.t, rec).AccessToken
+}
+
+// newUser creates an ordinary user through the API and signs them in.
+func (a *testApp) newUser(username string) (userJSON, string) {
+	a.t.Helper()
+	u := a.createUser(fmt.Sprintf(`{"username":%q,"email":"%s@example.com","password":"user password"}`, username, strings.ToLower(username)))
+	return u, a.login(username, "user password")
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
@@ -168,8 +228,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// do sends a request through the app. A non-empty body is sent as
-// application/json unless headers (name, value pairs) say otherwise.
+// do sends a request through the app, as the admin. A non-empty body is
+// sent as application/json. headers (name, value pairs) override either:
+// "Authorization", "" sends the request anonymously.
 func (a *testApp) do(method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	a.t.Helper()
 	var reader io.Reader
@@ -179,6 +240,9 @@ func (a *testApp) do(method, path, body string, headers ...string) *httptest.Res
 	req := httptest.NewRequest(method, path, reader)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+a.adminToken)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])

@@ -80,6 +80,23 @@ type UserChanges struct {
 	FullName     *string
 	Role         *Role
 	IsActive     *bool
+
+	// ExpectPasswordHash, when set, makes the update conditional on the
+	// stored hash being this one.
+	ExpectPasswordHash string
+}
+
+// removesAdmin reports whether the changes demote or deactivate a user.
+func (c UserChanges) removesAdmin() bool {
+	return c.Role != nil && *c.Role != RoleAdmin || c.IsActive != nil && !*c.IsActive
+}
+
+// revokesTokens reports whether the changes end the user's sessions: a
+// new password, another role, or a deactivation.
+func (c UserChanges) revokesTokens(cur lockedUser) bool {
+	return c.PasswordHash != nil ||
+		c.Role != nil && *c.Role != cur.role ||
+		c.IsActive != nil && !*c.IsActive && cur.isActive
 }
 
 // userFields are the fields a client may send to create or update a user,
@@ -92,6 +109,9 @@ type userFields struct {
 	FullName    *string // nil with HasFullName: clear it
 	Role        *string
 	IsActive    *bool
+
+	// CurrentPassword proves who changes their own password.
+	CurrentPassword *string
 }
 
 // fieldError names one problem with one field of a request.
@@ -142,6 +162,8 @@ func parseUserFields(members []jsonMember) (userFields, fieldErrors) {
 			f.Role = decodeString(m, &errs)
 		case "is_active":
 			f.IsActive = decodeBool(m, &errs)
+		case "current_password":
+			f.CurrentPassword = decodeString(m, &errs)
 		default:
 			if unknown++; unknown <= maxUnknownFieldsReported {
 				errs.add(truncate(m.Name, 64), "is not a known field")
@@ -233,9 +255,12 @@ func (f *userFields) validatePresent() fieldErrors {
 		}
 	}
 	if f.Password != nil {
-		if n := len(*f.Password); n < passwordMinBytes || n > passwordMaxBytes {
-			errs.add("password", "must be 8 to 72 bytes long")
+		if msg := passwordProblem(*f.Password, f.Username, f.Email); msg != "" {
+			errs.add("password", msg)
 		}
+	}
+	if f.CurrentPassword != nil && f.Password == nil {
+		errs.add("current_password", "is only accepted with a new password")
 	}
 	if f.FullName != nil {
 		if msg := fullNameProblem(*f.FullName); msg != "" {
@@ -315,6 +340,21 @@ func isDomainName(s string) bool {
 		}
 	}
 	return true
+}
+
+// passwordProblem says what is wrong with a password, or "": its length
+// in bytes, and whether it equals the (normalized) username or email that
+// go with it, which are nil when unknown.
+func passwordProblem(password string, username, email *string) string {
+	if n := len(password); n < passwordMinBytes || n > passwordMaxBytes {
+		return "must be 8 to 72 bytes long"
+	}
+	for _, same := range []*string{username, email} {
+		if same != nil && strings.EqualFold(password, *same) {
+			return "must not be the same as the username or email"
+		}
+	}
+	return ""
 }
 
 // fullNameProblem says what is wrong with a trimmed, non-empty full name.

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"strings"
+)
+
+// Access tokens are opaque: "usv_" and 43 base64url characters (32 random
+// bytes). The database keeps only their SHA-256, so nothing stored can be
+// replayed; a 256-bit random secret needs no salt or slow hash.
+const (
+	tokenPrefix     = "usv_"
+	tokenRandomSize = 32
+)
+
+var tokenLen = len(tokenPrefix) + base64.RawURLEncoding.EncodedLen(tokenRandomSize)
+
+// newToken returns a fresh token and the hash to store for it.
+func newToken() (token string, hash []byte) {
+	b := make([]byte, tokenRandomSize)
+	rand.Read(b) // never fails (crypto/rand documentation)
+	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(token))
+	return token, sum[:]
+}
+
+// parseToken checks a token's shape without touching the database and
+// returns its hash.
+func parseToken(token string) ([]byte, bool) {
+	if len(token) != tokenLen || !strings.HasPrefix(token, tokenPrefix) {
+		return nil, false
+	}
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(token[len(tokenPrefix):]); err != nil {
+		return nil, false
+	}
+	sum := sha256.Sum256([]byte(token))
+	return sum[:], true
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer <token>"
+// header (the scheme is case-insensitive, RFC 9110 section 11.1).
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	return token, token != ""
+}
+
+// Caller is the authenticated user making a request.
+type Caller struct {
+	ID        int64
+	Role      Role
+	TokenHash []byte
+}
+
+func (c *Caller) isAdmin() bool { return c != nil && c.Role == RoleAdmin }
+
+type callerKey struct{}
+
+func withCaller(ctx context.Context, c *Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// callerFrom returns the authenticated caller, or nil for an anonymous
+// request.
+func callerFrom(ctx context.Context) *Caller {
+	c, _ := ctx.Value(callerKey{}).(*Caller)
+	return c
+}
+
+// Errors of authentication and authorization.
+var (
+	// ErrUnauthenticated: no valid credentials; answered 401.
+	ErrUnauthenticated = errors.New("unauthenticated")
+)
+
+// forbiddenError is a 403 with the reason, and the field at fault if any.
+type forbiddenError struct {
+	detail string
+	field  string
+}
+
+func (e *forbiddenError) Error() string { return e.detail }
+
+// stateConflictError is a 409 caused by the state of the data rather than
+// a duplicate value: the last active admin, for one.
+type stateConflictError struct {
+	detail string
+}
+
+func (e *stateConflictError) Error() string { return e.detail }
+
+// ErrLastAdmin: the change would leave no active admin.
+var ErrLastAdmin = &stateConflictError{detail: "This is the last active admin: it cannot be deleted, deactivated or demoted. Make another user an active admin first."}

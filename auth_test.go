@@ -1,0 +1,443 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// as returns the header pair that sends a request with token ("" for none).
+func as(token string) []string {
+	if token == "" {
+		return []string{"Authorization", ""}
+	}
+	return []string{"Authorization", "Bearer " + token}
+}
+
+func TestLogin(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	app.createUser(`{"username":"Lena","email":"Lena@Example.com","password":"lena password"}`)
+
+	rec := app.do("POST", "/api/v1/auth/token", `{"username":"Lena","password":"lena password"}`, as("")...)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("got %d %s", rec.Code, rec.Body)
+	}
+	tok := decodeJSON[tokenResponse](t, rec)
+	if tok.TokenType != "Bearer" || tok.ExpiresIn != 3600 || !strings.HasPrefix(tok.AccessToken, tokenPrefix) {
+		t.Errorf("token response %+v", tok)
+	}
+	if got := rec.Header().Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control: got %q", got)
+	}
+	for _, login := range []string{"lena", "LENA@example.COM", " lena@example.com "} {
+		if rec := app.do("POST", "/api/v1/auth/token", `{"username":"`+login+`","password":"lena password"}`, as("")...); rec.Code != http.StatusOK {
+			t.Errorf("login as %q: got %d", login, rec.Code)
+		}
+	}
+	if rec := app.do("GET", "/api/v1/users/me", "", as(tok.AccessToken)...); rec.Code != http.StatusOK || decodeJSON[userJSON](t, rec).Username != "Lena" {
+		t.Errorf("GET /me with the token: %d %s", rec.Code, rec.Body)
+	}
+	var stored int
+	app.db.QueryRow("SELECT COUNT(*) FROM auth_tokens WHERE token_hash = ?", []byte(tok.AccessToken)).Scan(&stored)
+	if stored != 0 {
+		t.Error("the token is stored in plain text")
+	}
+
+	bad := []struct{ name, body string }{
+		{"no password", `{"username":"lena"}`},
+		{"no username", `{"password":"lena password"}`},
+		{"unknown field", `{"username":"lena","password":"lena password","role":"admin"}`},
+		{"wrong type", `{"username":"lena","password":12345678}`},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			wantProblem(t, app.do("POST", "/api/v1/auth/token", tt.body, as("")...), http.StatusBadRequest)
+		})
+	}
+}
+
+func TestLoginFailuresLookAlike(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	app.createUser(`{"username":"ina","email":"ina@example.com","password":"ina password","is_active":false}`)
+	app.createUser(`{"username":"olga","email":"olga@example.com","password":"olga password"}`)
+	attempts := []struct{ name, body string }{
+		{"wrong password", `{"username":"olga","password":"not her password"}`},
+		{"unknown user", `{"username":"nobody","password":"olga password"}`},
+		{"unknown email", `{"username":"nobody@example.com","password":"olga password"}`},
+		{"inactive user, right password", `{"username":"ina","password":"ina password"}`},
+		{"password over 72 bytes", `{"username":"olga","password":"` + strings.Repeat("x", 80) + `"}`},
+	}
+	var first string
+	for _, a := range attempts {
+		runs := app.passwords.runs.Load()
+		rec := app.do("POST", "/api/v1/auth/token", a.body, as("")...)
+		wantProblem(t, rec, http.StatusUnauthorized)
+		if rec.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: no WWW-Authenticate", a.name)
+		}
+		if got := app.passwords.runs.Load() - runs; got != 1 {
+			t.Errorf("%s: %d bcrypt runs, want 1 like every other failure", a.name, got)
+		}
+		if first == "" {
+			first = rec.Body.String()
+		} else if rec.Body.String() != first {
+			t.Errorf("%s: body %s differs from %s", a.name, rec.Body, first)
+		}
+	}
+}
+
+func TestLoginRateLimits(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	app.createUser(`{"username":"pia","email":"pia@example.com","password":"pia password"}`)
+	wrong := `{"username":"pia","password":"wrong password"}`
+	for i := range loginFailuresPerName {
+		if rec := app.do("POST", "/api/v1/auth/token", wrong, as("")...); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: got %d", i+1, rec.Code)
+		}
+	}
+	runs := app.passwords.runs.Load()
+	for _, body := range []string{wrong, `{"username":"PIA","password":"pia password"}`} {
+		rec := app.do("POST", "/api/v1/auth/token", body, as("")...)
+		wantProblem(t, rec, http.StatusTooManyRequests)
+		if secs, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || secs < 1 || secs > 60 {
+			t.Errorf("Retry-After: %q", rec.Header().Get("Retry-After"))
+		}
+	}
+	if got := app.passwords.runs.Load(); got != runs {
+		t.Errorf("blocked attempts ran bcrypt %d times", got-runs)
+	}
+	// Other names from the same address still get in, up to the address limit.
+	if rec := app.do("POST", "/api/v1/auth/token", `{"username":"root_admin","password":"admin password"}`, as("")...); rec.Code != http.StatusOK {
+		t.Errorf("another user from the same address: got %d", rec.Code)
+	}
+	for i := loginFailuresPerName; i < loginFailuresPerAddr; i++ {
+		app.do("POST", "/api/v1/auth/token", fmt.Sprintf(`{"username":"guess%d","password":"12345678"}`, i), as("")...)
+	}
+	wantProblem(t, app.do("POST", "/api/v1/auth/token", `{"username":"root_admin","password":"admin password"}`, as("")...), http.StatusTooManyRequests)
+}
+
+func TestFailureLimiterWindow(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newFailureLimiter(2, time.Minute)
+	l.now = func() time.Time { return now }
+	l.fail("k")
+	now = now.Add(30 * time.Second)
+	l.fail("k")
+	if wait, blocked := l.blocked("k"); !blocked || wait != 30*time.Second {
+		t.Errorf("got %v %v, want blocked for 30s", wait, blocked)
+	}
+	now = now.Add(31 * time.Second)
+	if _, blocked := l.blocked("k"); blocked {
+		t.Error("still blocked after the first failure left the window")
+	}
+}
+
+func TestEveryUserRouteNeedsAToken(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	wellFormedUnknown, _ := newToken()
+	headers := map[string]string{
+		"no header":           "",
+		"empty bearer":        "Bearer ",
+		"basic scheme":        "Basic cm9vdDpwYXNz",
+		"not a token":         "Bearer abc.def.ghi",
+		"truncated token":     "Bearer " + app.adminToken[:len(app.adminToken)-1],
+		"token with padding":  "Bearer " + app.adminToken[:len(app.adminToken)-1] + "=",
+		"well-formed unknown": "Bearer " + wellFormedUnknown,
+	}
+	routes := []struct{ method, path, body string }{
+		{"GET", "/api/v1/users", ""},
+		{"GET", "/api/v1/users/", ""},
+		{"POST", "/api/v1/users", `{"username":"x12","email":"x12@example.com","password":"12345678"}`},
+		{"GET", "/api/v1/users/1", ""},
+		{"GET", "/api/v1/users/me", ""},
+		{"PUT", "/api/v1/users/1", `{"full_name":"x"}`},
+		{"PATCH", "/api/v1/users/1", `{"full_name":"x"}`},
+		{"DELETE", "/api/v1/users/1", ""},
+		{"POST", "/api/v1/auth/logout", ""},
+	}
+	for name, header := range headers {
+		for _, route := range routes {
+			t.Run(name+" "+route.method+" "+route.path, func(t *testing.T) {
+				rec := app.do(route.method, route.path, route.body, "Authorization", header)
+				wantProblem(t, rec, http.StatusUnauthorized)
+				if !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("WWW-Authenticate: %q", rec.Header().Get("WWW-Authenticate"))
+				}
+			})
+		}
+	}
+	if rec := app.do("GET", "/health", "", as("")...); rec.Code != http.StatusOK {
+		t.Errorf("/health without a token: got %d", rec.Code)
+	}
+	if rec := app.do("GET", "/api/v1/users", "", "Authorization", "bearer "+app.adminToken); rec.Code != http.StatusOK {
+		t.Errorf("the scheme is case-insensitive: got %d", rec.Code)
+	}
+}
+
+func TestExpiredToken(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, func(c *Config) { c.TokenTTL = 300 * time.Millisecond })
+	_, token := app.newUser("quinn")
+	if rec := app.do("GET", "/api/v1/users/me", "", as(token)...); rec.Code != http.StatusOK {
+		t.Fatalf("fresh token: got %d", rec.Code)
+	}
+	time.Sleep(400 * time.Millisecond)
+	wantProblem(t, app.do("GET", "/api/v1/users/me", "", as(token)...), http.StatusUnauthorized)
+}
+
+func TestTokensDieWhenTheyShould(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	alive := func(token string) bool {
+		return app.do("GET", "/api/v1/users/me", "", as(token)...).Code == http.StatusOK
+	}
+	tests := []struct {
+		name string
+		kill func(id int64, token string)
+	}{
+		{"logout", func(_ int64, token string) {
+			if rec := app.do("POST", "/api/v1/auth/logout", "", as(token)...); rec.Code != http.StatusNoContent {
+				t.Errorf("logout: got %d %s", rec.Code, rec.Body)
+			}
+		}},
+		{"own password change", func(id int64, token string) {
+			rec := app.do("PATCH", userPath(id), `{"password":"brand new password","current_password":"user password"}`, as(token)...)
+			if rec.Code != http.StatusOK {
+				t.Errorf("password change: got %d %s", rec.Code, rec.Body)
+			}
+		}},
+		{"password set by an admin", func(id int64, _ string) { app.do("PUT", userPath(id), `{"password":"admin set this"}`) }},
+		{"deactivation", func(id int64, _ string) { app.do("PATCH", userPath(id), `{"is_active":false}`) }},
+		{"role change", func(id int64, _ string) { app.do("PATCH", userPath(id), `{"role":"admin"}`) }},
+		{"deletion", func(id int64, _ string) { app.do("DELETE", userPath(id), "") }},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, token := app.newUser(fmt.Sprintf("victim%d", i))
+			other := app.login(u.Username, "user password")
+			if !alive(token) || !alive(other) {
+				t.Fatal("fresh tokens do not work")
+			}
+			tt.kill(u.ID, token)
+			if alive(token) {
+				t.Errorf("the token still works after %s", tt.name)
+			}
+			if tt.name == "logout" && !alive(other) {
+				t.Error("logout killed the user's other token too")
+			}
+			if tt.name != "logout" && alive(other) {
+				t.Errorf("another token of the user still works after %s", tt.name)
+			}
+		})
+	}
+	t.Run("a full_name change keeps tokens", func(t *testing.T) {
+		u, token := app.newUser("keeper")
+		app.do("PATCH", userPath(u.ID), `{"full_name":"Still Here"}`)
+		if !alive(token) {
+			t.Error("a harmless change revoked the token")
+		}
+	})
+}
+
+func TestOrdinaryUserDoors(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	me, token := app.newUser("rita")
+	other, _ := app.newUser("sam")
+	self := as(token)
+	tests := []struct {
+		name, method, path, body string
+		wantStatus               int
+		wantFields               []string
+	}{
+		{"read self", "GET", userPath(me.ID), "", 200, nil},
+		{"read me", "GET", "/api/v1/users/me", "", 200, nil},
+		{"read another", "GET", userPath(other.ID), "", 403, nil},
+		{"read a missing id", "GET", userPath(other.ID + 100), "", 403, nil},
+		{"read the admin", "GET", userPath(app.adminID), "", 403, nil},
+		{"list", "GET", "/api/v1/users", "", 403, nil},
+		{"create", "POST", "/api/v1/users", `{"username":"new1","email":"new1@example.com","password":"12345678"}`, 403, nil},
+		{"change another", "PATCH", userPath(other.ID), `{"full_name":"x"}`, 403, nil},
+		{"replace another", "PUT", userPath(other.ID), `{"full_name":"x"}`, 403, nil},
+		{"change a missing id", "PATCH", userPath(other.ID + 100), `{"full_name":"x"}`, 403, nil},
+		{"delete another", "DELETE", userPath(other.ID), "", 403, nil},
+		{"delete self", "DELETE", userPath(me.ID), "", 403, nil},
+		{"make self admin", "PATCH", userPath(me.ID), `{"role":"admin"}`, 403, []string{"role"}},
+		{"set own role to user", "PUT", "/api/v1/users/me", `{"role":"user"}`, 403, []string{"role"}},
+		{"deactivate self", "PATCH", userPath(me.ID), `{"is_active":false}`, 403, []string{"is_active"}},
+		{"set id", "PATCH", userPath(me.ID), `{"id":1}`, 400, []string{"id"}},
+		{"set password_hash", "PATCH", userPath(me.ID), `{"password_hash":"$2a$04$x"}`, 400, []string{"password_hash"}},
+		{"set created_at", "PATCH", userPath(me.ID), `{"created_at":"2000-01-01T00:00:00Z"}`, 400, []string{"created_at"}},
+		{"new password without the current one", "PATCH", userPath(me.ID), `{"password":"another password"}`, 400, []string{"current_password"}},
+		{"new password with a wrong current one", "PATCH", userPath(me.ID), `{"password":"another password","current_password":"wrong one"}`, 400, []string{"current_password"}},
+		{"current password alone", "PATCH", userPath(me.ID), `{"current_password":"user password"}`, 400, []string{"current_password"}},
+		{"password equal to own username", "PATCH", userPath(me.ID), `{"password":"RITA5678","current_password":"user password","username":"rita5678"}`, 400, []string{"password"}},
+		{"password equal to stored email", "PATCH", userPath(me.ID), `{"password":"rita@example.com","current_password":"user password"}`, 400, []string{"password"}},
+		{"change own name and email", "PATCH", "/api/v1/users/me", `{"username":"Rita2","email":"rita2@example.com","full_name":"Rita"}`, 200, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := app.do(tt.method, tt.path, tt.body, self...)
+			if tt.wantStatus == http.StatusOK {
+				if rec.Code != http.StatusOK {
+					t.Fatalf("got %d %s", rec.Code, rec.Body)
+				}
+				return
+			}
+			wantProblem(t, rec, tt.wantStatus, tt.wantFields...)
+		})
+	}
+	got := decodeJSON[userJSON](t, app.do("GET", userPath(me.ID), ""))
+	if got.Role != "user" || !got.IsActive || got.Username != "Rita2" {
+		t.Errorf("after all that: %+v", got)
+	}
+	rec := app.do("PATCH", "/api/v1/users/me", `{"password":"brand new password","current_password":"user password"}`, self...)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("own password change: got %d %s", rec.Code, rec.Body)
+	}
+	app.login("Rita2", "brand new password")
+}
+
+func TestLastAdminRules(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	me := userPath(app.adminID)
+	wantProblem(t, app.do("PATCH", me, `{"role":"user"}`), http.StatusConflict)
+	wantProblem(t, app.do("PATCH", me, `{"is_active":false}`), http.StatusConflict)
+	wantProblem(t, app.do("DELETE", me, ""), http.StatusForbidden)
+	wantProblem(t, app.do("DELETE", "/api/v1/users/me", ""), http.StatusForbidden)
+	if err := app.store.DeleteUser(context.Background(), app.adminID); err != ErrLastAdmin {
+		t.Errorf("store delete of the last admin: got %v, want ErrLastAdmin", err)
+	}
+	inactive := app.createUser(`{"username":"sleepy","email":"sleepy@example.com","password":"12345678","role":"admin","is_active":false}`)
+	wantProblem(t, app.do("PATCH", me, `{"role":"user"}`), http.StatusConflict) // an inactive admin does not count
+	if rec := app.do("PATCH", userPath(inactive.ID), `{"role":"user"}`); rec.Code != http.StatusOK {
+		t.Errorf("demoting an inactive admin: got %d", rec.Code)
+	}
+
+	second := app.createUser(`{"username":"deputy","email":"deputy@example.com","password":"deputy password","role":"admin"}`)
+	if rec := app.do("PATCH", me, `{"full_name":"Still admin","role":"admin"}`); rec.Code != http.StatusOK {
+		t.Errorf("keeping one's role: got %d", rec.Code)
+	}
+	deputyToken := app.login("deputy", "deputy password")
+	if rec := app.do("PATCH", me, `{"role":"user"}`, as(deputyToken)...); rec.Code != http.StatusOK {
+		t.Fatalf("demoting one of two admins: got %d %s", rec.Code, rec.Body)
+	}
+	wantProblem(t, app.do("DELETE", userPath(second.ID), "", as(deputyToken)...), http.StatusForbidden)
+	wantProblem(t, app.do("PATCH", userPath(second.ID), `{"is_active":false}`, as(deputyToken)...), http.StatusConflict)
+}
+
+func TestConcurrentDemotionsKeepAnAdmin(t *testing.T) {
+	t.Parallel()
+	for round := range 5 {
+		app := newTestApp(t)
+		other := app.createUser(fmt.Sprintf(`{"username":"twin%d","email":"twin%d@example.com","password":"twin password","role":"admin"}`, round, round))
+		otherToken := app.login(other.Username, "twin password")
+		var wg sync.WaitGroup
+		codes := make([]int, 2)
+		wg.Go(func() { codes[0] = app.do("PATCH", userPath(other.ID), `{"role":"user"}`).Code })
+		wg.Go(func() { codes[1] = app.do("PATCH", userPath(app.adminID), `{"is_active":false}`, as(otherToken)...).Code })
+		wg.Wait()
+		t.Logf("round %d: %v", round, codes)
+		var admins int
+		app.db.QueryRow("SELECT COUNT(*) FROM users WHERE role = 'admin' AND is_active").Scan(&admins)
+		if admins != 1 {
+			t.Fatalf("round %d: %d active admins after concurrent demotions %v, want 1", round, admins, codes)
+		}
+		for _, code := range codes {
+			if code != http.StatusOK && code != http.StatusConflict && code != http.StatusServiceUnavailable && code != http.StatusUnauthorized {
+				t.Errorf("round %d: unexpected status %d", round, code)
+			}
+		}
+	}
+}
+
+func TestSignup(t *testing.T) {
+	t.Parallel()
+	closed := newTestApp(t)
+	wantProblem(t, closed.do("POST", "/api/v1/users", `{"username":"newbie","email":"newbie@example.com","password":"12345678"}`, as("")...), http.StatusUnauthorized)
+
+	open := newTestApp(t, func(c *Config) { c.AllowSignup = true })
+	rec := open.do("POST", "/api/v1/users", `{"username":"newbie","email":"newbie@example.com","password":"12345678","role":"user","is_active":true}`, as("")...)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("sign-up: got %d %s", rec.Code, rec.Body)
+	}
+	if u := decodeJSON[userJSON](t, rec); u.Role != "user" || !u.IsActive {
+		t.Errorf("signed up as %+v", u)
+	}
+	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"boss2","email":"boss2@example.com","password":"12345678","role":"admin"}`, as("")...), http.StatusForbidden, "role")
+	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"off2","email":"off2@example.com","password":"12345678","is_active":false}`, as("")...), http.StatusForbidden, "is_active")
+	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"bad2","email":"bad2@example.com","password":"12345678"}`, "Authorization", "Bearer nonsense"), http.StatusUnauthorized)
+	_, userToken := open.newUser("member")
+	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"friend","email":"friend@example.com","password":"12345678"}`, as(userToken)...), http.StatusForbidden)
+	if rec := open.do("POST", "/api/v1/users", `{"username":"boss3","email":"boss3@example.com","password":"12345678","role":"admin"}`); rec.Code != http.StatusCreated {
+		t.Errorf("an admin creating an admin with sign-up on: got %d", rec.Code)
+	}
+}
+
+func TestPasswordEqualToUsernameOrEmail(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"tessa123","email":"t@example.com","password":"TESSA123"}`), http.StatusBadRequest, "password")
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"tessa","email":"tessa@example.com","password":"Tessa@Example.com"}`), http.StatusBadRequest, "password")
+	u := app.createUser(`{"username":"tessa","email":"tessa@example.com","password":"12345678"}`)
+	wantProblem(t, app.do("PATCH", userPath(u.ID), `{"password":"tessa@example.com"}`), http.StatusBadRequest, "password")
+}
+
+func TestBootstrapAdmin(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t) // bootstraps root_admin
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	cfg := testConfig()
+	cfg.AdminUsername, cfg.AdminEmail, cfg.AdminPassword = "second_boss", "second@example.com", "second password"
+	if err := bootstrapAdmin(context.Background(), app.store, app.passwords, cfg, logger); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	app.db.QueryRow("SELECT COUNT(*) FROM users WHERE role = 'admin'").Scan(&n)
+	if n != 1 || !strings.Contains(logs.String(), "not needed") {
+		t.Errorf("with an active admin: %d admins; log %s", n, logs)
+	}
+
+	app.db.Exec("UPDATE users SET is_active = FALSE WHERE id = ?", app.adminID)
+	if err := bootstrapAdmin(context.Background(), app.store, app.passwords, cfg, logger); err != nil {
+		t.Fatal(err)
+	}
+	app.db.QueryRow("SELECT COUNT(*) FROM users WHERE role = 'admin' AND is_active").Scan(&n)
+	if n != 1 || !strings.Contains(logs.String(), `"msg":"bootstrap admin created"`) {
+		t.Errorf("with no active admin: %d active admins; log %s", n, logs)
+	}
+	if strings.Contains(logs.String(), "second password") {
+		t.Error("the log holds the password")
+	}
+	app.login("second_boss", "second password")
+}
+
+func TestBusyHasherAnswers503(t *testing.T) {
+	t.Parallel()
+	h, err := newPasswordHasher(4, 1, 0, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	started := make(chan struct{})
+	go h.do(context.Background(), func() { close(started); <-release })
+	<-started
+	if _, err := h.Hash(context.Background(), "12345678"); !errors.Is(err, ErrBusy) {
+		t.Errorf("with the only worker busy and no queue: got %v, want ErrBusy", err)
+	}
+	close(release)
+}

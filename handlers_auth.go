@@ -1,0 +1,234 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// rateLimitedError is a 429: too many failures, come back later.
+type rateLimitedError struct {
+	retryAfterSeconds int
+}
+
+func (e *rateLimitedError) Error() string {
+	return fmt.Sprintf("rate limited for %ds", e.retryAfterSeconds)
+}
+
+// tokenResponse is the body of a successful login (RFC 6749 section 5.1).
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+// handleLogin exchanges a username (or email) and password for a token.
+// A wrong password, an unknown user and an inactive user get the same 401
+// after the same bcrypt work, so the answer tells nothing about who exists.
+func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	login, password, err := readLogin(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	nameKey, addrKey := loginKeys(r, login)
+	if err := s.loginBlocked(nameKey, addrKey); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	creds, err := s.store.CredentialsFor(r.Context(), login)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		s.writeError(w, r, err)
+		return
+	}
+	// creds.PasswordHash is empty for an unknown user: Matches then burns
+	// the same time on a dummy hash and answers false.
+	ok, err := s.passwords.Matches(r.Context(), creds.PasswordHash, password)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("login: %w", err))
+		return
+	}
+	if !ok || !creds.IsActive || len(password) > passwordMaxBytes {
+		s.loginFailed(nameKey, addrKey)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="usersvc"`)
+		writeProblem(w, newProblem(http.StatusUnauthorized, "The username or password is not correct."))
+		return
+	}
+	token, hash := newToken()
+	if err := s.store.CreateToken(r.Context(), creds.UserID, hash, s.tokenTTL); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.respond(w, r, http.StatusOK, tokenResponse{
+		AccessToken: token,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(math.Ceil(s.tokenTTL.Seconds())),
+	})
+}
+
+// readLogin reads {"username": ..., "password": ...} from the body.
+func readLogin(w http.ResponseWriter, r *http.Request) (login, password string, err error) {
+	members, err := readJSONObject(w, r)
+	if err != nil {
+		return "", "", err
+	}
+	var errs fieldErrors
+	var loginPtr, passwordPtr *string
+	for _, m := range members {
+		switch m.Name {
+		case "username":
+			loginPtr = decodeString(m, &errs)
+		case "password":
+			passwordPtr = decodeString(m, &errs)
+		default:
+			errs.add(truncate(m.Name, 64), "is not a known field")
+		}
+	}
+	if loginPtr == nil && !errs.has("username") {
+		errs.add("username", "is required (a username or an email)")
+	}
+	if passwordPtr == nil && !errs.has("password") {
+		errs.add("password", "is required")
+	}
+	if len(errs) > 0 {
+		return "", "", badRequest("The sign-in request is not valid.", errs...)
+	}
+	return strings.TrimSpace(*loginPtr), *passwordPtr, nil
+}
+
+// loginKeys are the rate-limit keys of an attempt: the login name, in the
+// case the database compares it in, and the client's address.
+func loginKeys(r *http.Request, login string) (nameKey, addrKey string) {
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	return strings.ToLower(login), addr
+}
+
+// loginBlocked returns a rateLimitedError when the name or the address
+// has had too many recent failures.
+func (s *server) loginBlocked(nameKey, addrKey string) error {
+	wait, blocked := s.loginFailuresByName.blocked(nameKey)
+	if addrWait, addrBlocked := s.loginFailuresByAddr.blocked(addrKey); addrBlocked {
+		wait, blocked = max(wait, addrWait), true
+	}
+	if !blocked {
+		return nil
+	}
+	return &rateLimitedError{retryAfterSeconds: max(1, int(math.Ceil(wait.Seconds())))}
+}
+
+func (s *server) loginFailed(nameKey, addrKey string) {
+	s.loginFailuresByName.fail(nameKey)
+	s.loginFailuresByAddr.fail(addrKey)
+}
+
+// handleLogout revokes the token the request came with.
+func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if err := s.store.RevokeToken(r.Context(), callerFrom(r.Context()).TokenHash); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// authenticate finds the caller from the Authorization header: nil
+// without one, ErrUnauthenticated with a malformed, expired or revoked one.
+func (s *server) authenticate(r *http.Request) (*Caller, error) {
+	header := r.Header.Get("Authorization")
+	if header == "" {
+		return nil, nil
+	}
+	token, ok := bearerToken(header)
+	if !ok {
+		return nil, ErrUnauthenticated
+	}
+	hash, ok := parseToken(token)
+	if !ok {
+		return nil, ErrUnauthenticated
+	}
+	return s.store.Authenticate(r.Context(), hash)
+}
+
+// access wraps a handler with an access rule: allow gets the caller (nil
+// when anonymous) and the request, and returns nil to let it through.
+func (s *server) access(allow func(*Caller, *http.Request) error, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		caller, err := s.authenticate(r)
+		if err == nil {
+			err = allow(caller, r)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if caller != nil {
+			r = r.WithContext(withCaller(r.Context(), caller))
+		}
+		next(w, r)
+	}
+}
+
+// signedIn lets any authenticated user through.
+func (s *server) signedIn(next http.HandlerFunc) http.HandlerFunc {
+	return s.access(func(c *Caller, _ *http.Request) error {
+		if c == nil {
+			return ErrUnauthenticated
+		}
+		return nil
+	}, next)
+}
+
+// adminOnly lets only admins through.
+func (s *server) adminOnly(next http.HandlerFunc) http.HandlerFunc {
+	return s.access(func(c *Caller, _ *http.Request) error {
+		switch {
+		case c == nil:
+			return ErrUnauthenticated
+		case !c.isAdmin():
+			return &forbiddenError{detail: "Only an admin may do this."}
+		}
+		return nil
+	}, next)
+}
+
+// selfOrAdmin lets admins through, and users to their own id (or "me").
+// Any other id is 403 whether it exists or not, so ids cannot be probed.
+func (s *server) selfOrAdmin(next http.HandlerFunc) http.HandlerFunc {
+	return s.access(func(c *Caller, r *http.Request) error {
+		if c == nil {
+			return ErrUnauthenticated
+		}
+		if c.isAdmin() {
+			return nil
+		}
+		id, err := pathID(r.WithContext(withCaller(r.Context(), c)))
+		if err != nil {
+			return err
+		}
+		if id != c.ID {
+			return &forbiddenError{detail: "You may only see and change your own account."}
+		}
+		return nil
+	}, next)
+}
+
+// adminOrSignup lets admins through, and anonymous callers when sign-up
+// is on (the handler then limits what they may set).
+func (s *server) adminOrSignup(next http.HandlerFunc) http.HandlerFunc {
+	return s.access(func(c *Caller, _ *http.Request) error {
+		switch {
+		case c == nil && s.allowSignup:
+			return nil
+		case c == nil:
+			return ErrUnauthenticated
+		case !c.isAdmin():
+			return &forbiddenError{detail: "Only an admin may create users."}
+		}
+		return nil
+	}, next)
+}
