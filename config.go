@@ -58,7 +58,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		DBConnMaxLifetime: r.duration("DB_CONN_MAX_LIFETIME", 3*time.Minute),
 		DBTimeout:         r.duration("DB_TIMEOUT", 5*time.Second),
 		BcryptCost:        r.intRange("BCRYPT_COST", 12, bcrypt.MinCost, bcrypt.MaxCost),
-		BcryptWorkers:     r.intRange("BCRYPT_WORKERS", runtime.NumCPU(), 1, 1024),
+		BcryptWorkers:     r.intRange("BCRYPT_WORKERS", runtime.GOMAXPROCS(0), 1, 1024),
 		TokenTTL:          r.duration("TOKEN_TTL", time.Hour),
 		AllowSignup:       r.boolean("ALLOW_SIGNUP", false),
 		AdminUsername:     strings.TrimSpace(r.str("ADMIN_USERNAME", "")),
