@@ -348,7 +348,9 @@ func TestConcurrentDemotionsKeepAnAdmin(t *testing.T) {
 		var wg sync.WaitGroup
 		codes := make([]int, 2)
 		wg.Go(func() { codes[0] = app.do("PATCH", userPath(other.ID), `{"role":"user"}`).Code })
-		wg.Go(func() { codes[1] = app.do("PATCH", userPath(app.adminID), `{"is_active":false}`, as(otherToken)...).Code })
+		wg.Go(func() {
+			codes[1] = app.do("PATCH", userPath(app.adminID), `{"is_active":false}`, as(otherToken)...).Code
+		})
 		wg.Wait()
 		t.Logf("round %d: %v", round, codes)
 		var admins int

@@ -677,7 +677,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	env := map[string]string{
 		"HTTP_ADDR": "127.0.0.1:0", "DB_HOST": host, "DB_PORT": port, "DB_USER": serverCfg.User,
 		"DB_PASSWORD": serverCfg.Passwd, "DB_NAME": dbName, "BCRYPT_COST": "4",
-		"ENV_FILE": t.TempDir() + "/absent.env",
+		"ENV_FILE":       t.TempDir() + "/absent.env",
 		"ADMIN_USERNAME": "boot", "ADMIN_EMAIL": "boot@example.com", "ADMIN_PASSWORD": "boot password",
 	}
 	getenv := func(name string) string { return env[name] }
