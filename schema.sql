@@ -20,7 +20,13 @@ CREATE TABLE IF NOT EXISTS users (
     UNIQUE KEY users_username_unique (username),
     UNIQUE KEY users_email_unique (email),
     -- Finds the active admins (last-admin rules) and filters by role.
-    KEY users_role_active (role, is_active)
+    KEY users_role_active (role, is_active),
+    -- Sorting, keyset pagination and time filters. InnoDB appends the
+    -- primary key to every secondary index, so each of these orders by
+    -- (column, id), the tie-breaker every listing uses.
+    KEY users_created_at (created_at),
+    KEY users_updated_at (updated_at),
+    KEY users_active (is_active)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Access tokens. Only the SHA-256 of a token is stored, so a copy of this
@@ -37,3 +43,13 @@ CREATE TABLE IF NOT EXISTS auth_tokens (
     KEY auth_tokens_expires (expires_at),
     CONSTRAINT auth_tokens_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- The number of users, kept exact in the same transaction as every insert
+-- and delete, so the unfiltered list's total costs a few rows, not a scan.
+-- It is spread over slots (each write picks one) so concurrent creates do
+-- not all queue on one row lock; the total is the sum.
+CREATE TABLE IF NOT EXISTS user_counts (
+    slot TINYINT UNSIGNED NOT NULL,
+    n    BIGINT NOT NULL,
+    PRIMARY KEY (slot)
+) ENGINE = InnoDB;

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -138,7 +139,36 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 			return dbError("apply schema", err)
 		}
 	}
+	if err := s.initUserCount(ctx); err != nil {
+		return err
+	}
 	s.schemaApplied.Store(true)
+	return nil
+}
+
+// initUserCount seeds the user count from the users table when the count
+// has no rows (a new database, or users restored without their count).
+// The locking read of the empty count table blocks concurrent creates and
+// deletes until the seed commits, so none is counted twice or missed.
+func (s *Store) initUserCount(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return dbError("init user count: begin", err)
+	}
+	defer tx.Rollback()
+	var slots int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM user_counts FOR UPDATE").Scan(&slots); err != nil {
+		return dbError("init user count", err)
+	}
+	if slots > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO user_counts (slot, n) SELECT 0, COUNT(*) FROM users"); err != nil {
+		return dbError("init user count", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return dbError("init user count: commit", err)
+	}
 	return nil
 }
 
@@ -182,19 +212,55 @@ func (s *Store) CreateUser(ctx context.Context, u NewUser) (User, error) {
 		return User{}, err
 	}
 	defer cancel()
-	res, err := s.db.ExecContext(ctx,
-		"INSERT INTO users (username, email, password_hash, full_name, role, is_active) VALUES (?, ?, ?, ?, ?, ?)",
-		u.Username, u.Email, u.PasswordHash, u.FullName, u.Role, u.IsActive)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return User{}, dbError("create user", err)
+		return User{}, dbError("create user: begin", err)
 	}
-	id, err := res.LastInsertId()
+	defer tx.Rollback()
+	id, err := insertUser(ctx, tx, u)
 	if err != nil {
-		return User{}, dbError("create user: last insert id", err)
+		return User{}, err
 	}
 	// Read the row back for the server-set timestamps: MySQL has no
 	// INSERT ... RETURNING.
-	return s.getUser(ctx, s.db, id)
+	created, err := s.getUser(ctx, tx, id)
+	if err != nil {
+		return User{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return User{}, dbError("create user: commit", err)
+	}
+	return created, nil
+}
+
+// insertUser inserts u and counts it, inside tx, and returns its id.
+func insertUser(ctx context.Context, tx *sql.Tx, u NewUser) (int64, error) {
+	res, err := tx.ExecContext(ctx,
+		"INSERT INTO users (username, email, password_hash, full_name, role, is_active) VALUES (?, ?, ?, ?, ?, ?)",
+		u.Username, u.Email, u.PasswordHash, u.FullName, u.Role, u.IsActive)
+	if err != nil {
+		return 0, dbError("create user", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, dbError("create user: last insert id", err)
+	}
+	return id, addToUserCount(ctx, tx, 1)
+}
+
+// userCountSlots is how many rows the user count is spread over.
+const userCountSlots = 8
+
+// addToUserCount adds delta to one slot of the user count, inside the
+// transaction that inserts or deletes the user.
+func addToUserCount(ctx context.Context, tx *sql.Tx, delta int) error {
+	_, err := tx.ExecContext(ctx,
+		"INSERT INTO user_counts (slot, n) VALUES (?, ?) ON DUPLICATE KEY UPDATE n = n + ?",
+		rand.IntN(userCountSlots), delta, delta)
+	if err != nil {
+		return dbError("count users", err)
+	}
+	return nil
 }
 
 // User returns the user with the given id, or ErrNotFound.
@@ -222,36 +288,115 @@ func (s *Store) getUser(ctx context.Context, q queryer, id int64) (User, error) 
 	return u, nil
 }
 
-// ListUsers returns up to limit users ordered by id, skipping offset, and
-// the total number of users.
-func (s *Store) ListUsers(ctx context.Context, limit, offset int64) ([]User, int64, error) {
+// callerAndUserSQL authenticates a token and reads one user in a single
+// statement: a row comes back only for a valid token (the caller's id and
+// role first), with the user's columns NULL when no user has the id.
+const callerAndUserSQL = "SELECT c.id, c.role, u.id, u.username, u.email, u.full_name, u.role, u.is_active, u.created_at, u.updated_at" +
+	" FROM auth_tokens t JOIN users c ON c.id = t.user_id AND c.is_active = TRUE" +
+	" LEFT JOIN users u ON u.id = IF(? = 0, c.id, ?)" +
+	" WHERE t.token_hash = ? AND t.expires_at > NOW(6)"
+
+// UserAs authenticates the token and reads the user with the given id (0
+// for the caller) in one round trip. The user is nil when none has the
+// id; the caller must still be checked for the right to see it.
+func (s *Store) UserAs(ctx context.Context, tokenHash []byte, id int64) (*Caller, *User, error) {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	defer cancel()
-	var total int64
-	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM users").Scan(&total); err != nil {
-		return nil, 0, dbError("count users", err)
+	caller := &Caller{TokenHash: tokenHash}
+	var (
+		uid              sql.NullInt64
+		username, email  sql.NullString
+		fullName, role   sql.NullString
+		active           sql.NullBool
+		created, updated sql.NullTime
+	)
+	err = s.db.QueryRowContext(ctx, callerAndUserSQL, id, id, tokenHash).Scan(&caller.ID, &caller.Role,
+		&uid, &username, &email, &fullName, &role, &active, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, ErrUnauthenticated
 	}
-	rows, err := s.db.QueryContext(ctx,
-		"SELECT "+userColumns+" FROM users ORDER BY id LIMIT ? OFFSET ?", limit, offset)
 	if err != nil {
-		return nil, 0, dbError("list users", err)
+		return nil, nil, dbError("get user", err)
+	}
+	if !uid.Valid {
+		return caller, nil, nil
+	}
+	u := &User{ID: uid.Int64, Username: username.String, Email: email.String, Role: Role(role.String),
+		IsActive: active.Bool, CreatedAt: created.Time, UpdatedAt: updated.Time}
+	if fullName.Valid {
+		u.FullName = &fullName.String
+	}
+	return caller, u, nil
+}
+
+// ListUsersAs authenticates the token and, for an admin, reads one page of
+// the list. The token check and the exact unfiltered total share one
+// statement; the page is a second, and a filtered total (capped at
+// maxFilteredCount rows) a third. For a caller who is not an admin it
+// returns the caller and reads nothing more.
+func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, q listQuery) (*Caller, listPage, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, listPage{}, err
+	}
+	defer cancel()
+	caller := &Caller{TokenHash: tokenHash}
+	var page listPage
+	err = s.db.QueryRowContext(ctx,
+		"SELECT c.id, c.role, (SELECT COALESCE(SUM(n), 0) FROM user_counts)"+
+			" FROM auth_tokens t JOIN users c ON c.id = t.user_id AND c.is_active = TRUE"+
+			" WHERE t.token_hash = ? AND t.expires_at > NOW(6)", tokenHash).
+		Scan(&caller.ID, &caller.Role, &page.Total)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, listPage{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, listPage{}, dbError("list users: authenticate", err)
+	}
+	if !caller.isAdmin() {
+		return caller, listPage{}, nil
+	}
+	if page.Users, page.HasMore, err = s.readPage(ctx, q); err != nil {
+		return nil, listPage{}, err
+	}
+	if q.filtered() {
+		stmt, args := q.countSQL()
+		if err := s.db.QueryRowContext(ctx, stmt, args...).Scan(&page.Total); err != nil {
+			return nil, listPage{}, dbError("list users: count", err)
+		}
+		if page.Total > maxFilteredCount {
+			page.Total, page.Estimate = maxFilteredCount, true
+		}
+	}
+	return caller, page, nil
+}
+
+// readPage reads the users of one page, and whether more follow.
+func (s *Store) readPage(ctx context.Context, q listQuery) ([]User, bool, error) {
+	stmt, args := q.pageSQL()
+	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, false, dbError("list users", err)
 	}
 	defer rows.Close()
-	users := make([]User, 0, limit)
+	users := make([]User, 0, q.PerPage+1)
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
-			return nil, 0, dbError("list users: scan", err)
+			return nil, false, dbError("list users: scan", err)
 		}
 		users = append(users, u)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, dbError("list users", err)
+		return nil, false, dbError("list users", err)
 	}
-	return users, total, nil
+	if int64(len(users)) > q.PerPage {
+		return users[:q.PerPage], true, nil
+	}
+	return users, false, nil
 }
 
 // UpdateUser applies changes to the user with the given id in one
@@ -402,6 +547,9 @@ func (s *Store) DeleteUser(ctx context.Context, id int64) error {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
 		return dbError("delete user", err)
 	}
+	if err := addToUserCount(ctx, tx, -1); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return dbError("delete user: commit", err)
 	}
@@ -541,11 +689,9 @@ func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser) (bool, error) {
 	if !errors.Is(err, sql.ErrNoRows) {
 		return false, dbError("bootstrap admin: find admin", err)
 	}
-	_, err = tx.ExecContext(ctx,
-		"INSERT INTO users (username, email, password_hash, full_name, role, is_active) VALUES (?, ?, ?, ?, 'admin', TRUE)",
-		u.Username, u.Email, u.PasswordHash, u.FullName)
-	if err != nil {
-		return false, dbError("bootstrap admin", err)
+	u.Role, u.IsActive = RoleAdmin, true
+	if _, err := insertUser(ctx, tx, u); err != nil {
+		return false, err
 	}
 	if err := tx.Commit(); err != nil {
 		return false, dbError("bootstrap admin: commit", err)

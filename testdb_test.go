@@ -264,6 +264,17 @@ type userJSON struct {
 	UpdatedAt string  `json:"updated_at"`
 }
 
+// listJSON is a page of the list as the API returns it.
+type listJSON struct {
+	Items           []userJSON `json:"items"`
+	Page            *int64     `json:"page"`
+	PerPage         int64      `json:"per_page"`
+	Total           int64      `json:"total"`
+	TotalPages      int64      `json:"total_pages"`
+	TotalIsEstimate bool       `json:"total_is_estimate"`
+	NextCursor      *string    `json:"next_cursor"`
+}
+
 // problemJSON is a problem body as the API returns it.
 type problemJSON struct {
 	Type   string       `json:"type"`

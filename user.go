@@ -44,20 +44,7 @@ type User struct {
 // MarshalJSON writes the user with RFC 3339 UTC timestamps that always
 // carry six fractional digits, the precision of the DATETIME(6) columns.
 func (u User) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		ID        int64   `json:"id"`
-		Username  string  `json:"username"`
-		Email     string  `json:"email"`
-		FullName  *string `json:"full_name"`
-		Role      Role    `json:"role"`
-		IsActive  bool    `json:"is_active"`
-		CreatedAt string  `json:"created_at"`
-		UpdatedAt string  `json:"updated_at"`
-	}{
-		u.ID, u.Username, u.Email, u.FullName, u.Role, u.IsActive,
-		u.CreatedAt.UTC().Format(timestampJSONForm),
-		u.UpdatedAt.UTC().Format(timestampJSONForm),
-	})
+	return appendUserJSON(make([]byte, 0, 256), &u), nil
 }
 
 // NewUser is a validated account ready to be inserted.

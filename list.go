@@ -1,0 +1,395 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits of the list endpoint.
+const (
+	defaultPerPage = 20
+	maxPerPage     = 100
+	maxQueryLen    = 254
+	// maxFilteredCount caps the rows counted for a filtered total; past it
+	// the total is reported as a lower bound (total_is_estimate).
+	maxFilteredCount = 10_000
+)
+
+// sortColumns are the columns a list may be sorted by; every one is
+// indexed, and id breaks ties.
+var sortColumns = []string{"id", "username", "email", "created_at", "updated_at"}
+
+// listQuery is a parsed, validated list request.
+type listQuery struct {
+	Page    int64   // 1-based; 0 when Cursor is used
+	Cursor  *cursor // the position to continue after
+	PerPage int64
+	Sort    string // one of sortColumns
+	Desc    bool
+
+	Role          *Role
+	IsActive      *bool
+	Prefix        string // q: a prefix of the username or the email
+	CreatedAfter  *time.Time
+	CreatedBefore *time.Time
+	UpdatedSince  *time.Time
+}
+
+// listParams are the query parameters the list accepts.
+var listParams = []string{"page", "per_page", "cursor", "sort", "role", "is_active", "q", "created_after", "created_before", "updated_since"}
+
+// parseListQuery reads the list's query parameters, reporting every
+// problem at once. Unknown or repeated parameters are errors too: a
+// misspelt "per_pag" must not silently give the default.
+func parseListQuery(values url.Values) (listQuery, error) {
+	q := listQuery{Page: 1, PerPage: defaultPerPage, Sort: "id"}
+	var errs fieldErrors
+	one := func(name string) (string, bool) {
+		v, present := values[name]
+		if !present {
+			return "", false
+		}
+		if len(v) != 1 {
+			errs.add(name, "must be given once")
+			return "", false
+		}
+		return v[0], true
+	}
+	for _, name := range slices.Sorted(mapKeys(values)) {
+		if !slices.Contains(listParams, name) && len(errs) < maxUnknownFieldsReported {
+			errs.add(truncate(name, 64), "is not a known query parameter")
+		}
+	}
+	if v, ok := one("page"); ok {
+		if n, valid := parsePositiveInt(v); valid {
+			q.Page = n
+		} else {
+			errs.add("page", "must be a positive integer")
+		}
+	}
+	if v, ok := one("per_page"); ok {
+		if n, valid := parsePositiveInt(v); valid && n <= maxPerPage {
+			q.PerPage = n
+		} else {
+			errs.add("per_page", "must be an integer from 1 to 100")
+		}
+	}
+	if v, ok := one("sort"); ok {
+		col, desc := strings.CutPrefix(v, "-")
+		if slices.Contains(sortColumns, col) {
+			q.Sort, q.Desc = col, desc
+		} else {
+			errs.add("sort", "must be one of id, username, email, created_at, updated_at, optionally prefixed by - for descending")
+		}
+	}
+	if v, ok := one("role"); ok {
+		if role := Role(v); role == RoleAdmin || role == RoleUser {
+			q.Role = &role
+		} else {
+			errs.add("role", `must be "admin" or "user"`)
+		}
+	}
+	if v, ok := one("is_active"); ok {
+		switch v {
+		case "true", "false":
+			active := v == "true"
+			q.IsActive = &active
+		default:
+			errs.add("is_active", "must be true or false")
+		}
+	}
+	if v, ok := one("q"); ok {
+		if v = strings.TrimSpace(v); v == "" || len(v) > maxQueryLen {
+			errs.add("q", "must be 1 to 254 characters")
+		} else {
+			q.Prefix = v
+		}
+	}
+	q.CreatedAfter = parseTimeParam(one, "created_after", &errs)
+	q.CreatedBefore = parseTimeParam(one, "created_before", &errs)
+	q.UpdatedSince = parseTimeParam(one, "updated_since", &errs)
+	if v, ok := one("cursor"); ok {
+		c, err := decodeCursor(v, q.Sort, q.Desc)
+		switch {
+		case err != nil:
+			errs.add("cursor", err.Error())
+		case values.Has("page"):
+			errs.add("cursor", "cannot be combined with page")
+		default:
+			q.Cursor, q.Page = &c, 0
+		}
+	}
+	if len(errs) == 0 && q.Page > 0 && q.Page-1 > math.MaxInt64/q.PerPage { // the offset would overflow
+		errs.add("page", "is too large")
+	}
+	if len(errs) > 0 {
+		return listQuery{}, badRequest("The query parameters are not valid.", errs...)
+	}
+	return q, nil
+}
+
+func mapKeys(values url.Values) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range values {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// parseTimeParam reads an RFC 3339 timestamp parameter.
+func parseTimeParam(one func(string) (string, bool), name string, errs *fieldErrors) *time.Time {
+	v, ok := one(name)
+	if !ok {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		errs.add(name, "must be an RFC 3339 timestamp such as 2026-11-30T09:24:34Z")
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// filtered reports whether the list is narrowed by any filter, so that its
+// total needs a count of its own.
+func (q listQuery) filtered() bool {
+	return q.Role != nil || q.IsActive != nil || q.Prefix != "" ||
+		q.CreatedAfter != nil || q.CreatedBefore != nil || q.UpdatedSince != nil
+}
+
+// filterSQL returns the WHERE conditions of the filters and their
+// arguments. Column names come from constants, values only as arguments.
+func (q listQuery) filterSQL() ([]string, []any) {
+	var conds []string
+	var args []any
+	if q.Role != nil {
+		conds, args = append(conds, "role = ?"), append(args, string(*q.Role))
+	}
+	if q.IsActive != nil {
+		conds, args = append(conds, "is_active = ?"), append(args, *q.IsActive)
+	}
+	if q.Prefix != "" {
+		// The collation makes LIKE case-insensitive; each side can use its
+		// unique index (an index merge).
+		pattern := escapeLike(q.Prefix) + "%"
+		conds, args = append(conds, "(username LIKE ? OR email LIKE ?)"), append(args, pattern, pattern)
+	}
+	if q.CreatedAfter != nil {
+		conds, args = append(conds, "created_at > ?"), append(args, *q.CreatedAfter)
+	}
+	if q.CreatedBefore != nil {
+		conds, args = append(conds, "created_at < ?"), append(args, *q.CreatedBefore)
+	}
+	if q.UpdatedSince != nil {
+		conds, args = append(conds, "updated_at >= ?"), append(args, *q.UpdatedSince)
+	}
+	return conds, args
+}
+
+// escapeLike escapes LIKE's wildcards (and its escape character) so a
+// prefix matches literally.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// pageSQL returns the statement that reads one page, one row more than
+// PerPage so that the caller knows whether a next page exists.
+func (q listQuery) pageSQL() (string, []any) {
+	conds, args := q.filterSQL()
+	dir, cmp := "ASC", ">"
+	if q.Desc {
+		dir, cmp = "DESC", "<"
+	}
+	if q.Cursor != nil {
+		if q.Sort == "id" {
+			conds, args = append(conds, "id "+cmp+" ?"), append(args, q.Cursor.ID)
+		} else {
+			// (col, id) after (v, id0), written so the index on col gives
+			// the range: col >= v AND (col > v OR id > id0).
+			conds = append(conds, fmt.Sprintf("%[1]s %[2]s= ? AND (%[1]s %[2]s ? OR id %[2]s ?)", q.Sort, cmp))
+			args = append(args, q.Cursor.value, q.Cursor.value, q.Cursor.ID)
+		}
+	}
+	stmt := "SELECT " + userColumns + " FROM users"
+	if len(conds) > 0 {
+		stmt += " WHERE " + strings.Join(conds, " AND ")
+	}
+	stmt += " ORDER BY "
+	if q.Sort != "id" {
+		stmt += q.Sort + " " + dir + ", "
+	}
+	stmt += "id " + dir + " LIMIT ?"
+	args = append(args, q.PerPage+1)
+	if q.Cursor == nil && q.Page > 1 {
+		stmt += " OFFSET ?"
+		args = append(args, (q.Page-1)*q.PerPage)
+	}
+	return stmt, args
+}
+
+// countSQL counts the filtered rows, stopping past maxFilteredCount.
+func (q listQuery) countSQL() (string, []any) {
+	conds, args := q.filterSQL()
+	return "SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE " + strings.Join(conds, " AND ") +
+		" LIMIT ?) AS capped", append(args, maxFilteredCount+1)
+}
+
+// cursor is a position in a sorted list: the sort key and id of the last
+// row returned. Clients see it as an opaque string.
+type cursor struct {
+	Sort  string `json:"s"`
+	Key   string `json:"k,omitempty"` // the sort column's value, as text
+	ID    int64  `json:"i"`
+	value any    // Key parsed for the sort column
+}
+
+// cursorAfter returns the cursor that continues after u.
+func cursorAfter(u *User, sort string, desc bool) string {
+	c := cursor{Sort: sortParam(sort, desc), ID: u.ID}
+	switch sort {
+	case "username":
+		c.Key = u.Username
+	case "email":
+		c.Key = u.Email
+	case "created_at":
+		c.Key = u.CreatedAt.UTC().Format(time.RFC3339Nano)
+	case "updated_at":
+		c.Key = u.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	}
+	b, _ := json.Marshal(c) // strings and an int: always encodes
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// decodeCursor parses a cursor made for the list sorted by sort.
+func decodeCursor(s, sort string, desc bool) (cursor, error) {
+	invalid := fmt.Errorf("is not a cursor this service made")
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(s) > 1024 {
+		return cursor{}, invalid
+	}
+	var c cursor
+	if err := json.Unmarshal(raw, &c); err != nil || c.ID < 0 {
+		return cursor{}, invalid
+	}
+	col, _ := strings.CutPrefix(c.Sort, "-")
+	if !slices.Contains(sortColumns, col) {
+		return cursor{}, invalid
+	}
+	if c.Sort != sortParam(sort, desc) {
+		return cursor{}, fmt.Errorf("was made for sort=%s; send the same sort with it", c.Sort)
+	}
+	switch col {
+	case "username", "email":
+		c.value = c.Key
+	case "created_at", "updated_at":
+		t, err := time.Parse(time.RFC3339Nano, c.Key)
+		if err != nil {
+			return cursor{}, invalid
+		}
+		c.value = t.UTC()
+	}
+	return c, nil
+}
+
+func sortParam(col string, desc bool) string {
+	if desc {
+		return "-" + col
+	}
+	return col
+}
+
+// listPage is one page of the user list as read from the store.
+type listPage struct {
+	Users    []User
+	Total    int64
+	Estimate bool // Total is a lower bound: the filtered count was capped
+	HasMore  bool // rows follow the last of Users
+}
+
+// nextCursor is the cursor after the page's last user, or "" at the end.
+func (p *listPage) nextCursor(q listQuery) string {
+	if !p.HasMore || len(p.Users) == 0 {
+		return ""
+	}
+	return cursorAfter(&p.Users[len(p.Users)-1], q.Sort, q.Desc)
+}
+
+func (p *listPage) totalPages(q listQuery) int64 {
+	return (p.Total + q.PerPage - 1) / q.PerPage
+}
+
+// appendJSON appends the page as the list's JSON body: items, the page
+// number (null when walking by cursor), per_page, total, total_pages,
+// total_is_estimate and next_cursor (null at the end).
+func (p *listPage) appendJSON(b []byte, q listQuery) []byte {
+	b = append(b, `{"items":[`...)
+	for i := range p.Users {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendUserJSON(b, &p.Users[i])
+	}
+	b = append(b, `],"page":`...)
+	if q.Cursor != nil {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendInt(b, q.Page, 10)
+	}
+	b = append(b, `,"per_page":`...)
+	b = strconv.AppendInt(b, q.PerPage, 10)
+	b = append(b, `,"total":`...)
+	b = strconv.AppendInt(b, p.Total, 10)
+	b = append(b, `,"total_pages":`...)
+	b = strconv.AppendInt(b, p.totalPages(q), 10)
+	b = append(b, `,"total_is_estimate":`...)
+	b = strconv.AppendBool(b, p.Estimate)
+	b = append(b, `,"next_cursor":`...)
+	if next := p.nextCursor(q); next != "" {
+		b = appendJSONString(b, next)
+	} else {
+		b = append(b, "null"...)
+	}
+	return append(b, '}')
+}
+
+// links builds the RFC 8288 Link header, keeping the request's filters and
+// sort. By page: first, prev, next and last where they exist (an empty
+// list still has a first and a last page: page 1). By cursor: first, and
+// next by cursor.
+func (p *listPage) links(u *url.URL, q listQuery) string {
+	link := func(rel, param, value string) string {
+		values := u.Query()
+		values.Del("page")
+		values.Del("cursor")
+		values.Set(param, value)
+		values.Set("per_page", strconv.FormatInt(q.PerPage, 10))
+		return "<" + u.Path + "?" + values.Encode() + `>; rel="` + rel + `"`
+	}
+	page := func(rel string, n int64) string { return link(rel, "page", strconv.FormatInt(n, 10)) }
+	links := []string{page("first", 1)}
+	if q.Cursor != nil {
+		if next := p.nextCursor(q); next != "" {
+			links = append(links, link("next", "cursor", next))
+		}
+		return strings.Join(links, ", ")
+	}
+	lastPage := max(p.totalPages(q), 1)
+	if q.Page > 1 {
+		links = append(links, page("prev", min(q.Page-1, lastPage)))
+	}
+	if q.Page < p.totalPages(q) {
+		links = append(links, page("next", q.Page+1))
+	}
+	links = append(links, page("last", lastPage))
+	return strings.Join(links, ", ")
+}
