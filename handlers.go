@@ -48,9 +48,9 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 	mux.HandleFunc("POST /api/v1/auth/logout", s.signedIn(s.handleLogout))
 	mux.HandleFunc("POST /api/v1/users", s.adminOrSignup(s.handleCreateUser))
 	mux.HandleFunc("POST /api/v1/users/{$}", s.adminOrSignup(s.handleCreateUser))
-	mux.HandleFunc("GET /api/v1/users", s.handleListUsers)       // admin; checks the token itself
-	mux.HandleFunc("GET /api/v1/users/{$}", s.handleListUsers)   // admin; checks the token itself
-	mux.HandleFunc("GET /api/v1/users/{id}", s.handleGetUser)    // self or admin; checks the token itself
+	mux.HandleFunc("GET /api/v1/users", s.handleListUsers)     // admin; checks the token itself
+	mux.HandleFunc("GET /api/v1/users/{$}", s.handleListUsers) // admin; checks the token itself
+	mux.HandleFunc("GET /api/v1/users/{id}", s.handleGetUser)  // self or admin; checks the token itself
 	mux.HandleFunc("PUT /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser))
 	mux.HandleFunc("PATCH /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser))
 	mux.HandleFunc("DELETE /api/v1/users/{id}", s.adminOnly(s.handleDeleteUser))
