@@ -70,7 +70,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("unknown command %q; run without arguments to serve, or with healthcheck", args[1])
 		}
 	}
-	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logs := newBufferedWriter(stdout, logBufferSize, logFlushInterval)
+	defer logs.Close()
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	return serve(ctx, cfg, logger)
 }
 

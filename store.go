@@ -54,6 +54,7 @@ func applySessionSettings(mc *mysql.Config, timeout time.Duration) {
 	mc.Loc = time.UTC
 	mc.Collation = "utf8mb4_unicode_ci"
 	mc.ClientFoundRows = true // UPDATE reports matched rows: 0 means not found
+	mc.InterpolateParams = true
 	mc.Timeout = timeout
 	mc.ReadTimeout = 2 * timeout
 	mc.WriteTimeout = 2 * timeout
@@ -86,6 +87,10 @@ type Store struct {
 
 	schemaApplied atomic.Bool
 	schemaLock    chan struct{} // a mutex that respects contexts
+
+	// userAs is callerAndUserSQL prepared once the schema exists: the read
+	// behind every GET of a user, spared parsing on each call.
+	userAs *sql.Stmt
 }
 
 // NewStore returns a store on db. The schema is applied on first use.
@@ -142,6 +147,11 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	if err := s.initUserCount(ctx); err != nil {
 		return err
 	}
+	stmt, err := s.db.PrepareContext(ctx, callerAndUserSQL)
+	if err != nil {
+		return dbError("prepare statements", err)
+	}
+	s.userAs = stmt
 	s.schemaApplied.Store(true)
 	return nil
 }
@@ -313,7 +323,7 @@ func (s *Store) UserAs(ctx context.Context, tokenHash []byte, id int64) (*Caller
 		active           sql.NullBool
 		created, updated sql.NullTime
 	)
-	err = s.db.QueryRowContext(ctx, callerAndUserSQL, id, id, tokenHash).Scan(&caller.ID, &caller.Role,
+	err = s.userAs.QueryRowContext(ctx, id, id, tokenHash).Scan(&caller.ID, &caller.Role,
 		&uid, &username, &email, &fullName, &role, &active, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, ErrUnauthenticated

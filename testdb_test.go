@@ -40,7 +40,7 @@ var (
 // testServer connects once to the server named by TEST_DB_DSN, for
 // creating and dropping the tests' databases. When no server answers, the
 // test is skipped, or fails under CI=true.
-func testServer(t *testing.T) (*sql.DB, *mysql.Config) {
+func testServer(t testing.TB) (*sql.DB, *mysql.Config) {
 	t.Helper()
 	adminOnce.Do(func() {
 		dsn := os.Getenv("TEST_DB_DSN")
@@ -88,7 +88,7 @@ func testConfig() Config {
 // newTestDatabase creates an empty database of its own for the test, drops
 // it when the test ends, and returns a pool on it reached through addr
 // (the server's own address when addr is "").
-func newTestDatabase(t *testing.T, addr string) *sql.DB {
+func newTestDatabase(t testing.TB, addr string) *sql.DB {
 	t.Helper()
 	admin, serverCfg := testServer(t)
 	name := "usersvc_test_" + randomHex(8)
@@ -116,7 +116,7 @@ func newTestDatabase(t *testing.T, addr string) *sql.DB {
 }
 
 // newTestDB returns a fresh database with the schema applied.
-func newTestDB(t *testing.T) *sql.DB {
+func newTestDB(t testing.TB) *sql.DB {
 	t.Helper()
 	db := newTestDatabase(t, "")
 	if err := NewStore(db, testTimeout).EnsureSchema(context.Background()); err != nil {
@@ -134,7 +134,7 @@ func randomHex(n int) string {
 // testApp is the real HTTP handler on a test database, with its log kept
 // for inspection and an admin's token sent with every request by default.
 type testApp struct {
-	t         *testing.T
+	t         testing.TB
 	handler   http.Handler
 	db        *sql.DB
 	store     *Store
@@ -153,7 +153,7 @@ const (
 
 // newTestApp builds the service exactly as main does, on a fresh database
 // holding one admin, whose token app.do sends. Options adjust the config.
-func newTestApp(t *testing.T, options ...func(*Config)) *testApp {
+func newTestApp(t testing.TB, options ...func(*Config)) *testApp {
 	t.Helper()
 	app := newTestAppOn(t, newTestDB(t), options...)
 	app.bootstrapAdmin()
@@ -162,7 +162,7 @@ func newTestApp(t *testing.T, options ...func(*Config)) *testApp {
 
 // newTestAppOn builds the service on db, which may be unreachable, with
 // no admin yet.
-func newTestAppOn(t *testing.T, db *sql.DB, options ...func(*Config)) *testApp {
+func newTestAppOn(t testing.TB, db *sql.DB, options ...func(*Config)) *testApp {
 	t.Helper()
 	cfg := testConfig()
 	for _, option := range options {
@@ -298,7 +298,7 @@ func (a *testApp) createUser(body string) userJSON {
 }
 
 // decodeJSON decodes a response body strictly into T.
-func decodeJSON[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
+func decodeJSON[T any](t testing.TB, rec *httptest.ResponseRecorder) T {
 	t.Helper()
 	var v T
 	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
@@ -311,7 +311,7 @@ func decodeJSON[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
 
 // wantProblem checks that rec is a problem body with the given status
 // and, when fields are given, exactly those fields in its errors.
-func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, status int, fields ...string) problemJSON {
+func wantProblem(t testing.TB, rec *httptest.ResponseRecorder, status int, fields ...string) problemJSON {
 	t.Helper()
 	if rec.Code != status {
 		t.Fatalf("status: got %d, want %d; body %s", rec.Code, status, rec.Body)

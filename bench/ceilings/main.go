@@ -1,0 +1,255 @@
+// Command ceilings measures what the users service is compared against in
+// bench/run.sh: the raw driver point select, a bare net/http JSON handler,
+// and bcrypt hashes per second. It is a benchmark tool, not part of the
+// service.
+//
+//	ceilings select -dsn DSN -conns 64 -pool 20 -duration 10s -max-id N
+//	ceilings http -addr 127.0.0.1:18081
+//	ceilings bcrypt -cost 12 -duration 10s
+//	ceilings hash -cost 12 -password P
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"golang.org/x/crypto/bcrypt"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: ceilings select|http|bcrypt|hash [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "select":
+		err = pointSelect(os.Args[2:])
+	case "http":
+		err = bareHTTP(os.Args[2:])
+	case "httpselect":
+		err = httpSelect(os.Args[2:])
+	case "bcrypt":
+		err = bcryptRate(os.Args[2:])
+	case "hash":
+		err = hash(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ceilings:", err)
+		os.Exit(1)
+	}
+}
+
+// pointSelect runs the service's primary-key select from conns goroutines
+// over a pool like the service's, and prints "qps p99_ms" for the better
+// of the two ways the driver can send it: parameters interpolated into the
+// query text, and a prepared statement.
+func pointSelect(args []string) error {
+	fs := flag.NewFlagSet("select", flag.ExitOnError)
+	dsn := fs.String("dsn", "root@tcp(127.0.0.1:3306)/usersvc_bench", "database DSN")
+	conns := fs.Int("conns", 64, "concurrent goroutines")
+	pool := fs.Int("pool", 20, "max open connections, as DB_MAX_OPEN_CONNS")
+	duration := fs.Duration("duration", 10*time.Second, "how long to run each way")
+	maxID := fs.Int64("max-id", 10000, "ids are drawn from 1 to max-id")
+	fs.Parse(args)
+
+	const query = "SELECT id, username, email, full_name, role, is_active, created_at, updated_at FROM users WHERE id = ?"
+	best := [2]float64{}
+	for _, interpolate := range []bool{true, false} {
+		mc, err := mysql.ParseDSN(*dsn)
+		if err != nil {
+			return err
+		}
+		mc.ParseTime, mc.Loc, mc.InterpolateParams = true, time.UTC, interpolate
+		connector, err := mysql.NewConnector(mc)
+		if err != nil {
+			return err
+		}
+		db := sql.OpenDB(connector)
+		db.SetMaxOpenConns(*pool)
+		db.SetMaxIdleConns(*pool)
+		var run func(ctx context.Context, id int64) error
+		if interpolate {
+			run = func(ctx context.Context, id int64) error { return scanRow(db.QueryRowContext(ctx, query, id)) }
+		} else {
+			stmt, err := db.Prepare(query)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			run = func(ctx context.Context, id int64) error { return scanRow(stmt.QueryRowContext(ctx, id)) }
+		}
+		qps, p99, err := drive(*conns, *duration, func() error { return run(context.Background(), 1+rand.Int64N(*maxID)) })
+		db.Close()
+		if err != nil {
+			return err
+		}
+		if qps > best[0] {
+			best = [2]float64{qps, p99}
+		}
+	}
+	fmt.Printf("%.0f %.2f\n", best[0], best[1])
+	return nil
+}
+
+func scanRow(row *sql.Row) error {
+	var (
+		id               int64
+		username, email  string
+		fullName         sql.NullString
+		role             string
+		active           bool
+		created, updated time.Time
+	)
+	return row.Scan(&id, &username, &email, &fullName, &role, &active, &created, &updated)
+}
+
+// drive calls op from n goroutines for d and returns operations per second
+// and the 99th percentile latency in milliseconds.
+func drive(n int, d time.Duration, op func() error) (float64, float64, error) {
+	var count atomic.Int64
+	var mu sync.Mutex
+	var latencies []time.Duration
+	var firstErr error
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			var local []time.Duration
+			for time.Now().Before(deadline) {
+				t := time.Now()
+				if err := op(); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				local = append(local, time.Since(t))
+				count.Add(1)
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, 0, firstErr
+	}
+	elapsed := time.Since(start)
+	slices.Sort(latencies)
+	p99 := 0.0
+	if len(latencies) > 0 {
+		p99 = float64(latencies[len(latencies)*99/100].Microseconds()) / 1000
+	}
+	return float64(count.Load()) / elapsed.Seconds(), p99, nil
+}
+
+// bareHTTP serves a small JSON object from a bare net/http handler: the
+// ceiling of any HTTP service on this machine.
+func bareHTTP(args []string) error {
+	fs := flag.NewFlagSet("http", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:18081", "listen address")
+	fs.Parse(args)
+	body := map[string]any{"id": 1, "username": "alice", "email": "alice@example.com", "full_name": "Alice Liddell",
+		"role": "user", "is_active": true, "created_at": "2026-11-30T09:24:34.123456Z", "updated_at": "2026-11-30T09:24:34.123456Z"}
+	return http.ListenAndServe(*addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(body)
+	}))
+}
+
+// httpSelect serves GET /api/v1/users/{id} as a bare net/http handler over
+// one prepared point select, with no authentication and no logs: the most
+// any HTTP service that reads the database can do on this machine.
+func httpSelect(args []string) error {
+	fs := flag.NewFlagSet("httpselect", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:18082", "listen address")
+	dsn := fs.String("dsn", "root@tcp(127.0.0.1:3306)/usersvc_bench", "database DSN")
+	pool := fs.Int("pool", 20, "max open connections")
+	fs.Parse(args)
+	mc, err := mysql.ParseDSN(*dsn)
+	if err != nil {
+		return err
+	}
+	mc.ParseTime, mc.Loc = true, time.UTC
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return err
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(*pool)
+	db.SetMaxIdleConns(*pool)
+	stmt, err := db.Prepare("SELECT id, username, email, full_name, role, is_active, created_at, updated_at FROM users WHERE id = ?")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/users/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var u struct {
+			ID        int64          `json:"id"`
+			Username  string         `json:"username"`
+			Email     string         `json:"email"`
+			FullName  sql.NullString `json:"full_name"`
+			Role      string         `json:"role"`
+			IsActive  bool           `json:"is_active"`
+			CreatedAt time.Time      `json:"created_at"`
+			UpdatedAt time.Time      `json:"updated_at"`
+		}
+		err := stmt.QueryRowContext(r.Context(), r.PathValue("id")).
+			Scan(&u.ID, &u.Username, &u.Email, &u.FullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(u)
+	})
+	return http.ListenAndServe(*addr, mux)
+}
+
+// bcryptRate hashes on every core for d and prints hashes per second.
+func bcryptRate(args []string) error {
+	fs := flag.NewFlagSet("bcrypt", flag.ExitOnError)
+	cost := fs.Int("cost", 12, "bcrypt cost")
+	duration := fs.Duration("duration", 10*time.Second, "how long to run")
+	fs.Parse(args)
+	rate, _, err := drive(runtime.GOMAXPROCS(0), *duration, func() error {
+		_, err := bcrypt.GenerateFromPassword([]byte("a password of some length"), *cost)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%.2f\n", rate)
+	return nil
+}
+
+// hash prints the bcrypt hash of a password, for seeding.
+func hash(args []string) error {
+	fs := flag.NewFlagSet("hash", flag.ExitOnError)
+	cost := fs.Int("cost", 12, "bcrypt cost")
+	password := fs.String("password", "bench password", "the password")
+	fs.Parse(args)
+	h, err := bcrypt.GenerateFromPassword([]byte(*password), *cost)
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(h))
+	return nil
+}
