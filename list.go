@@ -173,25 +173,25 @@ func (q listQuery) filterSQL() ([]string, []any) {
 	var conds []string
 	var args []any
 	if q.Role != nil {
-		conds, args = append(conds, "role = ?"), append(args, string(*q.Role))
+		conds, args = append(conds, "u.role = ?"), append(args, string(*q.Role))
 	}
 	if q.IsActive != nil {
-		conds, args = append(conds, "is_active = ?"), append(args, *q.IsActive)
+		conds, args = append(conds, "u.is_active = ?"), append(args, *q.IsActive)
 	}
 	if q.Prefix != "" {
 		// The collation makes LIKE case-insensitive; each side can use its
 		// unique index (an index merge).
 		pattern := escapeLike(q.Prefix) + "%"
-		conds, args = append(conds, "(username LIKE ? OR email LIKE ?)"), append(args, pattern, pattern)
+		conds, args = append(conds, "(u.username LIKE ? OR u.email LIKE ?)"), append(args, pattern, pattern)
 	}
 	if q.CreatedAfter != nil {
-		conds, args = append(conds, "created_at > ?"), append(args, *q.CreatedAfter)
+		conds, args = append(conds, "u.created_at > ?"), append(args, *q.CreatedAfter)
 	}
 	if q.CreatedBefore != nil {
-		conds, args = append(conds, "created_at < ?"), append(args, *q.CreatedBefore)
+		conds, args = append(conds, "u.created_at < ?"), append(args, *q.CreatedBefore)
 	}
 	if q.UpdatedSince != nil {
-		conds, args = append(conds, "updated_at >= ?"), append(args, *q.UpdatedSince)
+		conds, args = append(conds, "u.updated_at >= ?"), append(args, *q.UpdatedSince)
 	}
 	return conds, args
 }
@@ -203,32 +203,38 @@ func escapeLike(s string) string {
 }
 
 // pageSQL returns the statement that reads one page, one row more than
-// PerPage so that the caller knows whether a next page exists.
-func (q listQuery) pageSQL() (string, []any) {
+// PerPage so that the caller knows whether a next page exists. The users
+// table is aliased u. With tokenHash, the statement also checks the token:
+// the valid token row t is joined as a constant table (one primary-key
+// lookup), and each row starts with the holder's id and role and the
+// exact unfiltered total.
+func (q listQuery) pageSQL(tokenHash []byte) (string, []any) {
 	conds, args := q.filterSQL()
-	dir, cmp := "ASC", ">"
+	cmp := ">"
 	if q.Desc {
-		dir, cmp = "DESC", "<"
+		cmp = "<"
 	}
 	if q.Cursor != nil {
 		if q.Sort == "id" {
-			conds, args = append(conds, "id "+cmp+" ?"), append(args, q.Cursor.ID)
+			conds, args = append(conds, "u.id "+cmp+" ?"), append(args, q.Cursor.ID)
 		} else {
 			// (col, id) after (v, id0), written so the index on col gives
 			// the range: col >= v AND (col > v OR id > id0).
-			conds = append(conds, fmt.Sprintf("%[1]s %[2]s= ? AND (%[1]s %[2]s ? OR id %[2]s ?)", q.Sort, cmp))
+			conds = append(conds, fmt.Sprintf("u.%[1]s %[2]s= ? AND (u.%[1]s %[2]s ? OR u.id %[2]s ?)", q.Sort, cmp))
 			args = append(args, q.Cursor.value, q.Cursor.value, q.Cursor.ID)
 		}
 	}
-	stmt := "SELECT " + userColumns + " FROM users"
+	stmt := "SELECT " + prefixed("u", userColumns) + " FROM users u"
+	if tokenHash != nil {
+		stmt = "SELECT t.user_id, t.role, (SELECT COALESCE(SUM(n), 0) FROM user_counts), " + prefixed("u", userColumns) +
+			" FROM auth_tokens t JOIN users u"
+		conds = append([]string{"t.token_hash = ?", "t.expires_at > NOW(6)"}, conds...)
+		args = append([]any{tokenHash}, args...)
+	}
 	if len(conds) > 0 {
 		stmt += " WHERE " + strings.Join(conds, " AND ")
 	}
-	stmt += " ORDER BY "
-	if q.Sort != "id" {
-		stmt += q.Sort + " " + dir + ", "
-	}
-	stmt += "id " + dir + " LIMIT ?"
+	stmt += " " + q.orderBy("u") + " LIMIT ?"
 	args = append(args, q.PerPage+1)
 	if q.Cursor == nil && q.Page > 1 {
 		stmt += " OFFSET ?"
@@ -237,10 +243,36 @@ func (q listQuery) pageSQL() (string, []any) {
 	return stmt, args
 }
 
+// prefixed qualifies each column of a comma-separated list with table.
+func prefixed(table, columns string) string {
+	cols := strings.Split(columns, ", ")
+	for i, c := range cols {
+		cols[i] = table + "." + c
+	}
+	return strings.Join(cols, ", ")
+}
+
+// orderBy is the ORDER BY clause of the list, its columns qualified by
+// table when one is given: the sort column, then id to break ties.
+func (q listQuery) orderBy(table string) string {
+	if table != "" {
+		table += "."
+	}
+	dir := " ASC"
+	if q.Desc {
+		dir = " DESC"
+	}
+	clause := "ORDER BY "
+	if q.Sort != "id" {
+		clause += table + q.Sort + dir + ", "
+	}
+	return clause + table + "id" + dir
+}
+
 // countSQL counts the filtered rows, stopping past maxFilteredCount.
 func (q listQuery) countSQL() (string, []any) {
 	conds, args := q.filterSQL()
-	return "SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE " + strings.Join(conds, " AND ") +
+	return "SELECT COUNT(*) FROM (SELECT 1 FROM users u WHERE " + strings.Join(conds, " AND ") +
 		" LIMIT ?) AS capped", append(args, maxFilteredCount+1)
 }
 

@@ -33,9 +33,14 @@ CREATE TABLE IF NOT EXISTS users (
 -- table lets no one in. Every replica reads the same rows, so a token
 -- issued by one is accepted by all, and a revocation (a deleted row) holds
 -- everywhere at once. Deleting a user deletes their tokens.
+-- role is the holder's role, copied when the token is issued: a role
+-- change or a deactivation deletes the user's tokens, so a token row
+-- exists only for an active user with that role, and checking a token is
+-- one row, not a join.
 CREATE TABLE IF NOT EXISTS auth_tokens (
     token_hash BINARY(32) NOT NULL,
     user_id    BIGINT UNSIGNED NOT NULL,
+    role       ENUM('admin', 'user') NOT NULL,
     created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     expires_at DATETIME(6) NOT NULL,
     PRIMARY KEY (token_hash),
