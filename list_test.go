@@ -239,7 +239,7 @@ func TestListQueryProblems(t *testing.T) {
 		{"updated_since=2026-01-01T00:00:00", []string{"updated_since"}},
 		{"cursor=garbage!", []string{"cursor"}},
 		{"cursor=eyJzIjoibm9wZSIsImkiOjF9", []string{"cursor"}}, // {"s":"nope","i":1}
-		{"cursor=" + usernameCursor, []string{"cursor"}},         // made for sort=username
+		{"cursor=" + usernameCursor, []string{"cursor"}},        // made for sort=username
 		{"cursor=" + usernameCursor + "&sort=-username", []string{"cursor"}},
 		{"cursor=" + usernameCursor + "&sort=username&page=2", []string{"cursor"}},
 		{"per_page=0&sort=x&role=y", []string{"per_page", "sort", "role"}},
@@ -300,7 +300,9 @@ func TestUserCountStaysExact(t *testing.T) {
 		wg.Go(func() { app.do("DELETE", userPath(id), "") })
 		wg.Go(func() { app.do("DELETE", userPath(id), "") }) // the same delete twice: counted once
 	}
-	wg.Go(func() { app.do("POST", "/api/v1/users", `{"username":"con0","email":"dup@example.com","password":"12345678"}`) })
+	wg.Go(func() {
+		app.do("POST", "/api/v1/users", `{"username":"con0","email":"dup@example.com","password":"12345678"}`)
+	})
 	wg.Wait()
 	var rows int64
 	app.db.QueryRow("SELECT COUNT(*) FROM users").Scan(&rows)
