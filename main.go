@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -109,6 +110,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer passwords.Close()
+	// One more scheduling slot per bcrypt worker: a worker busy on its
+	// low-priority thread holds a slot, and requests must still find one.
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cfg.BcryptWorkers)
 	go prepareDatabase(ctx, store, passwords, cfg, logger)
 
 	listener, err := net.Listen("tcp", cfg.HTTPAddr)

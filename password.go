@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -13,14 +14,19 @@ import (
 // ErrBusy: the password hasher is saturated; answered 503 with Retry-After.
 var ErrBusy = errors.New("password hashing is saturated")
 
-// passwordHasher runs bcrypt under a concurrency limit. At most `workers`
-// hashes run at once (one per core keeps the CPU busy without thrashing),
-// at most `queue` more wait, and none waits longer than maxWait, so a
+// passwordHasher runs bcrypt under a concurrency limit. A fixed pool of
+// `workers` goroutines does every hash, each on an OS thread of its own
+// whose scheduling priority is lowered (nice 19): while requests want the
+// CPU, the kernel gives it to them first, and bcrypt gets the rest, all
+// of it when the machine is otherwise idle. (serve adds one GOMAXPROCS
+// slot per worker, so busy workers never hold the slots requests need.)
+// At most `queue` more requests wait, none longer than maxWait, so a
 // flood of logins or creates cannot starve other requests or pile up
 // memory: the excess is refused at once with ErrBusy.
 type passwordHasher struct {
 	cost    int
-	workers chan struct{}
+	jobs    chan hashJob
+	closed  chan struct{}
 	waiting chan struct{}
 	maxWait time.Duration
 
@@ -32,21 +38,50 @@ type passwordHasher struct {
 	runs atomic.Int64
 }
 
+// hashJob is one bcrypt computation handed to a worker.
+type hashJob struct {
+	run  func()
+	done chan struct{}
+}
+
 func newPasswordHasher(cost, workers, queue int, maxWait time.Duration) (*passwordHasher, error) {
 	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password anyone has"), cost)
 	if err != nil {
 		return nil, fmt.Errorf("password hasher: %w", err)
 	}
-	return &passwordHasher{
+	h := &passwordHasher{
 		cost:      cost,
-		workers:   make(chan struct{}, workers),
+		jobs:      make(chan hashJob),
+		closed:    make(chan struct{}),
 		waiting:   make(chan struct{}, workers+queue),
 		maxWait:   maxWait,
 		dummyHash: dummy,
-	}, nil
+	}
+	for range workers {
+		go h.work()
+	}
+	return h, nil
 }
 
-// do runs f in a worker slot, or returns ErrBusy when none frees up in time.
+// work runs jobs on a low-priority OS thread until Close.
+func (h *passwordHasher) work() {
+	runtime.LockOSThread() // never unlocked: the thread keeps its priority to itself
+	lowerThreadPriority()  // best effort: without it, bcrypt just competes as equal
+	for {
+		select {
+		case job := <-h.jobs:
+			job.run()
+			close(job.done)
+		case <-h.closed:
+			return
+		}
+	}
+}
+
+// Close stops the workers; later calls answer ErrBusy.
+func (h *passwordHasher) Close() { close(h.closed) }
+
+// do runs f on a worker, or returns ErrBusy when none takes it in time.
 func (h *passwordHasher) do(ctx context.Context, f func()) error {
 	select {
 	case h.waiting <- struct{}{}:
@@ -56,16 +91,18 @@ func (h *passwordHasher) do(ctx context.Context, f func()) error {
 	}
 	timer := time.NewTimer(h.maxWait)
 	defer timer.Stop()
+	job := hashJob{run: f, done: make(chan struct{})}
 	select {
-	case h.workers <- struct{}{}:
-		defer func() { <-h.workers }()
+	case h.jobs <- job:
 	case <-timer.C:
+		return ErrBusy
+	case <-h.closed:
 		return ErrBusy
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
 	}
 	h.runs.Add(1)
-	f()
+	<-job.done
 	return nil
 }
 

@@ -172,6 +172,7 @@ func newTestAppOn(t testing.TB, db *sql.DB, options ...func(*Config)) *testApp {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(passwords.Close)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := NewStore(db, testTimeout)

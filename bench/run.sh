@@ -52,12 +52,18 @@ HASH=$("$WORK/ceilings" hash -cost "$COST" -password "bench password")
 DIGITS="(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
 sql -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME CHARACTER SET utf8mb4"
 sql "$DB_NAME" < schema.sql
+# n runs over 0 .. 10^k - 1 for the fewest k digit tables that reach USERS.
+from="" expr="" place=1
+while ((place < USERS)); do
+  t="d$place"
+  from+="${from:+, }$DIGITS $t"
+  expr+="${expr:+ + }$place*$t.d"
+  place=$((place * 10))
+done
 sql "$DB_NAME" -e "
   INSERT INTO users (username, email, password_hash, full_name)
   SELECT CONCAT('bench', n), CONCAT('bench', n, '@example.com'), '$HASH', CONCAT('Bench User ', n) FROM
-    (SELECT a.d + 10*b.d + 100*c.d + 1000*d.d + 10000*e.d + 100000*f.d + 1000000*g.d + 1 AS n
-     FROM $DIGITS a, $DIGITS b, $DIGITS c, $DIGITS d, $DIGITS e, $DIGITS f, $DIGITS g
-     WHERE a.d + 10*b.d + 100*c.d + 1000*d.d + 10000*e.d + 100000*f.d + 1000000*g.d < $USERS) AS nums;
+    (SELECT $expr + 1 AS n FROM $from WHERE $expr < $USERS) AS nums;
   INSERT INTO user_counts (slot, n) SELECT 0, COUNT(*) FROM users;
   ANALYZE TABLE users;" >/dev/null
 
