@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -329,5 +330,36 @@ func TestCursorTimestampsKeepMicroseconds(t *testing.T) {
 	c, err := decodeCursor(cursorAfter(&u, "created_at", true), "created_at", true)
 	if err != nil || c.ID != 7 || !c.value.(time.Time).Equal(u.CreatedAt) {
 		t.Errorf("round trip: %+v %v", c, err)
+	}
+}
+
+func TestBoundedQueriesRunOnThisServer(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	store := NewStore(db, 1500*time.Millisecond)
+	query := store.bounded("SELECT COUNT(*) FROM users")
+	if want := "/*M!100301 SET STATEMENT max_statement_time=1.5 FOR */ SELECT /*+ MAX_EXECUTION_TIME(1500) */ COUNT(*) FROM users"; query != want {
+		t.Errorf("got  %s\nwant %s", query, want)
+	}
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		t.Errorf("the server rejects the bounded query: %v", err)
+	}
+	// A statement the server must interrupt: a cross join far longer than
+	// the limit, answered with an error that maps to 503.
+	slow := NewStore(db, 50*time.Millisecond)
+	digits := "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4" +
+		" UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
+	var tables []string
+	for i := range 9 { // 10^9 rows: minutes of work
+		tables = append(tables, fmt.Sprintf("%s AS t%d", digits, i))
+	}
+	start := time.Now()
+	err := db.QueryRow(slow.bounded("SELECT COUNT(*) FROM " + strings.Join(tables, ", "))).Scan(&n)
+	if err == nil || !errors.Is(dbError("count", err), ErrUnavailable) {
+		t.Errorf("a statement past its limit: got %v, want a server interruption mapped to ErrUnavailable", err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("the server took %v to stop a statement limited to 50ms", elapsed)
 	}
 }
