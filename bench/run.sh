@@ -76,6 +76,9 @@ SERVICE=$!
 pids+=("$SERVICE")
 "$WORK/ceilings" http -addr "127.0.0.1:$BARE_PORT" &
 pids+=("$!")
+HTTPSELECT_PORT=$((PORT + 2))
+"$WORK/ceilings" httpselect -addr "127.0.0.1:$HTTPSELECT_PORT" -dsn "$DB_USER:$DB_PASSWORD@tcp($DB_HOST:$DB_PORT)/$DB_NAME" -pool 20 &
+pids+=("$!")
 for _ in $(seq 1 100); do
   grep -q '"bootstrap admin created"' "$WORK/service.log" && break
   sleep 0.1
@@ -111,7 +114,8 @@ run_wrk warmup get.lua >/dev/null
 echo "== ceilings" >&2
 read -r select_qps select_p99 < <("$WORK/ceilings" select -dsn "$DB_USER:$DB_PASSWORD@tcp($DB_HOST:$DB_PORT)/$DB_NAME" \
   -conns "$CONNS" -pool 20 -duration "$DURATION" -max-id "$USERS")
-read -r bare_rps bare_p99 bare_err < <(DURATION=$DURATION run_wrk bare get.lua "http://127.0.0.1:$BARE_PORT")
+read -r bare_rps bare_p99 bare_err < <(run_wrk bare get.lua "http://127.0.0.1:$BARE_PORT")
+read -r hs_rps hs_p99 hs_err < <(run_wrk httpselect get.lua "http://127.0.0.1:$HTTPSELECT_PORT")
 bcrypt_rate=$("$WORK/ceilings" bcrypt -cost "$COST" -duration "$DURATION")
 
 echo "== scenarios" >&2
@@ -148,8 +152,9 @@ machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /pro
 |---|---:|---:|---:|---|---|
 | ceiling: raw driver point select (database/sql) | $select_qps | $select_p99 | 0 | | |
 | ceiling: bare net/http JSON handler | $bare_rps | $bare_p99 | $bare_err | | |
+| reference: bare net/http over the same point select, no auth, no logs | $hs_rps | $hs_p99 | $hs_err | $(ratio "$hs_rps" "$select_qps") of raw select | |
 | ceiling: bcrypt hashes/s on all cores | $bcrypt_rate | | | | |
-| GET /api/v1/users/{id} | $get_rps | $get_p99 | $get_err | $(ratio "$get_rps" "$select_qps") of raw select | >= 0.6 |
+| GET /api/v1/users/{id} | $get_rps | $get_p99 | $get_err | $(ratio "$get_rps" "$select_qps") of raw select, $(ratio "$get_rps" "$hs_rps") of the reference | >= 0.6 of raw select |
 | list, first page with total | $first_rps | $first_p99 | $first_err | $(ratio "$first_rps" "$get_rps") of GET | >= 0.5 |
 | list, random deep page by cursor | $cursor_rps | $cursor_p99 | $cursor_err | p99 $(ratio "$cursor_p99" "$first_p99") of first page | <= 1.5 |
 | list, random deep page by number (OFFSET) | $page_rps | $page_p99 | $page_err | p99 $(ratio "$page_p99" "$first_p99") of first page | (documented as slow) |
