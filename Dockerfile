@@ -6,7 +6,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download && go mod verify
 COPY *.go schema.sql ./
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/usersvc .
+# The version reported by `usersvc version`, /health and /metrics.
+ARG VERSION=dev
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/usersvc .
 
 # Run stage: no shell, no package manager, a non-root user.
 FROM gcr.io/distroless/static-debian12:nonroot

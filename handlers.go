@@ -15,6 +15,7 @@ type server struct {
 	logger      *slog.Logger
 	store       *Store
 	passwords   *passwordHasher
+	metrics     *metrics
 	tokenTTL    time.Duration
 	allowSignup bool
 
@@ -37,6 +38,7 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 		logger:              logger,
 		store:               store,
 		passwords:           passwords,
+		metrics:             newMetrics(),
 		tokenTTL:            cfg.TokenTTL,
 		allowSignup:         cfg.AllowSignup,
 		loginFailuresByName: newFailureLimiter(loginFailuresPerName, loginFailureWindow),
@@ -44,6 +46,9 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
+	mux.HandleFunc("GET /health/live", s.handleLive)
+	mux.HandleFunc("GET /health/ready", s.handleReady)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("POST /api/v1/auth/token", s.handleLogin)
 	mux.HandleFunc("POST /api/v1/auth/logout", s.signedIn(s.handleLogout))
 	mux.HandleFunc("POST /api/v1/users", s.adminOrSignup(s.handleCreateUser))
@@ -57,7 +62,7 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 
 	var h http.Handler = problemsForUnmatched(mux)
 	h = recoverPanics(logger, h)
-	h = logRequests(logger, h)
+	h = observeRequests(logger, s.metrics, h)
 	return commonHeaders(h)
 }
 
@@ -86,7 +91,38 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	s.respond(w, r, http.StatusOK, struct {
 		Status   string `json:"status"`
 		Database string `json:"database"`
-	}{"ok", "ok"})
+		Version  string `json:"version"`
+	}{"ok", "ok", version})
+}
+
+// handleLive answers whether the process is up, without touching the
+// database: a failing liveness probe restarts the process, and a database
+// outage is no reason to.
+func (s *server) handleLive(w http.ResponseWriter, r *http.Request) {
+	s.respond(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReady answers whether requests can be served: the database
+// answers within a second and the schema is in place. A failing readiness
+// probe takes the replica out of the load balancer until it recovers.
+func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
+	defer cancel()
+	if err := s.store.Ready(ctx); err != nil {
+		s.logger.WarnContext(ctx, "readiness check failed", "error", err, "request_id", requestID(ctx))
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, newProblem(http.StatusServiceUnavailable, "The database is not ready: unreachable, too slow, or without the schema."))
+		return
+	}
+	s.respond(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleMetrics writes the metrics in the Prometheus text format.
+func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats()); err != nil {
+		s.logger.WarnContext(r.Context(), "write metrics", "error", err, "request_id", requestID(r.Context()))
+	}
 }
 
 // handleCreateUser creates a user: any user for an admin, or, for an

@@ -539,7 +539,7 @@ func TestHealth(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
 	rec := app.do("GET", "/health", "")
-	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"status":"ok","database":"ok"}` {
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"status":"ok","database":"ok","version":"dev"}` {
 		t.Errorf("got %d %s", rec.Code, rec.Body)
 	}
 }
@@ -570,7 +570,7 @@ func TestPanicIsAProblemAndServingGoesOn(t *testing.T) {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	calls := 0
-	h := logRequests(logger, recoverPanics(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := observeRequests(logger, newMetrics(), recoverPanics(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls++
 		if calls == 1 {
 			panic("boom")

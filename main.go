@@ -4,6 +4,7 @@
 //
 //	usersvc              serve the API (configuration from the environment and .env)
 //	usersvc healthcheck  exit 0 when the running service's /health answers 200
+//	usersvc version      print the version (set with -ldflags "-X main.version=...")
 package main
 
 import (
@@ -50,6 +51,10 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 1 && args[1] == "version" { // needs no configuration
+		fmt.Fprintf(stdout, "usersvc %s %s\n", version, runtime.Version())
+		return nil
+	}
 
 	envFile := getenv("ENV_FILE")
 	if envFile == "" {
@@ -68,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "healthcheck":
 			return healthcheck(ctx, cfg.HTTPAddr, stdout)
 		default:
-			return fmt.Errorf("unknown command %q; run without arguments to serve, or with healthcheck", args[1])
+			return fmt.Errorf("unknown command %q; run without arguments to serve, or with healthcheck or version", args[1])
 		}
 	}
 	logs := newBufferedWriter(stdout, logBufferSize, logFlushInterval)
@@ -129,7 +134,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("listening", "addr", listener.Addr().String(), "database", mc.Addr)
+	logger.Info("listening", "addr", listener.Addr().String(), "database", mc.Addr, "version", version)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(listener) }()

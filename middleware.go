@@ -69,11 +69,14 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the real writer.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// logRequests gives each request an id (keeping a sane incoming
-// X-Request-ID), echoes it, and writes one access log line per request.
-func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+// observeRequests gives each request an id (keeping a sane incoming
+// X-Request-ID), echoes it, writes one access log line per request and
+// counts it in the metrics.
+func observeRequests(logger *slog.Logger, m *metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		m.inFlight.Add(1)
+		defer m.inFlight.Add(-1)
 		id := r.Header.Get("X-Request-ID")
 		if !acceptableRequestID(id) {
 			id = newRequestID()
@@ -87,13 +90,15 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
+		elapsed := time.Since(start)
+		m.observe(r.Method, r.Pattern, rec.status, elapsed)
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
 			slog.String("route", r.Pattern),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status),
 			slog.Int("bytes", rec.bytes),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 			slog.String("request_id", id),
 		)
 	})

@@ -34,8 +34,14 @@ type passwordHasher struct {
 	// answer takes as long as a wrong password.
 	dummyHash []byte
 
-	// runs counts bcrypt computations, for tests and metrics.
-	runs atomic.Int64
+	// runs counts bcrypt computations, rejected the jobs refused with
+	// ErrBusy, for tests and metrics.
+	runs     atomic.Int64
+	rejected atomic.Int64
+}
+
+func (h *passwordHasher) stats() hasherStats {
+	return hasherStats{waiting: len(h.waiting), runs: h.runs.Load(), rejected: h.rejected.Load()}
 }
 
 // hashJob is one bcrypt computation handed to a worker.
@@ -83,6 +89,14 @@ func (h *passwordHasher) Close() { close(h.closed) }
 
 // do runs f on a worker, or returns ErrBusy when none takes it in time.
 func (h *passwordHasher) do(ctx context.Context, f func()) error {
+	err := h.tryDo(ctx, f)
+	if errors.Is(err, ErrBusy) {
+		h.rejected.Add(1)
+	}
+	return err
+}
+
+func (h *passwordHasher) tryDo(ctx context.Context, f func()) error {
 	select {
 	case h.waiting <- struct{}{}:
 		defer func() { <-h.waiting }()

@@ -23,6 +23,7 @@ type faultProxy struct {
 	mu        sync.Mutex
 	down      bool
 	blackhole bool
+	delay     time.Duration
 	conns     map[net.Conn]struct{}
 }
 
@@ -53,6 +54,13 @@ func (p *faultProxy) setDown(down bool) {
 			c.Close()
 		}
 	}
+}
+
+// setDelay holds every chunk of traffic for d before passing it on.
+func (p *faultProxy) setDelay(d time.Duration) {
+	p.mu.Lock()
+	p.delay = d
+	p.mu.Unlock()
 }
 
 // setBlackhole makes the proxy swallow traffic in both directions, and
@@ -111,8 +119,9 @@ func (p *faultProxy) pipe(src, dst net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			swallow := p.blackhole
+			swallow, delay := p.blackhole, p.delay
 			p.mu.Unlock()
+			time.Sleep(delay)
 			if !swallow {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					return

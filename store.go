@@ -273,6 +273,21 @@ func splitSQL(script string) []string {
 	return stmts
 }
 
+// Stats returns the connection pool's statistics.
+func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
+
+// Ready checks that the database answers and holds the schema.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.EnsureSchema(ctx); err != nil {
+		return err
+	}
+	var one int
+	if err := s.db.QueryRowContext(ctx, "SELECT 1 FROM users LIMIT 1").Scan(&one); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return dbError("ready", err)
+	}
+	return nil
+}
+
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// requestBudget is how long any request may take while the database
+// misbehaves: the store's timeout plus room for a loaded machine.
+const requestBudget = testTimeout + 2*time.Second
+
+// outcome is what one request under fault got.
+type outcome struct {
+	status  int
+	elapsed time.Duration
+}
+
+// hammer sends creates and reads from several goroutines until stop is
+// closed, and returns what each got. Usernames carry prefix and a
+// counter, so the test can find every create it attempted.
+func hammer(app *testApp, prefix string, workers int, stop <-chan struct{}) []outcome {
+	var mu sync.Mutex
+	var all []outcome
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				var code int
+				if w%2 == 0 {
+					i := n.Add(1)
+					code = app.do("POST", "/api/v1/users", fmt.Sprintf(`{"username":"%s%d","email":"%s%d@example.com","password":"12345678"}`, prefix, i, prefix, i)).Code
+				} else {
+					code = app.do("GET", userPath(app.adminID), "").Code
+				}
+				mu.Lock()
+				all = append(all, outcome{code, time.Since(start)})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return all
+}
+
+// checkOutcomes fails the test for a 500, an unexpected status or a
+// request that outlived the budget.
+func checkOutcomes(t *testing.T, outcomes []outcome, allowed ...int) (unavailable int) {
+	t.Helper()
+	for _, o := range outcomes {
+		if o.elapsed > requestBudget {
+			t.Errorf("a request took %v, past the %v budget", o.elapsed, requestBudget)
+		}
+		switch {
+		case o.status == http.StatusServiceUnavailable:
+			unavailable++
+		case !containsInt(allowed, o.status):
+			t.Errorf("unexpected status %d", o.status)
+		}
+	}
+	return unavailable
+}
+
+func containsInt(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// checkNoHalfWrites fails unless every user row is whole and the user
+// count matches the rows: a create that answered 503 happened completely
+// or not at all.
+func checkNoHalfWrites(t *testing.T, app *testApp) {
+	t.Helper()
+	var rows, counted, broken int64
+	if err := app.db.QueryRow("SELECT COUNT(*) FROM users").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	app.db.QueryRow("SELECT COALESCE(SUM(n), 0) FROM user_counts").Scan(&counted)
+	app.db.QueryRow("SELECT COUNT(*) FROM users WHERE password_hash NOT LIKE '$2a$%' OR email NOT LIKE CONCAT(username, '@example.com')").Scan(&broken)
+	if rows != counted || broken != 0 {
+		t.Errorf("after the fault: %d rows, count says %d, %d rows not whole", rows, counted, broken)
+	}
+}
+
+// eventually retries check until it succeeds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, check func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !check() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not happen within %v", what, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestDatabaseCutUnderLoad(t *testing.T) {
+	t.Parallel()
+	_, serverCfg := testServer(t)
+	proxy := startFaultProxy(t, serverCfg.Addr)
+	app := newTestAppOn(t, newTestDatabase(t, proxy.addr()))
+	app.bootstrapAdmin()
+
+	stop := make(chan struct{})
+	done := make(chan []outcome)
+	go func() { done <- hammer(app, "cut", 8, stop) }()
+	time.Sleep(300 * time.Millisecond)
+	proxy.setDown(true) // every open connection cut, new ones refused
+	time.Sleep(700 * time.Millisecond)
+	proxy.setDown(false)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	outcomes := <-done
+	if unavailable := checkOutcomes(t, outcomes, http.StatusOK, http.StatusCreated); unavailable == 0 {
+		t.Error("no request saw the outage: the fault was not injected")
+	}
+	eventually(t, 5*time.Second, "recovery", func() bool {
+		return app.do("GET", userPath(app.adminID), "").Code == http.StatusOK
+	})
+	recovered := hammer(app, "after", 4, closeAfter(500*time.Millisecond))
+	if n := checkOutcomes(t, recovered, http.StatusOK, http.StatusCreated); n != 0 {
+		t.Errorf("%d requests failed after the database came back", n)
+	}
+	checkNoHalfWrites(t, app)
+}
+
+func closeAfter(d time.Duration) chan struct{} {
+	c := make(chan struct{})
+	time.AfterFunc(d, func() { close(c) })
+	return c
+}
+
+func TestSlowDatabaseFailsFastAndRecovers(t *testing.T) {
+	t.Parallel()
+	_, serverCfg := testServer(t)
+	proxy := startFaultProxy(t, serverCfg.Addr)
+	db := newTestDatabase(t, proxy.addr())
+	app := newTestAppOn(t, db)
+	app.bootstrapAdmin()
+
+	proxy.setDelay(testTimeout + time.Second) // every packet arrives after the deadline
+	outcomes := hammer(app, "slow", 6, closeAfter(time.Second))
+	if checkOutcomes(t, outcomes, http.StatusOK, http.StatusCreated) == 0 {
+		t.Error("no request saw the delay")
+	}
+	proxy.setDelay(0)
+	eventually(t, 2*time.Second, "recovery", func() bool {
+		return app.do("GET", userPath(app.adminID), "").Code == http.StatusOK
+	})
+	eventually(t, requestBudget, "the pool to drain", func() bool { return db.Stats().InUse == 0 })
+	if stats := db.Stats(); stats.OpenConnections > testConfig().DBMaxOpenConns {
+		t.Errorf("pool over its limit: %+v", stats)
+	}
+	checkNoHalfWrites(t, app)
+}
+
+// TestSigtermUnderLoad runs the real binary, keeps requests in flight,
+// sends SIGTERM, and checks that every request accepted before the signal
+// is answered, that new connections are refused, and that the process
+// exits 0 within the shutdown timeout.
+func TestSigtermUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Parallel()
+	_, serverCfg := testServer(t)
+	db := newTestDatabase(t, "")
+	var dbName string
+	db.QueryRow("SELECT DATABASE()").Scan(&dbName)
+	bin := filepath.Join(t.TempDir(), "usersvc")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	host, port := splitAddr(t, serverCfg.Addr)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"HTTP_ADDR=127.0.0.1:0", "DB_HOST="+host, "DB_PORT="+port, "DB_USER="+serverCfg.User,
+		"DB_PASSWORD="+serverCfg.Passwd, "DB_NAME="+dbName, "BCRYPT_COST=11", "BCRYPT_WORKERS=2",
+		"ENV_FILE=/nonexistent", "ADMIN_USERNAME=boss", "ADMIN_EMAIL=boss@example.com", "ADMIN_PASSWORD=boss password")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	logs := &syncBuffer{}
+	go io.Copy(logs, stdout)
+	addr := waitForLogField(t, logs, "listening", "addr")
+	base := "http://" + addr
+	waitForLogField(t, logs, "bootstrap admin created", "username")
+	token := loginOver(t, base, "boss", "boss password")
+
+	// Slow requests, certainly in flight when the signal comes: creates
+	// queue for bcrypt at cost 11 on two workers.
+	const slow = 8
+	var wg sync.WaitGroup
+	codes := make([]int, slow)
+	for i := range slow {
+		wg.Go(func() {
+			body := fmt.Sprintf(`{"username":"late%d","email":"late%d@example.com","password":"12345678"}`, i, i)
+			codes[i] = postOver(base+"/api/v1/users", token, body)
+		})
+	}
+	time.Sleep(150 * time.Millisecond) // all sent and accepted
+	signalled := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	wg.Wait()
+	for i, code := range codes {
+		if code != http.StatusCreated {
+			t.Errorf("request %d in flight at SIGTERM: got %d, want 201", i, code)
+		}
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit: %v, want status 0", err)
+		}
+		if took := time.Since(signalled); took > shutdownTimeout {
+			t.Errorf("shutdown took %v", took)
+		}
+	case <-time.After(shutdownTimeout + 2*time.Second):
+		t.Fatal("the process did not exit within the shutdown timeout")
+	}
+	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
+		t.Errorf("no clean stop in the log: %s", logs)
+	}
+}
+
+func loginOver(t *testing.T, base, username, password string) string {
+	t.Helper()
+	resp, err := http.Post(base+"/api/v1/auth/token", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"username":%q,"password":%q}`, username, password)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok tokenResponse
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("login: %d %v", resp.StatusCode, err)
+	}
+	return tok.AccessToken
+}
+
+// postOver posts JSON with a token over a fresh connection and returns
+// the status, or 0 when no answer came.
+func postOver(url, token, body string) int {
+	req, _ := http.NewRequestWithContext(context.Background(), "POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, bufio.NewReader(resp.Body))
+	return resp.StatusCode
+}

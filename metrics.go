@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bufio"
+	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// version is the service's version, set at build time:
+//
+//	go build -ldflags "-X main.version=1.2.3"
+var version = "dev"
+
+// durationBuckets are the upper bounds, in seconds, of the request
+// duration histogram.
+var durationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// metrics counts what the service does, for /metrics in the Prometheus
+// text exposition format (written by hand: no client library).
+type metrics struct {
+	inFlight atomic.Int64
+
+	mu        sync.Mutex
+	requests  map[requestLabels]uint64
+	durations map[string]*histogram // by route pattern
+}
+
+// requestLabels identify one request counter.
+type requestLabels struct {
+	method, route string
+	status        int
+}
+
+// histogram is a cumulative-on-output histogram: counts holds one count
+// per bucket (not yet cumulative) and the overflow past the last bound.
+type histogram struct {
+	counts []uint64
+	sum    float64
+	count  uint64
+}
+
+func newMetrics() *metrics {
+	return &metrics{requests: map[requestLabels]uint64{}, durations: map[string]*histogram{}}
+}
+
+// observe records one finished request. An unmatched request has the
+// route "unmatched", so that attackers probing paths cannot grow the
+// label set without bound.
+func (m *metrics) observe(method, route string, status int, d time.Duration) {
+	if route == "" {
+		route = "unmatched"
+	}
+	if !isStandardMethod(method) {
+		method = "other"
+	}
+	seconds := d.Seconds()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.requests[requestLabels{method, route, status}]++
+	h := m.durations[route]
+	if h == nil {
+		h = &histogram{counts: make([]uint64, len(durationBuckets)+1)}
+		m.durations[route] = h
+	}
+	i, _ := slices.BinarySearch(durationBuckets, seconds) // the first bound >= seconds
+	h.counts[i]++
+	h.sum += seconds
+	h.count++
+}
+
+func isStandardMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// hasherStats are the password hasher's figures at one moment.
+type hasherStats struct {
+	waiting  int // in the queue or running
+	runs     int64
+	rejected int64
+}
+
+// write writes every metric in the text exposition format (version 0.0.4).
+func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats) error {
+	bw := bufio.NewWriter(w)
+	e := &expositionWriter{w: bw}
+
+	e.family("usersvc_http_requests_total", "counter", "HTTP requests answered, by method, route pattern and status.")
+	m.mu.Lock()
+	keys := make([]requestLabels, 0, len(m.requests))
+	for k := range m.requests {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b requestLabels) int {
+		return strings.Compare(a.route+a.method+strconv.Itoa(a.status), b.route+b.method+strconv.Itoa(b.status))
+	})
+	for _, k := range keys {
+		e.sample("usersvc_http_requests_total", labels("method", k.method, "route", k.route, "status", strconv.Itoa(k.status)), float64(m.requests[k]))
+	}
+	e.family("usersvc_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by route pattern.")
+	routes := slices.Sorted(mapKeysOf(m.durations))
+	for _, route := range routes {
+		h := m.durations[route]
+		var cumulative uint64
+		for i, bound := range durationBuckets {
+			cumulative += h.counts[i]
+			e.sample("usersvc_http_request_duration_seconds_bucket", labels("route", route, "le", formatFloat(bound)), float64(cumulative))
+		}
+		e.sample("usersvc_http_request_duration_seconds_bucket", labels("route", route, "le", "+Inf"), float64(h.count))
+		e.sample("usersvc_http_request_duration_seconds_sum", labels("route", route), h.sum)
+		e.sample("usersvc_http_request_duration_seconds_count", labels("route", route), float64(h.count))
+	}
+	m.mu.Unlock()
+
+	e.gauge("usersvc_http_requests_in_flight", "HTTP requests being answered now.", float64(m.inFlight.Load()))
+	e.gauge("usersvc_db_max_open_connections", "Most database connections the pool may open.", float64(db.MaxOpenConnections))
+	e.gauge("usersvc_db_open_connections", "Database connections open, in use or idle.", float64(db.OpenConnections))
+	e.gauge("usersvc_db_in_use_connections", "Database connections in use.", float64(db.InUse))
+	e.gauge("usersvc_db_idle_connections", "Database connections idle.", float64(db.Idle))
+	e.counter("usersvc_db_wait_count_total", "Times a request waited for a database connection.", float64(db.WaitCount))
+	e.counter("usersvc_db_wait_duration_seconds_total", "Time spent waiting for database connections.", db.WaitDuration.Seconds())
+	e.gauge("usersvc_bcrypt_waiting", "Password hashing jobs queued or running.", float64(hasher.waiting))
+	e.counter("usersvc_bcrypt_runs_total", "bcrypt computations run.", float64(hasher.runs))
+	e.counter("usersvc_bcrypt_rejected_total", "Password hashing jobs refused because the queue was full or the wait too long.", float64(hasher.rejected))
+	e.family("usersvc_build_info", "gauge", "The running build: always 1, with the version and Go version as labels.")
+	e.sample("usersvc_build_info", labels("version", version, "goversion", runtime.Version()), 1)
+	if e.err != nil {
+		return e.err
+	}
+	return bw.Flush()
+}
+
+func mapKeysOf[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// expositionWriter writes Prometheus text format lines, keeping the first
+// write error.
+type expositionWriter struct {
+	w   *bufio.Writer
+	err error
+}
+
+func (e *expositionWriter) printf(format string, args ...any) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, format, args...)
+	}
+}
+
+// family writes the HELP and TYPE lines of a metric family.
+func (e *expositionWriter) family(name, kind, help string) {
+	e.printf("# HELP %s %s\n# TYPE %s %s\n", name, escapeHelp(help), name, kind)
+}
+
+func (e *expositionWriter) sample(name, labels string, value float64) {
+	e.printf("%s%s %s\n", name, labels, formatFloat(value))
+}
+
+func (e *expositionWriter) gauge(name, help string, value float64) {
+	e.family(name, "gauge", help)
+	e.sample(name, "", value)
+}
+
+func (e *expositionWriter) counter(name, help string, value float64) {
+	e.family(name, "counter", help)
+	e.sample(name, "", value)
+}
+
+// labels formats name/value pairs as {a="x",b="y"}, escaping values as the
+// format requires: backslash, double quote and line feed.
+func labels(pairs ...string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(pairs[i])
+		b.WriteString(`="`)
+		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(pairs[i+1]))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// escapeHelp escapes a HELP text: backslash and line feed.
+func escapeHelp(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
+}
+
+func formatFloat(v float64) string {
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
