@@ -16,7 +16,7 @@ var ErrBusy = errors.New("password hashing is saturated")
 
 // passwordHasher runs bcrypt under a concurrency limit. A fixed pool of
 // `workers` goroutines does every hash, each on an OS thread of its own
-// whose scheduling priority is lowered (nice 19): while requests want the
+// whose scheduling priority is lowered (bcryptNice): while requests want the
 // CPU, the kernel gives it to them first, and bcrypt gets the rest, all
 // of it when the machine is otherwise idle. (serve adds one GOMAXPROCS
 // slot per worker, so busy workers never hold the slots requests need.)
