@@ -67,7 +67,7 @@ func BenchmarkRawPointSelect(b *testing.B) {
 		var fullName *string
 		for pb.Next() {
 			err := app.db.QueryRowContext(context.Background(), "SELECT "+userColumns+" FROM users WHERE id = ?", 5000).
-				Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt)
+				Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &u.Version)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -124,7 +124,7 @@ func BenchmarkEncodePage(b *testing.B) {
 		}
 		std := make([]userStd, len(users))
 		for i, u := range users {
-			std[i] = userStd(u)
+			std[i] = userStd{u.ID, u.Username, u.Email, u.FullName, u.Role, u.IsActive, u.CreatedAt, u.UpdatedAt}
 		}
 		body := struct {
 			Items      []userStd `json:"items"`
@@ -158,7 +158,7 @@ func BenchmarkRawPointSelectPrepared(b *testing.B) {
 		var fullName *string
 		for pb.Next() {
 			if err := stmt.QueryRowContext(context.Background(), 5000).
-				Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt); err != nil {
+				Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &u.Version); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -15,6 +15,8 @@ var (
 	// ErrUnavailable: the database could not answer (down, slow, restarting,
 	// schema not yet applied). Clients may retry.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrPreconditionFailed: If-Match named another version of the user.
+	ErrPreconditionFailed = errors.New("precondition failed")
 )
 
 // ConflictError says a unique field already belongs to another user.

@@ -174,6 +174,7 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", userPath(user.ID))
+	w.Header().Set("ETag", etagOf(&user))
 	s.respond(w, r, http.StatusCreated, user)
 }
 
@@ -215,6 +216,11 @@ func (s *server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 	case user == nil:
 		s.writeError(w, r, ErrNotFound)
 	default:
+		w.Header().Set("ETag", etagOf(user))
+		if notModified(r, user) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
 		writeBody(w, http.StatusOK, "application/json", appendUserJSON(make([]byte, 0, 256), user))
 	}
 }
@@ -255,16 +261,23 @@ func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("The changes are not valid.", errs...))
 		return
 	}
+	precondition, err := ifMatch(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	changes, err := s.userChanges(r, id, caller, fields)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	changes.Precondition = precondition
 	user, err := s.store.UpdateUser(r.Context(), id, changes)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	w.Header().Set("ETag", etagOf(&user))
 	s.respond(w, r, http.StatusOK, user)
 }
 
@@ -341,7 +354,12 @@ func (s *server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &forbiddenError{detail: "An admin may not delete their own account."})
 		return
 	}
-	if err := s.store.DeleteUser(r.Context(), id); err != nil {
+	precondition, err := ifMatch(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.store.DeleteUser(r.Context(), id, precondition); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -428,6 +446,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p := newProblem(reqErr.status, reqErr.detail)
 		p.Errors = reqErr.fields
 		writeProblem(w, p)
+	case errors.Is(err, ErrPreconditionFailed):
+		writeProblem(w, newProblem(http.StatusPreconditionFailed,
+			"The user changed since the version named in If-Match: fetch it again, and retry with its ETag."))
 	case errors.Is(err, ErrNotFound):
 		writeProblem(w, newProblem(http.StatusNotFound, "No user has this id."))
 	case errors.As(err, &conflict):

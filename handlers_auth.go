@@ -84,7 +84,7 @@ func readLogin(w http.ResponseWriter, r *http.Request) (login, password string, 
 		case "password":
 			passwordPtr = decodeString(m, &errs)
 		default:
-			errs.add(truncate(m.Name, 64), "is not a known field")
+			errs.add(fieldName(m.Name), "is not a known field")
 		}
 	}
 	if loginPtr == nil && !errs.has("username") {

@@ -150,6 +150,7 @@ func TestCreateUserValidation(t *testing.T) {
 		{"id cannot be set", `{` + ok + `,"id":7}`, []string{"id"}},
 		{"password_hash cannot be set", `{` + ok + `,"password_hash":"$2a$04$abc"}`, []string{"password_hash"}},
 		{"created_at cannot be set", `{` + ok + `,"created_at":"2020-01-01T00:00:00Z"}`, []string{"created_at"}},
+		{"empty field name (found by FuzzUserBody)", `{` + ok + `,"":""}`, []string{`""`}},
 		{"every problem at once", `{"username":"x","email":"nope","password":"short","full_name":"\u0000","role":"god","is_active":1,"extra":true}`,
 			[]string{"is_active", "extra", "username", "email", "password", "full_name", "role"}},
 		{"injection stays data", `{"username":"bob","email":"x'); DROP TABLE users; --@example.com","password":"12345678"}`, []string{"email"}},

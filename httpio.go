@@ -157,7 +157,7 @@ func parseJSONObject(body []byte) ([]jsonMember, error) {
 		}
 		if seen[name] {
 			return nil, badRequest("The request body names a field more than once.",
-				fieldError{Field: truncate(name, 64), Message: "appears more than once"})
+				fieldError{Field: fieldName(name), Message: "appears more than once"})
 		}
 		seen[name] = true
 		members = append(members, jsonMember{Name: name, Value: value})

@@ -64,7 +64,7 @@ func parseListQuery(values url.Values) (listQuery, error) {
 	}
 	for _, name := range slices.Sorted(mapKeys(values)) {
 		if !slices.Contains(listParams, name) && len(errs) < maxUnknownFieldsReported {
-			errs.add(truncate(name, 64), "is not a known query parameter")
+			errs.add(fieldName(name), "is not a known query parameter")
 		}
 	}
 	if v, ok := one("page"); ok {

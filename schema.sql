@@ -16,6 +16,8 @@ CREATE TABLE IF NOT EXISTS users (
     is_active     BOOLEAN NOT NULL DEFAULT TRUE,
     created_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     updated_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+    -- Bumped by every update: the ETag, and what If-Match is checked against.
+    version       BIGINT UNSIGNED NOT NULL DEFAULT 1,
     PRIMARY KEY (id),
     UNIQUE KEY users_username_unique (username),
     UNIQUE KEY users_email_unique (email),

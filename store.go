@@ -172,14 +172,14 @@ func NewStore(db *sql.DB, timeout time.Duration) *Store {
 }
 
 // userColumns are the columns scanned by scanUser, in order.
-const userColumns = "id, username, email, full_name, role, is_active, created_at, updated_at"
+const userColumns = "id, username, email, full_name, role, is_active, created_at, updated_at, version"
 
 type rowScanner interface{ Scan(dest ...any) error }
 
 func scanUser(row rowScanner) (User, error) {
 	var u User
 	var fullName sql.NullString
-	err := row.Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt)
+	err := row.Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &u.Version)
 	if fullName.Valid {
 		u.FullName = &fullName.String
 	}
@@ -387,7 +387,7 @@ const validTokenSQL = " WHERE t.token_hash = ? AND t.expires_at > NOW(6)"
 // callerAndUserSQL authenticates a token and reads one user in a single
 // statement: a row comes back only for a valid token (the caller's id and
 // role first), with the user's columns NULL when no user has the id.
-const callerAndUserSQL = "SELECT t.user_id, t.role, u.id, u.username, u.email, u.full_name, u.role, u.is_active, u.created_at, u.updated_at" +
+const callerAndUserSQL = "SELECT t.user_id, t.role, " + "u.id, u.username, u.email, u.full_name, u.role, u.is_active, u.created_at, u.updated_at, u.version" +
 	" FROM auth_tokens t LEFT JOIN users u ON u.id = IF(? = 0, t.user_id, ?)" + validTokenSQL
 
 // UserAs authenticates the token and reads the user with the given id (0
@@ -442,7 +442,7 @@ func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, q listQuery) 
 		var u User
 		var fullName sql.NullString
 		err := rows.Scan(&caller.ID, &caller.Role, &page.Total,
-			&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt)
+			&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &u.Version)
 		if err != nil {
 			return nil, listPage{}, dbError("list users: scan", err)
 		}
@@ -488,10 +488,11 @@ type nullableUser struct {
 	fullName, role   sql.NullString
 	active           sql.NullBool
 	created, updated sql.NullTime
+	version          sql.NullInt64
 }
 
 func (n *nullableUser) fields() []any {
-	return []any{&n.id, &n.username, &n.email, &n.fullName, &n.role, &n.active, &n.created, &n.updated}
+	return []any{&n.id, &n.username, &n.email, &n.fullName, &n.role, &n.active, &n.created, &n.updated, &n.version}
 }
 
 // user returns the scanned user, or false when the join found none.
@@ -500,7 +501,7 @@ func (n *nullableUser) user() (User, bool) {
 		return User{}, false
 	}
 	u := User{ID: n.id.Int64, Username: n.username.String, Email: n.email.String, Role: Role(n.role.String),
-		IsActive: n.active.Bool, CreatedAt: n.created.Time, UpdatedAt: n.updated.Time}
+		IsActive: n.active.Bool, CreatedAt: n.created.Time, UpdatedAt: n.updated.Time, Version: n.version.Int64}
 	if n.fullName.Valid {
 		u.FullName = &n.fullName.String
 	}
@@ -508,7 +509,9 @@ func (n *nullableUser) user() (User, bool) {
 }
 
 // UpdateUser applies changes to the user with the given id in one
-// transaction: it locks the row, refuses to leave no active admin, writes,
+// transaction: it locks the row, checks changes.Precondition against its
+// version (If-Match: the check and the write cannot be split by another
+// writer), refuses to leave no active admin, writes and bumps the version,
 // revokes all the user's tokens when the password, role or active flag
 // changes, and reads the result back. When changes.ExpectPasswordHash is
 // set, the update happens only if the stored hash is still that one (the
@@ -528,6 +531,9 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (
 	cur, err := lockUser(ctx, tx, id)
 	if err != nil {
 		return User{}, err
+	}
+	if changes.Precondition != nil && !changes.Precondition(cur.version) {
+		return User{}, ErrPreconditionFailed
 	}
 	if changes.ExpectPasswordHash != "" && cur.passwordHash != changes.ExpectPasswordHash {
 		return User{}, &stateConflictError{detail: "The password changed while this request ran; try again."}
@@ -562,6 +568,7 @@ type lockedUser struct {
 	role         Role
 	isActive     bool
 	passwordHash string
+	version      int64
 }
 
 func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
@@ -570,8 +577,8 @@ func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isAct
 // change it before this one ends.
 func lockUser(ctx context.Context, tx *sql.Tx, id int64) (lockedUser, error) {
 	var u lockedUser
-	err := tx.QueryRowContext(ctx, "SELECT role, is_active, password_hash FROM users WHERE id = ? FOR UPDATE", id).
-		Scan(&u.role, &u.isActive, &u.passwordHash)
+	err := tx.QueryRowContext(ctx, "SELECT role, is_active, password_hash, version FROM users WHERE id = ? FOR UPDATE", id).
+		Scan(&u.role, &u.isActive, &u.passwordHash, &u.version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return lockedUser{}, ErrNotFound
 	}
@@ -626,13 +633,15 @@ func (c UserChanges) assignments() (string, []any) {
 	if c.IsActive != nil {
 		add("is_active", *c.IsActive)
 	}
+	cols = append(cols, "version = version + 1")
 	return strings.Join(cols, ", "), args
 }
 
 // DeleteUser deletes the user with the given id, or returns ErrNotFound.
 // The last active admin cannot be deleted. The user's tokens go with it
-// (ON DELETE CASCADE).
-func (s *Store) DeleteUser(ctx context.Context, id int64) error {
+// (ON DELETE CASCADE). A non-nil precondition is checked against the
+// user's version under the row lock: false is ErrPreconditionFailed.
+func (s *Store) DeleteUser(ctx context.Context, id int64, precondition func(version int64) bool) error {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
 		return err
@@ -646,6 +655,9 @@ func (s *Store) DeleteUser(ctx context.Context, id int64) error {
 	cur, err := lockUser(ctx, tx, id)
 	if err != nil {
 		return err
+	}
+	if precondition != nil && !precondition(cur.version) {
+		return ErrPreconditionFailed
 	}
 	if cur.isActiveAdmin() {
 		if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
@@ -707,7 +719,7 @@ func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, strin
 	var fullName sql.NullString
 	var hash string
 	err = s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM users WHERE id = ?", id).
-		Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &hash)
+		Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &u.Version, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, "", ErrNotFound
 	}

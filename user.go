@@ -39,6 +39,7 @@ type User struct {
 	IsActive  bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	Version   int64 // bumped by every update; its ETag
 }
 
 // MarshalJSON writes the user with RFC 3339 UTC timestamps that always
@@ -71,6 +72,9 @@ type UserChanges struct {
 	// ExpectPasswordHash, when set, makes the update conditional on the
 	// stored hash being this one.
 	ExpectPasswordHash string
+
+	// Precondition, when set, must hold for the stored version (If-Match).
+	Precondition func(version int64) bool
 }
 
 // removesAdmin reports whether the changes demote or deactivate a user.
@@ -153,7 +157,7 @@ func parseUserFields(members []jsonMember) (userFields, fieldErrors) {
 			f.CurrentPassword = decodeString(m, &errs)
 		default:
 			if unknown++; unknown <= maxUnknownFieldsReported {
-				errs.add(truncate(m.Name, 64), "is not a known field")
+				errs.add(fieldName(m.Name), "is not a known field")
 			}
 		}
 	}
@@ -359,6 +363,16 @@ func fullNameProblem(s string) string {
 
 func isASCIIAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// fieldName is how an error names a field the client sent: at most 64
+// bytes of it, and "" (two quotes) for an empty name, so that every error
+// names something.
+func fieldName(name string) string {
+	if name == "" {
+		return `""`
+	}
+	return truncate(name, 64)
 }
 
 // truncate shortens s to at most n bytes without splitting a character.

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// etagOf is the strong entity tag of a user's current version. The
+// version is bumped by every update, so the tag changes whenever the user
+// does; it tells nothing else.
+func etagOf(u *User) string {
+	return `"` + strconv.FormatInt(u.Version, 10) + `"`
+}
+
+// entityTags is a parsed If-Match or If-None-Match header: "*" or a list
+// of entity tags (RFC 9110 section 8.8.3).
+type entityTags struct {
+	any  bool
+	tags []string // as sent, W/ kept
+}
+
+// parseEntityTags parses a conditional header's value. ok is false for a
+// value that is neither "*" nor a comma-separated list of quoted tags.
+func parseEntityTags(value string) (entityTags, bool) {
+	value = strings.TrimSpace(value)
+	if value == "*" {
+		return entityTags{any: true}, true
+	}
+	var et entityTags
+	for _, part := range strings.Split(value, ",") {
+		tag := strings.TrimSpace(part)
+		if tag == "" {
+			continue // empty list elements are allowed (RFC 9110 section 5.6.1)
+		}
+		opaque := strings.TrimPrefix(tag, "W/")
+		if len(opaque) < 2 || opaque[0] != '"' || opaque[len(opaque)-1] != '"' ||
+			strings.ContainsAny(opaque[1:len(opaque)-1], "\" \t") {
+			return entityTags{}, false
+		}
+		et.tags = append(et.tags, tag)
+	}
+	return et, len(et.tags) > 0
+}
+
+// matchesStrong is If-Match's comparison: weak tags never match.
+func (et entityTags) matchesStrong(etag string) bool {
+	return et.any || containsString(et.tags, etag)
+}
+
+// matchesWeak is If-None-Match's comparison: W/ is ignored on both sides.
+func (et entityTags) matchesWeak(etag string) bool {
+	if et.any {
+		return true
+	}
+	for _, tag := range et.tags {
+		if strings.TrimPrefix(tag, "W/") == strings.TrimPrefix(etag, "W/") {
+			return true
+		}
+	}
+	return false
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ifMatch turns the request's If-Match header into a check of the stored
+// version, run by the store under the row lock; nil without the header.
+func ifMatch(r *http.Request) (func(version int64) bool, error) {
+	value := r.Header.Get("If-Match")
+	if value == "" {
+		return nil, nil
+	}
+	et, ok := parseEntityTags(value)
+	if !ok {
+		return nil, badRequest(`If-Match must be * or a list of entity tags such as "3".`)
+	}
+	return func(version int64) bool {
+		return et.matchesStrong(etagOf(&User{Version: version}))
+	}, nil
+}
+
+// notModified reports whether the request's If-None-Match matches u, so a
+// GET can answer 304. A malformed header is ignored, as if absent.
+func notModified(r *http.Request, u *User) bool {
+	et, ok := parseEntityTags(r.Header.Get("If-None-Match"))
+	return ok && et.matchesWeak(etagOf(u))
+}
