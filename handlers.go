@@ -127,8 +127,26 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 
 // handleCreateUser creates a user: any user for an admin, or, for an
 // anonymous caller when sign-up is on, an active user with role "user".
+// With an Idempotency-Key header, a retry gets the first answer again
+// (see handleIdempotentCreate).
 func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
-	members, err := readJSONObject(w, r)
+	body, err := readJSONBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if r.Header.Get("Idempotency-Key") != "" {
+		s.handleIdempotentCreate(w, r, body)
+		return
+	}
+	s.createUser(w, r, body, nil)
+}
+
+// createUser creates the user the body describes and answers. With key,
+// the 201 is recorded under the idempotency key in the transaction that
+// creates the user.
+func (s *server) createUser(w http.ResponseWriter, r *http.Request, body []byte, key *idempotencyKey) {
+	members, err := parseJSONObject(body)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -168,14 +186,30 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	if fields.IsActive != nil {
 		nu.IsActive = *fields.IsActive
 	}
-	user, err := s.store.CreateUser(r.Context(), nu)
+	var created *storedResponse
+	user, err := s.store.CreateUser(r.Context(), nu, key, func(u User) *storedResponse {
+		created = createdResponse(&u)
+		return created
+	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", userPath(user.ID))
-	w.Header().Set("ETag", etagOf(&user))
-	s.respond(w, r, http.StatusCreated, user)
+	if created == nil {
+		created = createdResponse(&user)
+	}
+	created.write(w)
+}
+
+// createdResponse is the 201 answer to a create.
+func createdResponse(u *User) *storedResponse {
+	return &storedResponse{
+		Status:      http.StatusCreated,
+		ContentType: "application/json",
+		Location:    userPath(u.ID),
+		ETag:        etagOf(u),
+		Body:        append(appendUserJSON(make([]byte, 0, 256), u), '\n'),
+	}
 }
 
 // signupMayNotSet refuses a self sign-up that asks for more than an active

@@ -89,6 +89,16 @@ func (m jsonMember) isNull() bool { return string(m.Value) == "null" }
 // in order. A name that appears twice is an error: a proxy reading the
 // first and us the last must never disagree on what was sent.
 func readJSONObject(w http.ResponseWriter, r *http.Request) ([]jsonMember, error) {
+	body, err := readJSONBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return parseJSONObject(body)
+}
+
+// readJSONBody reads the raw request body: sent as application/json, at
+// most maxBodyBytes, valid UTF-8.
+func readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return nil, err
 	}
@@ -105,7 +115,7 @@ func readJSONObject(w http.ResponseWriter, r *http.Request) ([]jsonMember, error
 	if !utf8.Valid(body) {
 		return nil, badRequest("The request body is not valid UTF-8.")
 	}
-	return parseJSONObject(body)
+	return body, nil
 }
 
 func tooLarge() *requestError {

@@ -60,3 +60,23 @@ CREATE TABLE IF NOT EXISTS user_counts (
     n    BIGINT NOT NULL,
     PRIMARY KEY (slot)
 ) ENGINE = InnoDB;
+
+-- Idempotency keys of POST /api/v1/users: the first request with a key
+-- runs and its answer is kept here for 24 hours, so that a retry gets the
+-- same answer instead of a second user. Keys belong to the caller (scope:
+-- the user id, 0 for anonymous sign-ups). status is NULL while the first
+-- request runs.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    scope        BIGINT UNSIGNED NOT NULL,
+    idem_key     VARBINARY(255) NOT NULL,
+    request_hash BINARY(32) NOT NULL,
+    status       SMALLINT NULL,
+    content_type VARCHAR(64) NULL,
+    location     VARCHAR(255) NULL,
+    etag         VARCHAR(64) NULL,
+    body         MEDIUMBLOB NULL,
+    created_at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    expires_at   DATETIME(6) NOT NULL,
+    PRIMARY KEY (scope, idem_key),
+    KEY idempotency_keys_expires (expires_at)
+) ENGINE = InnoDB;

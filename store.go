@@ -298,8 +298,10 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // CreateUser inserts u and returns it as stored. A taken username or email
 // is a *ConflictError: the unique indexes decide, so concurrent creates of
-// one name cannot both succeed.
-func (s *Store) CreateUser(ctx context.Context, u NewUser) (User, error) {
+// one name cannot both succeed. With an idempotency key, the response
+// that answer renders is recorded under the key in the same transaction:
+// the user and the record of its creation exist together or not at all.
+func (s *Store) CreateUser(ctx context.Context, u NewUser, key *idempotencyKey, answer func(User) *storedResponse) (User, error) {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
 		return User{}, err
@@ -319,6 +321,11 @@ func (s *Store) CreateUser(ctx context.Context, u NewUser) (User, error) {
 	created, err := s.getUser(ctx, tx, id)
 	if err != nil {
 		return User{}, err
+	}
+	if key != nil {
+		if err := completeIdempotencyKey(ctx, tx, *key, answer(created)); err != nil {
+			return User{}, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return User{}, dbError("create user: commit", err)
