@@ -45,25 +45,42 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 		loginFailuresByAddr: newFailureLimiter(loginFailuresPerAddr, loginFailureWindow),
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", s.handleHealth)
-	mux.HandleFunc("GET /health/live", s.handleLive)
-	mux.HandleFunc("GET /health/ready", s.handleReady)
-	mux.HandleFunc("GET /metrics", s.handleMetrics)
-	mux.HandleFunc("POST /api/v1/auth/token", s.handleLogin)
-	mux.HandleFunc("POST /api/v1/auth/logout", s.signedIn(s.handleLogout))
-	mux.HandleFunc("POST /api/v1/users", s.adminOrSignup(s.handleCreateUser))
-	mux.HandleFunc("POST /api/v1/users/{$}", s.adminOrSignup(s.handleCreateUser))
-	mux.HandleFunc("GET /api/v1/users", s.handleListUsers)     // admin; checks the token itself
-	mux.HandleFunc("GET /api/v1/users/{$}", s.handleListUsers) // admin; checks the token itself
-	mux.HandleFunc("GET /api/v1/users/{id}", s.handleGetUser)  // self or admin; checks the token itself
-	mux.HandleFunc("PUT /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser))
-	mux.HandleFunc("PATCH /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser))
-	mux.HandleFunc("DELETE /api/v1/users/{id}", s.adminOnly(s.handleDeleteUser))
-
+	for _, rt := range s.routes() {
+		mux.HandleFunc(rt.pattern, rt.handler)
+	}
 	var h http.Handler = problemsForUnmatched(mux)
 	h = recoverPanics(logger, h)
 	h = observeRequests(logger, s.metrics, h)
 	return commonHeaders(h)
+}
+
+// route is one pattern of the mux and its handler.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routes is the whole API at a glance, with the access each route needs.
+// openapi.json describes exactly these (TestOpenAPIDescribesEveryRoute).
+func (s *server) routes() []route {
+	return []route{
+		{"GET /health", s.handleHealth},
+		{"GET /health/live", s.handleLive},
+		{"GET /health/ready", s.handleReady},
+		{"GET /metrics", s.handleMetrics},
+		{"GET /openapi.json", s.handleOpenAPI},
+		{"GET /docs", s.handleDocs},
+		{"POST /api/v1/auth/token", s.handleLogin},
+		{"POST /api/v1/auth/logout", s.signedIn(s.handleLogout)},
+		{"POST /api/v1/users", s.adminOrSignup(s.handleCreateUser)},
+		{"POST /api/v1/users/{$}", s.adminOrSignup(s.handleCreateUser)},
+		{"GET /api/v1/users", s.handleListUsers},     // admin; checks the token itself
+		{"GET /api/v1/users/{$}", s.handleListUsers}, // admin; checks the token itself
+		{"GET /api/v1/users/{id}", s.handleGetUser},  // self or admin; checks the token itself
+		{"PUT /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser)},
+		{"PATCH /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser)},
+		{"DELETE /api/v1/users/{id}", s.adminOnly(s.handleDeleteUser)},
+	}
 }
 
 // healthPingTimeout is how long /health waits for the database.

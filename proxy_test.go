@@ -141,6 +141,9 @@ func (a *testApp) send(r *http.Request) *httptest.ResponseRecorder {
 	}
 	rec := httptest.NewRecorder()
 	a.handler.ServeHTTP(rec, r)
+	if !a.noContract {
+		checkContract(a.t, r, rec)
+	}
 	return rec
 }
 
