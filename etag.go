@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -45,7 +46,7 @@ func parseEntityTags(value string) (entityTags, bool) {
 
 // matchesStrong is If-Match's comparison: weak tags never match.
 func (et entityTags) matchesStrong(etag string) bool {
-	return et.any || containsString(et.tags, etag)
+	return et.any || slices.Contains(et.tags, etag)
 }
 
 // matchesWeak is If-None-Match's comparison: W/ is ignored on both sides.
@@ -55,15 +56,6 @@ func (et entityTags) matchesWeak(etag string) bool {
 	}
 	for _, tag := range et.tags {
 		if strings.TrimPrefix(tag, "W/") == strings.TrimPrefix(etag, "W/") {
-			return true
-		}
-	}
-	return false
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
 			return true
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,20 +75,11 @@ func checkOutcomes(t *testing.T, outcomes []outcome, allowed ...int) (unavailabl
 		switch {
 		case o.status == http.StatusServiceUnavailable:
 			unavailable++
-		case !containsInt(allowed, o.status):
+		case !slices.Contains(allowed, o.status):
 			t.Errorf("unexpected status %d", o.status)
 		}
 	}
 	return unavailable
-}
-
-func containsInt(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // checkNoHalfWrites fails unless every user row is whole and the user

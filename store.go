@@ -197,6 +197,28 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 	return ctx, cancel, nil
 }
 
+// inTx runs fn in a transaction, the one shape every write has: bounded by
+// the store's timeout, BeginTx, work, Commit, and a rollback on any error.
+func (s *Store) inTx(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return dbError(op+": begin", err)
+	}
+	defer tx.Rollback()
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return dbError(op+": commit", err)
+	}
+	return nil
+}
+
 // EnsureSchema applies schema.sql once per process. Until it succeeds,
 // every call tries again, so the service heals when the database appears.
 func (s *Store) EnsureSchema(ctx context.Context) error {
@@ -302,35 +324,23 @@ func (s *Store) Ping(ctx context.Context) error {
 // that answer renders is recorded under the key in the same transaction:
 // the user and the record of its creation exist together or not at all.
 func (s *Store) CreateUser(ctx context.Context, u NewUser, key *idempotencyKey, answer func(User) *storedResponse) (User, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return User{}, err
-	}
-	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return User{}, dbError("create user: begin", err)
-	}
-	defer tx.Rollback()
-	id, err := insertUser(ctx, tx, u)
-	if err != nil {
-		return User{}, err
-	}
-	// Read the row back for the server-set timestamps: MySQL has no
-	// INSERT ... RETURNING.
-	created, err := s.getUser(ctx, tx, id)
-	if err != nil {
-		return User{}, err
-	}
-	if key != nil {
-		if err := completeIdempotencyKey(ctx, tx, *key, answer(created)); err != nil {
-			return User{}, err
+	var created User
+	err := s.inTx(ctx, "create user", func(ctx context.Context, tx *sql.Tx) error {
+		id, err := insertUser(ctx, tx, u)
+		if err != nil {
+			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return User{}, dbError("create user: commit", err)
-	}
-	return created, nil
+		// Read the row back for the server-set timestamps: MySQL has no
+		// INSERT ... RETURNING.
+		if created, err = s.getUser(ctx, tx, id); err != nil {
+			return err
+		}
+		if key != nil {
+			return completeIdempotencyKey(ctx, tx, *key, answer(created))
+		}
+		return nil
+	})
+	return created, err
 }
 
 // insertUser inserts u and counts it, inside tx, and returns its id.
@@ -525,48 +535,36 @@ func (n *nullableUser) user() (User, bool) {
 // current password was checked against it). updated_at moves by the
 // column's ON UPDATE clause whenever a value really changes.
 func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (User, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return User{}, err
-	}
-	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return User{}, dbError("update user: begin", err)
-	}
-	defer tx.Rollback()
-	cur, err := lockUser(ctx, tx, id)
-	if err != nil {
-		return User{}, err
-	}
-	if changes.Precondition != nil && !changes.Precondition(cur.version) {
-		return User{}, ErrPreconditionFailed
-	}
-	if changes.ExpectPasswordHash != "" && cur.passwordHash != changes.ExpectPasswordHash {
-		return User{}, &stateConflictError{detail: "The password changed while this request ran; try again."}
-	}
-	if cur.isActiveAdmin() && changes.removesAdmin() {
-		if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
-			return User{}, err
+	var updated User
+	err := s.inTx(ctx, "update user", func(ctx context.Context, tx *sql.Tx) error {
+		cur, err := lockUser(ctx, tx, id)
+		if err != nil {
+			return err
 		}
-	}
-	set, args := changes.assignments()
-	if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
-		return User{}, dbError("update user", err)
-	}
-	if changes.revokesTokens(cur) {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id); err != nil {
-			return User{}, dbError("update user: revoke tokens", err)
+		if changes.Precondition != nil && !changes.Precondition(cur.version) {
+			return ErrPreconditionFailed
 		}
-	}
-	u, err := s.getUser(ctx, tx, id)
-	if err != nil {
-		return User{}, err
-	}
-	if err := tx.Commit(); err != nil {
-		return User{}, dbError("update user: commit", err)
-	}
-	return u, nil
+		if changes.ExpectPasswordHash != "" && cur.passwordHash != changes.ExpectPasswordHash {
+			return &stateConflictError{detail: "The password changed while this request ran; try again."}
+		}
+		if cur.isActiveAdmin() && changes.removesAdmin() {
+			if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		set, args := changes.assignments()
+		if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
+			return dbError("update user", err)
+		}
+		if changes.revokesTokens(cur) {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id); err != nil {
+				return dbError("update user: revoke tokens", err)
+			}
+		}
+		updated, err = s.getUser(ctx, tx, id)
+		return err
+	})
+	return updated, err
 }
 
 // lockedUser is what the rules of an update or delete need to know of the
@@ -649,38 +647,24 @@ func (c UserChanges) assignments() (string, []any) {
 // (ON DELETE CASCADE). A non-nil precondition is checked against the
 // user's version under the row lock: false is ErrPreconditionFailed.
 func (s *Store) DeleteUser(ctx context.Context, id int64, precondition func(version int64) bool) error {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return dbError("delete user: begin", err)
-	}
-	defer tx.Rollback()
-	cur, err := lockUser(ctx, tx, id)
-	if err != nil {
-		return err
-	}
-	if precondition != nil && !precondition(cur.version) {
-		return ErrPreconditionFailed
-	}
-	if cur.isActiveAdmin() {
-		if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
+	return s.inTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) error {
+		cur, err := lockUser(ctx, tx, id)
+		if err != nil {
 			return err
 		}
-	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
-		return dbError("delete user", err)
-	}
-	if err := addToUserCount(ctx, tx, -1); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return dbError("delete user: commit", err)
-	}
-	return nil
+		if precondition != nil && !precondition(cur.version) {
+			return ErrPreconditionFailed
+		}
+		if cur.isActiveAdmin() {
+			if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
+			return dbError("delete user", err)
+		}
+		return addToUserCount(ctx, tx, -1)
+	})
 }
 
 // Credentials are what a login checks.
@@ -747,37 +731,26 @@ func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, strin
 // the state it copied. It returns ErrUnauthenticated for a user who is
 // gone or inactive by now.
 func (s *Store) CreateToken(ctx context.Context, userID int64, tokenHash []byte, ttl time.Duration) error {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return dbError("create token: begin", err)
-	}
-	defer tx.Rollback()
-	var role Role
-	err = tx.QueryRowContext(ctx, "SELECT role FROM users WHERE id = ? AND is_active = TRUE LOCK IN SHARE MODE", userID).Scan(&role)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrUnauthenticated
-	}
-	if err != nil {
-		return dbError("create token: read user", err)
-	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ? AND expires_at <= NOW(6)", userID); err != nil {
-		return dbError("create token: purge expired", err)
-	}
-	_, err = tx.ExecContext(ctx,
-		"INSERT INTO auth_tokens (token_hash, user_id, role, expires_at) VALUES (?, ?, ?, NOW(6) + INTERVAL ? MICROSECOND)",
-		tokenHash, userID, role, ttl.Microseconds())
-	if err != nil {
-		return dbError("create token", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return dbError("create token: commit", err)
-	}
-	return nil
+	return s.inTx(ctx, "create token", func(ctx context.Context, tx *sql.Tx) error {
+		var role Role
+		err := tx.QueryRowContext(ctx, "SELECT role FROM users WHERE id = ? AND is_active = TRUE LOCK IN SHARE MODE", userID).Scan(&role)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrUnauthenticated
+		}
+		if err != nil {
+			return dbError("create token: read user", err)
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ? AND expires_at <= NOW(6)", userID); err != nil {
+			return dbError("create token: purge expired", err)
+		}
+		_, err = tx.ExecContext(ctx,
+			"INSERT INTO auth_tokens (token_hash, user_id, role, expires_at) VALUES (?, ?, ?, NOW(6) + INTERVAL ? MICROSECOND)",
+			tokenHash, userID, role, ttl.Microseconds())
+		if err != nil {
+			return dbError("create token", err)
+		}
+		return nil
+	})
 }
 
 // Authenticate returns the user holding the unexpired token with this
@@ -817,30 +790,22 @@ func (s *Store) RevokeToken(ctx context.Context, tokenHash []byte) error {
 // reports whether it created one. Replicas starting together may race:
 // the unique indexes let one win, and the others find its admin.
 func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser) (bool, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, dbError("bootstrap admin: begin", err)
-	}
-	defer tx.Rollback()
-	var id int64
-	err = tx.QueryRowContext(ctx, "SELECT id FROM users WHERE role = 'admin' AND is_active = TRUE LIMIT 1 FOR UPDATE").Scan(&id)
-	if err == nil {
-		return false, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return false, dbError("bootstrap admin: find admin", err)
-	}
-	u.Role, u.IsActive = RoleAdmin, true
-	if _, err := insertUser(ctx, tx, u); err != nil {
-		return false, err
-	}
-	if err := tx.Commit(); err != nil {
-		return false, dbError("bootstrap admin: commit", err)
-	}
-	return true, nil
+	created := false
+	err := s.inTx(ctx, "bootstrap admin", func(ctx context.Context, tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, "SELECT id FROM users WHERE role = 'admin' AND is_active = TRUE LIMIT 1 FOR UPDATE").Scan(&id)
+		if err == nil {
+			return nil // an active admin exists
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return dbError("bootstrap admin: find admin", err)
+		}
+		u.Role, u.IsActive = RoleAdmin, true
+		if _, err := insertUser(ctx, tx, u); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	return created && err == nil, err
 }
