@@ -112,10 +112,7 @@ func eventually(t *testing.T, d time.Duration, what string, check func() bool) {
 
 func TestDatabaseCutUnderLoad(t *testing.T) {
 	t.Parallel()
-	_, serverCfg := testServer(t)
-	proxy := startFaultProxy(t, serverCfg.Addr)
-	app := newTestAppOn(t, newTestDatabase(t, proxy.addr()))
-	app.bootstrapAdmin()
+	app, proxy, _ := newProxiedApp(t)
 
 	stop := make(chan struct{})
 	done := make(chan []outcome)
@@ -148,11 +145,7 @@ func closeAfter(d time.Duration) chan struct{} {
 
 func TestSlowDatabaseFailsFastAndRecovers(t *testing.T) {
 	t.Parallel()
-	_, serverCfg := testServer(t)
-	proxy := startFaultProxy(t, serverCfg.Addr)
-	db := newTestDatabase(t, proxy.addr())
-	app := newTestAppOn(t, db)
-	app.bootstrapAdmin()
+	app, proxy, db := newProxiedApp(t)
 
 	proxy.setDelay(testTimeout + time.Second) // every packet arrives after the deadline
 	outcomes := hammer(app, "slow", 6, closeAfter(time.Second))

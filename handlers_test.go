@@ -642,11 +642,7 @@ func TestDatabaseDownAndBack(t *testing.T) {
 
 func TestSlowDatabaseTimesOut(t *testing.T) {
 	t.Parallel()
-	_, serverCfg := testServer(t)
-	proxy := startFaultProxy(t, serverCfg.Addr)
-	db := newTestDatabase(t, proxy.addr())
-	app := newTestAppOn(t, db)
-	app.bootstrapAdmin()
+	app, proxy, db := newProxiedApp(t)
 
 	proxy.setBlackhole(true) // packets vanish: no answer, no reset
 	start := time.Now()

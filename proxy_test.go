@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"io"
 	"maps"
@@ -43,6 +44,18 @@ func startFaultProxy(t *testing.T, target string) *faultProxy {
 }
 
 func (p *faultProxy) addr() string { return p.listener.Addr().String() }
+
+// newProxiedApp returns an app whose fresh database is reached only
+// through a fault proxy, with the admin signed in.
+func newProxiedApp(t *testing.T) (*testApp, *faultProxy, *sql.DB) {
+	t.Helper()
+	_, serverCfg := testServer(t)
+	proxy := startFaultProxy(t, serverCfg.Addr)
+	db := newTestDatabase(t, proxy.addr())
+	app := newTestAppOn(t, db)
+	app.bootstrapAdmin()
+	return app, proxy, db
+}
 
 // setDown cuts every open connection and refuses new ones while down.
 func (p *faultProxy) setDown(down bool) {
