@@ -57,6 +57,9 @@ var unavailableErrors = map[uint16]bool{
 // is unreachable or busy wraps ErrUnavailable, and everything else (a bug)
 // is returned wrapped with op for the log.
 func dbError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
 	var myErr *mysql.MySQLError
 	switch {
 	case errors.As(err, &myErr) && myErr.Number == errDupEntry:
