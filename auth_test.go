@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,6 +94,36 @@ func TestLoginFailuresLookAlike(t *testing.T) {
 			t.Errorf("%s: body %s differs from %s", a.name, rec.Body, first)
 		}
 	}
+}
+
+func TestLoginTakesOnlyCanonicalNames(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	app.createUser(`{"username":"alice","email":"alice@example.com","password":"alice password"}`)
+	// The collation would match these to alice; each would get rate-limit
+	// allowances of its own.
+	for _, login := range []string{"ÁLICE", "ａlice", "álice@example.com", "alicé"} {
+		body, _ := json.Marshal(map[string]string{"username": login, "password": "alice password"})
+		wantProblem(t, app.do("POST", "/api/v1/auth/token", string(body), as("")...), http.StatusUnauthorized)
+	}
+	app.login("ALICE", "alice password")
+	app.login("Alice@Example.com", "alice password")
+}
+
+func TestNoTokenForAPasswordChangedDuringLogin(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	u, _ := app.newUser("paula")
+	var oldHash string
+	app.db.QueryRow("SELECT password_hash FROM users WHERE id = ?", u.ID).Scan(&oldHash)
+	// The login checked the old password; the password changes before the
+	// token is stored.
+	app.do("PATCH", userPath(u.ID), `{"password":"a brand new password"}`)
+	token, hash := newToken()
+	if err := app.store.CreateToken(context.Background(), u.ID, oldHash, hash, time.Hour); err != ErrUnauthenticated {
+		t.Fatalf("a token for the old password: %v", err)
+	}
+	wantProblem(t, app.do("GET", "/api/v1/users/me", "", as(token)...), http.StatusUnauthorized)
 }
 
 func TestLoginRateLimits(t *testing.T) {

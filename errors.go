@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -67,13 +72,26 @@ func dbError(op string, err error) error {
 			return &ConflictError{Field: field}
 		}
 		return fmt.Errorf("%s: %w", op, err)
-	case errors.As(err, &myErr) && !unavailableErrors[myErr.Number]:
-		return fmt.Errorf("%s: %w", op, err)
-	default:
-		// Network errors, timeouts, cancelled contexts, broken connections
-		// and the server errors listed above.
+	case errors.As(err, &myErr) && unavailableErrors[myErr.Number], !errors.As(err, &myErr) && connectionTrouble(err):
 		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	default:
+		// A server error we did not expect, or a driver error about our
+		// own arguments: a bug, answered 500.
+		return fmt.Errorf("%s: %w", op, err)
 	}
+}
+
+// connectionTrouble reports whether err says the database could not be
+// reached or did not answer in time: network errors, timeouts, cancelled
+// contexts, connections the driver or database/sql gave up on.
+func connectionTrouble(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, mysql.ErrMalformPkt) ||
+		errors.Is(err, mysql.ErrPktSync) || errors.Is(err, mysql.ErrPktSyncMul) || errors.Is(err, mysql.ErrBusyBuffer) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // duplicateKeyField names the field whose unique index rejected a row.

@@ -39,10 +39,13 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	creds, err := s.store.CredentialsFor(r.Context(), login)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		s.writeError(w, r, err)
-		return
+	var creds Credentials
+	if canonicalLogin(login) { // anything else names no one: the dummy hash answers
+		creds, err = s.store.CredentialsFor(r.Context(), login)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	// creds.PasswordHash is empty for an unknown user: Matches then burns
 	// the same time on a dummy hash and answers false.
@@ -51,22 +54,38 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("login: %w", err))
 		return
 	}
-	if !ok || !creds.IsActive || len(password) > passwordMaxBytes {
-		s.loginFailed(nameKey, addrKey)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="usersvc"`)
-		writeProblem(w, newProblem(http.StatusUnauthorized, "The username or password is not correct."))
-		return
+	if ok && creds.IsActive && len(password) <= passwordMaxBytes {
+		token, hash := newToken()
+		err := s.store.CreateToken(r.Context(), creds.UserID, creds.PasswordHash, hash, s.tokenTTL)
+		if err == nil {
+			s.respond(w, r, http.StatusOK, tokenResponse{
+				AccessToken: token,
+				TokenType:   "Bearer",
+				ExpiresIn:   int64(math.Ceil(s.tokenTTL.Seconds())),
+			})
+			return
+		}
+		if !errors.Is(err, ErrUnauthenticated) {
+			s.writeError(w, r, err)
+			return
+		}
+		// The password, the active flag or the user itself changed while
+		// bcrypt ran: a failure like any other.
 	}
-	token, hash := newToken()
-	if err := s.store.CreateToken(r.Context(), creds.UserID, hash, s.tokenTTL); err != nil {
-		s.writeError(w, r, err)
-		return
+	s.loginFailed(nameKey, addrKey)
+	w.Header().Set("WWW-Authenticate", `Bearer realm="usersvc"`)
+	writeProblem(w, newProblem(http.StatusUnauthorized, "The username or password is not correct."))
+}
+
+// canonicalLogin reports whether login can name a user: a valid username,
+// or a valid email in lower case. The database compares with a collation
+// that also equates other spellings ("ÁLICE", fullwidth letters); turning
+// those away keeps one rate-limit key per account.
+func canonicalLogin(login string) bool {
+	if strings.Contains(login, "@") {
+		return emailProblem(strings.ToLower(login)) == ""
 	}
-	s.respond(w, r, http.StatusOK, tokenResponse{
-		AccessToken: token,
-		TokenType:   "Bearer",
-		ExpiresIn:   int64(math.Ceil(s.tokenTTL.Seconds())),
-	})
+	return usernameProblem(login) == ""
 }
 
 // readLogin reads {"username": ..., "password": ...} from the body.

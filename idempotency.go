@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"errors"
@@ -25,10 +26,12 @@ const (
 	idempotencyStaleRun = time.Minute // a first request still "running" after this has died
 )
 
-// idempotencyKey is a key as stored: the caller's scope and the key.
+// idempotencyKey is a key as stored: the caller's scope and the key, and
+// once claimed, the claim's random id.
 type idempotencyKey struct {
 	scope int64 // the caller's user id, 0 for an anonymous sign-up
 	key   string
+	claim []byte
 }
 
 // storedResponse is an answer kept under an idempotency key.
@@ -63,6 +66,9 @@ var (
 		detail: "A request with this Idempotency-Key is still running; retry once it has finished."}
 )
 
+// errClaimLost: a retry took this request's claim over; it must not record.
+var errClaimLost = errKeyInFlight
+
 // handleIdempotentCreate runs a create under the request's Idempotency-Key.
 func (s *server) handleIdempotentCreate(w http.ResponseWriter, r *http.Request, body []byte) {
 	key, err := requestIdempotencyKey(r)
@@ -71,7 +77,7 @@ func (s *server) handleIdempotentCreate(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	hash := sha256.Sum256(body)
-	stored, err := s.store.ClaimIdempotencyKey(r.Context(), key, hash[:])
+	stored, err := s.store.ClaimIdempotencyKey(r.Context(), &key, hash[:])
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -126,12 +132,12 @@ func requestIdempotencyKey(r *http.Request) (idempotencyKey, error) {
 }
 
 // ClaimIdempotencyKey records that the request with this key and body hash
-// starts now and returns nil, or returns the stored answer of an earlier
-// request with the key. It returns errKeyReused for another body and
+// starts now, sets key.claim and returns nil, or returns the stored answer
+// of an earlier request with the key. It returns errKeyReused for another body and
 // errKeyInFlight while the earlier request runs. An expired key, or one
 // whose first request died mid-way (still running after
 // idempotencyStaleRun), is claimed afresh.
-func (s *Store) ClaimIdempotencyKey(ctx context.Context, key idempotencyKey, hash []byte) (*storedResponse, error) {
+func (s *Store) ClaimIdempotencyKey(ctx context.Context, key *idempotencyKey, hash []byte) (*storedResponse, error) {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -140,17 +146,23 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, key idempotencyKey, has
 	if _, err := s.db.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE expires_at <= NOW(6) LIMIT 100"); err != nil {
 		return nil, dbError("purge idempotency keys", err)
 	}
+	claim := make([]byte, 16)
+	rand.Read(claim)
 	for range 3 { // the row can vanish between the insert and the read
 		_, err := s.db.ExecContext(ctx,
-			"INSERT INTO idempotency_keys (scope, idem_key, request_hash, expires_at) VALUES (?, ?, ?, NOW(6) + INTERVAL ? MICROSECOND)",
-			key.scope, key.key, hash, idempotencyTTL.Microseconds())
+			"INSERT INTO idempotency_keys (scope, idem_key, request_hash, claim, expires_at) VALUES (?, ?, ?, ?, NOW(6) + INTERVAL ? MICROSECOND)",
+			key.scope, key.key, hash, claim, idempotencyTTL.Microseconds())
 		if err == nil {
+			key.claim = claim
 			return nil, nil
 		}
 		if !isDuplicateKey(err) {
 			return nil, dbError("claim idempotency key", err)
 		}
-		stored, claimed, err := s.existingIdempotencyKey(ctx, key, hash)
+		stored, claimed, err := s.existingIdempotencyKey(ctx, *key, hash, claim)
+		if claimed {
+			key.claim = claim
+		}
 		if err != nil || claimed || stored != nil {
 			return stored, err
 		}
@@ -159,9 +171,10 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, key idempotencyKey, has
 }
 
 // existingIdempotencyKey decides about a key that is already stored: its
-// answer, a claim of a stale or expired one, or an error. It returns
-// neither when the row is gone, for the caller to insert again.
-func (s *Store) existingIdempotencyKey(ctx context.Context, key idempotencyKey, hash []byte) (*storedResponse, bool, error) {
+// answer, a claim (with the given claim id) of one whose first request
+// died, or an error. It returns neither when the row is gone, or was
+// expired and is now, for the caller to insert again.
+func (s *Store) existingIdempotencyKey(ctx context.Context, key idempotencyKey, hash, claim []byte) (*storedResponse, bool, error) {
 	var (
 		storedHash                  []byte
 		status                      sql.NullInt64
@@ -195,8 +208,8 @@ func (s *Store) existingIdempotencyKey(ctx context.Context, key idempotencyKey, 
 	case stale:
 		// Take the dead request's place, unless another retry just did.
 		res, err := s.db.ExecContext(ctx,
-			"UPDATE idempotency_keys SET created_at = NOW(6) WHERE scope = ? AND idem_key = ? AND status IS NULL AND created_at <= NOW(6) - INTERVAL ? MICROSECOND",
-			key.scope, key.key, idempotencyStaleRun.Microseconds())
+			"UPDATE idempotency_keys SET created_at = NOW(6), claim = ? WHERE scope = ? AND idem_key = ? AND status IS NULL AND created_at <= NOW(6) - INTERVAL ? MICROSECOND",
+			claim, key.scope, key.key, idempotencyStaleRun.Microseconds())
 		if err != nil {
 			return nil, false, dbError("reclaim idempotency key", err)
 		}
@@ -217,12 +230,19 @@ func (s *Store) CompleteIdempotencyKey(ctx context.Context, key idempotencyKey, 
 	return completeIdempotencyKey(ctx, s.db, key, answer)
 }
 
+// completeIdempotencyKey records the answer under the key, if this
+// request still holds its claim; otherwise it returns errClaimLost (and a
+// create in the same transaction is rolled back).
 func completeIdempotencyKey(ctx context.Context, db execer, key idempotencyKey, answer *storedResponse) error {
-	_, err := db.ExecContext(ctx,
-		"UPDATE idempotency_keys SET status = ?, content_type = ?, location = ?, etag = ?, body = ? WHERE scope = ? AND idem_key = ?",
-		answer.Status, answer.ContentType, answer.Location, answer.ETag, answer.Body, key.scope, key.key)
+	res, err := db.ExecContext(ctx,
+		"UPDATE idempotency_keys SET status = ?, content_type = ?, location = ?, etag = ?, body = ?"+
+			" WHERE scope = ? AND idem_key = ? AND claim = ? AND status IS NULL",
+		answer.Status, answer.ContentType, answer.Location, answer.ETag, answer.Body, key.scope, key.key, key.claim)
 	if err != nil {
 		return dbError("record idempotency key", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return errClaimLost
 	}
 	return nil
 }
@@ -230,7 +250,8 @@ func completeIdempotencyKey(ctx context.Context, db execer, key idempotencyKey, 
 // ReleaseIdempotencyKey forgets a claim whose request failed on our side,
 // so that a retry runs it again.
 func (s *Store) ReleaseIdempotencyKey(ctx context.Context, key idempotencyKey) error {
-	if _, err := s.db.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND status IS NULL", key.scope, key.key); err != nil {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND claim = ? AND status IS NULL",
+		key.scope, key.key, key.claim); err != nil {
 		return fmt.Errorf("release idempotency key: %w", err)
 	}
 	return nil

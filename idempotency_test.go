@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"fmt"
 	"net/http"
 	"strings"
@@ -73,7 +74,7 @@ func TestIdempotencyKeyInFlightStaleAndExpired(t *testing.T) {
 	body := `{"username":"flight","email":"flight@example.com","password":"12345678"}`
 	hash := sha256.Sum256([]byte(body))
 	key := idempotencyKey{scope: app.adminID, key: "in-flight"}
-	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), key, hash[:]); err != nil || stored != nil {
+	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &key, hash[:]); err != nil || stored != nil {
 		t.Fatalf("claim: %v %v", stored, err)
 	}
 	// The first request is still running: a retry must wait, not run.
@@ -92,12 +93,31 @@ func TestIdempotencyKeyInFlightStaleAndExpired(t *testing.T) {
 	}
 	// A failure on our side releases the key for a retry.
 	released := idempotencyKey{scope: app.adminID, key: "released"}
-	app.store.ClaimIdempotencyKey(context.Background(), released, hash[:])
+	app.store.ClaimIdempotencyKey(context.Background(), &released, hash[:])
 	if err := app.store.ReleaseIdempotencyKey(context.Background(), released); err != nil {
 		t.Fatal(err)
 	}
-	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), released, hash[:]); err != nil || stored != nil {
+	again := idempotencyKey{scope: app.adminID, key: "released"}
+	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &again, hash[:]); err != nil || stored != nil {
 		t.Errorf("claim after release: %v %v", stored, err)
+	}
+
+	// A first request that outlived its claim (a retry took over) can
+	// neither record its answer nor release the key.
+	mustExec(t, app, "UPDATE idempotency_keys SET created_at = NOW(6) - INTERVAL 2 MINUTE WHERE idem_key = 'released'")
+	takeover := idempotencyKey{scope: app.adminID, key: "released"}
+	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &takeover, hash[:]); err != nil || stored != nil {
+		t.Fatalf("takeover: %v %v", stored, err)
+	}
+	if err := app.store.CompleteIdempotencyKey(context.Background(), again, &storedResponse{Status: 409, ContentType: "application/problem+json", Body: []byte("{}")}); err != errClaimLost {
+		t.Errorf("the superseded request recorded its answer: %v", err)
+	}
+	app.store.ReleaseIdempotencyKey(context.Background(), again)
+	var status sql.NullInt64
+	var rows int
+	app.db.QueryRow("SELECT COUNT(*), MAX(status) FROM idempotency_keys WHERE idem_key = 'released'").Scan(&rows, &status)
+	if rows != 1 || status.Valid {
+		t.Errorf("after the superseded request: %d rows, status %v; want the new claim untouched", rows, status)
 	}
 }
 

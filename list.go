@@ -152,12 +152,18 @@ func parseTimeParam(one func(string) (string, bool), name string, errs *fieldErr
 		return nil
 	}
 	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		errs.add(name, "must be an RFC 3339 timestamp such as 2026-11-30T09:24:34Z")
+	if err != nil || !storableTime(t) {
+		errs.add(name, "must be an RFC 3339 timestamp from the year 1000 to 9999, such as 2026-11-30T09:24:34Z")
 		return nil
 	}
 	t = t.UTC()
 	return &t
+}
+
+// storableTime reports whether t, in UTC, lies in DATETIME's range.
+func storableTime(t time.Time) bool {
+	year := t.UTC().Year()
+	return year >= 1000 && year <= 9999
 }
 
 // filtered reports whether the list is narrowed by any filter, so that its
@@ -325,7 +331,7 @@ func decodeCursor(s, sort string, desc bool) (cursor, error) {
 		c.value = c.Key
 	case "created_at", "updated_at":
 		t, err := time.Parse(time.RFC3339Nano, c.Key)
-		if err != nil {
+		if err != nil || !storableTime(t) {
 			return cursor{}, invalid
 		}
 		c.value = t.UTC()

@@ -238,6 +238,9 @@ func TestListQueryProblems(t *testing.T) {
 		{"created_after=yesterday", []string{"created_after"}},
 		{"created_before=2026-01-01", []string{"created_before"}},
 		{"updated_since=2026-01-01T00:00:00", []string{"updated_since"}},
+		{"created_after=0000-01-01T00:00:00Z", []string{"created_after"}},                                   // before DATETIME's range
+		{"created_before=9999-12-31T23:00:00-05:00", []string{"created_before"}},                            // the year 10000 in UTC
+		{"cursor=eyJzIjoiY3JlYXRlZF9hdCIsImsiOiIwMDAwLTAxLTAxVDAwOjAwOjAwWiIsImkiOjF9", []string{"cursor"}}, // created_at cursor in year 0
 		{"cursor=garbage!", []string{"cursor"}},
 		{"cursor=eyJzIjoibm9wZSIsImkiOjF9", []string{"cursor"}}, // {"s":"nope","i":1}
 		{"cursor=" + usernameCursor, []string{"cursor"}},        // made for sort=username

@@ -65,11 +65,14 @@ CREATE TABLE IF NOT EXISTS user_counts (
 -- runs and its answer is kept here for 24 hours, so that a retry gets the
 -- same answer instead of a second user. Keys belong to the caller (scope:
 -- the user id, 0 for anonymous sign-ups). status is NULL while the first
--- request runs.
+-- request runs; claim is that request's random id, so a request whose
+-- claim a retry took over (after it ran for a minute) can no longer record
+-- or release anything.
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     scope        BIGINT UNSIGNED NOT NULL,
     idem_key     VARBINARY(255) NOT NULL,
     request_hash BINARY(32) NOT NULL,
+    claim        BINARY(16) NOT NULL,
     status       SMALLINT NULL,
     content_type VARCHAR(64) NULL,
     location     VARCHAR(255) NULL,

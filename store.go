@@ -725,15 +725,18 @@ func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, strin
 
 // CreateToken stores the hash of a new token for the user, valid for ttl,
 // with the user's role, and drops the user's expired tokens. It reads the
-// user's row with a shared lock, so a concurrent role change or
-// deactivation either comes first (and the token gets the new state, or
-// none) or comes after and deletes the token: a token row never outlives
-// the state it copied. It returns ErrUnauthenticated for a user who is
-// gone or inactive by now.
-func (s *Store) CreateToken(ctx context.Context, userID int64, tokenHash []byte, ttl time.Duration) error {
+// user's row with a shared lock, so a concurrent password, role or active
+// change either comes first (and no token is issued for the old password,
+// or the token gets the new role) or comes after and deletes the token: a
+// token row never outlives the state it was issued for. It returns
+// ErrUnauthenticated for a user who is gone, inactive, or whose password
+// is no longer the one (passwordHash) the login checked.
+func (s *Store) CreateToken(ctx context.Context, userID int64, passwordHash string, tokenHash []byte, ttl time.Duration) error {
 	return s.inTx(ctx, "create token", func(ctx context.Context, tx *sql.Tx) error {
 		var role Role
-		err := tx.QueryRowContext(ctx, "SELECT role FROM users WHERE id = ? AND is_active = TRUE LOCK IN SHARE MODE", userID).Scan(&role)
+		err := tx.QueryRowContext(ctx,
+			"SELECT role FROM users WHERE id = ? AND is_active = TRUE AND password_hash = ? LOCK IN SHARE MODE",
+			userID, passwordHash).Scan(&role)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrUnauthenticated
 		}
