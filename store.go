@@ -532,8 +532,8 @@ func (n *nullableUser) user() (User, bool) {
 // revokes all the user's tokens when the password, role or active flag
 // changes, and reads the result back. When changes.ExpectPasswordHash is
 // set, the update happens only if the stored hash is still that one (the
-// current password was checked against it). updated_at moves by the
-// column's ON UPDATE clause whenever a value really changes.
+// current password was checked against it). Bumping the version changes
+// the row, so updated_at moves by its ON UPDATE clause on every update.
 func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (User, error) {
 	var updated User
 	err := s.inTx(ctx, "update user", func(ctx context.Context, tx *sql.Tx) error {
