@@ -405,12 +405,12 @@ func (p *listPage) appendJSON(b []byte, q listQuery) []byte {
 // list still has a first and a last page: page 1). By cursor: first, and
 // next by cursor.
 func (p *listPage) links(u *url.URL, q listQuery) string {
+	values := u.Query()
+	values.Set("per_page", strconv.FormatInt(q.PerPage, 10))
 	link := func(rel, param, value string) string {
-		values := u.Query()
 		values.Del("page")
 		values.Del("cursor")
 		values.Set(param, value)
-		values.Set("per_page", strconv.FormatInt(q.PerPage, 10))
 		return "<" + u.Path + "?" + values.Encode() + `>; rel="` + rel + `"`
 	}
 	page := func(rel string, n int64) string { return link(rel, "page", strconv.FormatInt(n, 10)) }

@@ -26,6 +26,7 @@ source bench/lib.sh
 
 build
 seed_users "$COST"
+warm_buffer_pool
 start_service "$COST"
 "$WORK/ceilings" http -addr "127.0.0.1:$BARE_PORT" &
 pids+=("$!")
