@@ -25,6 +25,7 @@ start_service 4
 echo "== warming up" >&2
 DURATION=10s run_wrk warmup mixed.lua >/dev/null
 rss_before=$(rss_kib)
+warmup_lines=$(wc -l <"$WORK/service.log")
 
 echo "== soaking for $DURATION" >&2
 wrk -t 2 -c "$CONNS" -d "$DURATION" --timeout 10s --latency -s "$LUA_DIR/mixed.lua" "http://127.0.0.1:$PORT" >"$WORK/soak.txt" 2>&1 &
@@ -46,7 +47,11 @@ sed -n '/Latency Distribution/,/^Requests\/sec/p' "$WORK/soak.txt"
 grep -E 'Non-2xx' "$WORK/soak.txt" || true
 echo
 echo "errors (non-2xx and socket): $(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {gsub(/,/,""); n+=$4+$6+$8+$10} END {print n+0}' "$WORK/soak.txt")"
-echo "5xx logged by the service: $(grep -c '"status":5' "$WORK/service.log" || true)"
+soak_log=$(tail -n +"$((warmup_lines + 1))" "$WORK/service.log")
+echo "5xx logged by the service during the soak: $(grep -c '"status":5' <<<"$soak_log" || true)"
+grep '"status":5' <<<"$soak_log" | head -n 5 || true
+echo "warnings and errors logged during the soak: $(grep -c '"level":"\(WARN\|ERROR\)"' <<<"$soak_log" || true)"
+grep '"level":"\(WARN\|ERROR\)"' <<<"$soak_log" | head -n 5 || true
 echo -n "resident memory, MiB: after warm-up $(mib "$rss_before"); each minute:"
 for s in "${samples[@]}"; do echo -n " $(mib "$s")"; done
 echo "; at the end $(mib "$rss_after")"
