@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -58,21 +59,37 @@ func benchGet(b *testing.B, app *testApp, path string) {
 	})
 }
 
-func BenchmarkRawPointSelect(b *testing.B) {
-	app := newBenchApp(b)
+// benchPointSelect runs one primary-key select from parallel goroutines.
+func benchPointSelect(b *testing.B, row func() *sql.Row) {
+	b.Helper()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var u User
 		var fullName *string
 		for pb.Next() {
-			err := app.db.QueryRowContext(context.Background(), "SELECT "+userColumns+" FROM users WHERE id = ?", 5000).
-				Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &u.Version)
-			if err != nil {
+			if err := row().Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &u.Version); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+}
+
+func BenchmarkRawPointSelect(b *testing.B) {
+	app := newBenchApp(b)
+	benchPointSelect(b, func() *sql.Row {
+		return app.db.QueryRowContext(context.Background(), "SELECT "+userColumns+" FROM users WHERE id = ?", 5000)
+	})
+}
+
+func BenchmarkRawPointSelectPrepared(b *testing.B) {
+	app := newBenchApp(b)
+	stmt, err := app.db.Prepare("SELECT " + userColumns + " FROM users WHERE id = ?")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stmt.Close()
+	benchPointSelect(b, func() *sql.Row { return stmt.QueryRowContext(context.Background(), 5000) })
 }
 
 func BenchmarkGetUser(b *testing.B) {
@@ -138,27 +155,6 @@ func BenchmarkEncodePage(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := json.Marshal(body); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
-func BenchmarkRawPointSelectPrepared(b *testing.B) {
-	app := newBenchApp(b)
-	stmt, err := app.db.Prepare("SELECT " + userColumns + " FROM users WHERE id = ?")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer stmt.Close()
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		var u User
-		var fullName *string
-		for pb.Next() {
-			if err := stmt.QueryRowContext(context.Background(), 5000).
-				Scan(&u.ID, &u.Username, &u.Email, &fullName, &u.Role, &u.IsActive, &u.CreatedAt, &u.UpdatedAt, &u.Version); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -99,16 +99,7 @@ func TestNoLostUpdates(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	won, refused := 0, 0
-	for _, c := range codes {
-		switch c {
-		case http.StatusOK:
-			won++
-		case http.StatusPreconditionFailed:
-			refused++
-		}
-	}
-	if won != 1 || refused != writers-1 {
+	if counts := tally(codes); counts[http.StatusOK] != 1 || counts[http.StatusPreconditionFailed] != writers-1 {
 		t.Errorf("statuses %v: want one 200 and %d 412s", codes, writers-1)
 	}
 	var version int64

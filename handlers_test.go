@@ -271,16 +271,7 @@ func TestConcurrentCreatesOfOneUsername(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	created, conflicts := 0, 0
-	for _, s := range statuses {
-		switch s {
-		case http.StatusCreated:
-			created++
-		case http.StatusConflict:
-			conflicts++
-		}
-	}
-	if created != 1 || conflicts != clients-1 {
+	if counts := tally(statuses); counts[http.StatusCreated] != 1 || counts[http.StatusConflict] != clients-1 {
 		t.Errorf("statuses %v: want exactly one 201 and %d 409s", statuses, clients-1)
 	}
 	var rows int

@@ -348,6 +348,15 @@ func wantProblem(t testing.TB, rec *httptest.ResponseRecorder, status int, field
 	return p
 }
 
+// tally counts how many times each status occurs.
+func tally(statuses []int) map[int]int {
+	counts := map[int]int{}
+	for _, s := range statuses {
+		counts[s]++
+	}
+	return counts
+}
+
 // uniqueName returns a username no other test uses.
 func uniqueName(prefix string) string {
 	return prefix + "_" + randomHex(4)
