@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -28,10 +29,10 @@ func TestCreateUser(t *testing.T) {
 		t.Fatalf("got %d %s, want 201", rec.Code, rec.Body)
 	}
 	var fields map[string]any
-	if err := jsonUnmarshalString(rec.Body.String(), &fields); err != nil {
+	if err := json.Unmarshal(rec.Body.Bytes(), &fields); err != nil {
 		t.Fatal(err)
 	}
-	keys := slices.Sorted(mapsKeys(fields))
+	keys := slices.Sorted(maps.Keys(fields))
 	if want := []string{"created_at", "email", "full_name", "id", "is_active", "role", "updated_at", "username"}; !slices.Equal(keys, want) {
 		t.Errorf("keys: got %v, want %v", keys, want)
 	}

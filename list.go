@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -62,7 +63,7 @@ func parseListQuery(values url.Values) (listQuery, error) {
 		}
 		return v[0], true
 	}
-	for _, name := range slices.Sorted(mapKeys(values)) {
+	for _, name := range slices.Sorted(maps.Keys(values)) {
 		if !slices.Contains(listParams, name) && len(errs) < maxUnknownFieldsReported {
 			errs.add(fieldName(name), "is not a known query parameter")
 		}
@@ -133,16 +134,6 @@ func parseListQuery(values url.Values) (listQuery, error) {
 		return listQuery{}, badRequest("The query parameters are not valid.", errs...)
 	}
 	return q, nil
-}
-
-func mapKeys(values url.Values) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range values {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // parseTimeParam reads an RFC 3339 timestamp parameter.

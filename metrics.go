@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"runtime"
 	"slices"
@@ -111,7 +112,7 @@ func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats) error {
 		e.sample("usersvc_http_requests_total", labels("method", k.method, "route", k.route, "status", strconv.Itoa(k.status)), float64(m.requests[k]))
 	}
 	e.family("usersvc_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by route pattern.")
-	routes := slices.Sorted(mapKeysOf(m.durations))
+	routes := slices.Sorted(maps.Keys(m.durations))
 	for _, route := range routes {
 		h := m.durations[route]
 		var cumulative uint64
@@ -141,16 +142,6 @@ func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats) error {
 		return e.err
 	}
 	return bw.Flush()
-}
-
-func mapKeysOf[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // expositionWriter writes Prometheus text format lines, keeping the first

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -151,7 +152,7 @@ func checkContract(t testing.TB, req *http.Request, rec *httptest.ResponseRecord
 	contentType := rec.Header().Get("Content-Type")
 	media, ok := content[contentType].(map[string]any)
 	if !ok {
-		t.Errorf("contract: %s: Content-Type %q not in %v", where, contentType, slices.Collect(mapKeysOf(content)))
+		t.Errorf("contract: %s: Content-Type %q not in %v", where, contentType, slices.Collect(maps.Keys(content)))
 		return
 	}
 	if base, _, _ := mime.ParseMediaType(contentType); !strings.HasSuffix(base, "json") {

@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -159,10 +158,6 @@ func (a *testApp) send(r *http.Request) *httptest.ResponseRecorder {
 	}
 	return rec
 }
-
-func jsonUnmarshalString(s string, v any) error { return json.Unmarshal([]byte(s), v) }
-
-func mapsKeys[M ~map[string]V, V any](m M) func(func(string) bool) { return maps.Keys(m) }
 
 func splitAddr(t *testing.T, addr string) (host, port string) {
 	t.Helper()

@@ -373,16 +373,6 @@ func addToUserCount(ctx context.Context, tx *sql.Tx, delta int) error {
 	return nil
 }
 
-// User returns the user with the given id, or ErrNotFound.
-func (s *Store) User(ctx context.Context, id int64) (User, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return User{}, err
-	}
-	defer cancel()
-	return s.getUser(ctx, s.db, id)
-}
-
 type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }

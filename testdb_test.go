@@ -356,8 +356,3 @@ func tally(statuses []int) map[int]int {
 	}
 	return counts
 }
-
-// uniqueName returns a username no other test uses.
-func uniqueName(prefix string) string {
-	return prefix + "_" + randomHex(4)
-}

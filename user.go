@@ -226,12 +226,6 @@ func (f *userFields) validateForCreate(decodeErrs fieldErrors) fieldErrors {
 	return append(errs, f.validatePresent()...)
 }
 
-// isEmpty reports whether no field was given at all.
-func (f *userFields) isEmpty() bool {
-	return f.Username == nil && f.Email == nil && f.Password == nil &&
-		!f.HasFullName && f.Role == nil && f.IsActive == nil
-}
-
 // validatePresent checks each field that is present against its rules.
 func (f *userFields) validatePresent() fieldErrors {
 	var errs fieldErrors

@@ -70,18 +70,10 @@ func pointSelect(args []string) error {
 	const query = "SELECT id, username, email, full_name, role, is_active, created_at, updated_at FROM users WHERE id = ?"
 	best := [2]float64{}
 	for _, interpolate := range []bool{true, false} {
-		mc, err := mysql.ParseDSN(*dsn)
+		db, err := openPool(*dsn, *pool, interpolate)
 		if err != nil {
 			return err
 		}
-		mc.ParseTime, mc.Loc, mc.InterpolateParams = true, time.UTC, interpolate
-		connector, err := mysql.NewConnector(mc)
-		if err != nil {
-			return err
-		}
-		db := sql.OpenDB(connector)
-		db.SetMaxOpenConns(*pool)
-		db.SetMaxIdleConns(*pool)
 		var run func(ctx context.Context, id int64) error
 		if interpolate {
 			run = func(ctx context.Context, id int64) error { return scanRow(db.QueryRowContext(ctx, query, id)) }
@@ -104,6 +96,24 @@ func pointSelect(args []string) error {
 	}
 	fmt.Printf("%.0f %.2f\n", best[0], best[1])
 	return nil
+}
+
+// openPool opens a pool of size connections on dsn, with UTC times and,
+// if interpolate, parameters interpolated into the query text.
+func openPool(dsn string, size int, interpolate bool) (*sql.DB, error) {
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	mc.ParseTime, mc.Loc, mc.InterpolateParams = true, time.UTC, interpolate
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(size)
+	db.SetMaxIdleConns(size)
+	return db, nil
 }
 
 func scanRow(row *sql.Row) error {
@@ -183,18 +193,10 @@ func httpSelect(args []string) error {
 	dsn := fs.String("dsn", "root@tcp(127.0.0.1:3306)/usersvc_bench", "database DSN")
 	pool := fs.Int("pool", 20, "max open connections")
 	fs.Parse(args)
-	mc, err := mysql.ParseDSN(*dsn)
+	db, err := openPool(*dsn, *pool, false)
 	if err != nil {
 		return err
 	}
-	mc.ParseTime, mc.Loc = true, time.UTC
-	connector, err := mysql.NewConnector(mc)
-	if err != nil {
-		return err
-	}
-	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(*pool)
-	db.SetMaxIdleConns(*pool)
 	stmt, err := db.Prepare("SELECT id, username, email, full_name, role, is_active, created_at, updated_at FROM users WHERE id = ?")
 	if err != nil {
 		return err
