@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Native fuzz targets. CI runs each for a few seconds on top of the seed
@@ -140,7 +141,9 @@ func FuzzListQuery(f *testing.F) {
 				t.Fatalf("count: %d placeholders for %d arguments", strings.Count(stmt, "?"), len(args))
 			}
 		}
-		u := User{ID: 42, Username: "x", Email: "x@y.zz"}
+		// A user as stored: DATETIME holds only years 1000 to 9999.
+		stored := time.Date(2026, 11, 30, 9, 24, 34, 123456000, time.UTC)
+		u := User{ID: 42, Username: "x", Email: "x@y.zz", CreatedAt: stored, UpdatedAt: stored}
 		if _, err := decodeCursor(cursorAfter(&u, q.Sort, q.Desc), q.Sort, q.Desc); err != nil {
 			t.Fatalf("a cursor made for %s does not read back: %v", q.Sort, err)
 		}
