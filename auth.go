@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"strings"
 )
 
@@ -73,28 +72,3 @@ func callerFrom(ctx context.Context) *Caller {
 	c, _ := ctx.Value(callerKey{}).(*Caller)
 	return c
 }
-
-// Errors of authentication and authorization.
-var (
-	// ErrUnauthenticated: no valid credentials; answered 401.
-	ErrUnauthenticated = errors.New("unauthenticated")
-)
-
-// forbiddenError is a 403 with the reason, and the field at fault if any.
-type forbiddenError struct {
-	detail string
-	field  string
-}
-
-func (e *forbiddenError) Error() string { return e.detail }
-
-// stateConflictError is a 409 caused by the state of the data rather than
-// a duplicate value: the last active admin, for one.
-type stateConflictError struct {
-	detail string
-}
-
-func (e *stateConflictError) Error() string { return e.detail }
-
-// ErrLastAdmin: the change would leave no active admin.
-var ErrLastAdmin = &stateConflictError{detail: "This is the last active admin: it cannot be deleted, deactivated or demoted. Make another user an active admin first."}

@@ -1,27 +1,48 @@
 package main
 
 import (
-	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"strings"
-
-	"github.com/go-sql-driver/mysql"
+	"time"
 )
 
-// Errors the store returns; writeError maps each to one HTTP status.
+// The service's whole vocabulary of things that can go wrong, as domain
+// errors. None knows an HTTP status: problemFor (problems.go) is the one
+// place that turns each into an answer. Request-shape errors (malformed
+// JSON, a body too large, a wrong media type) are not here: they exist
+// only at the HTTP edge, as *requestError.
 var (
+	// ErrUnauthenticated: no valid credentials (a missing, malformed,
+	// expired or revoked token).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrWrongCredentials: a sign-in named no active user with that
+	// password. It is a kind of ErrUnauthenticated.
+	ErrWrongCredentials = fmt.Errorf("%w: wrong username or password", ErrUnauthenticated)
 	// ErrNotFound: no user has that id.
 	ErrNotFound = errors.New("not found")
-	// ErrUnavailable: the database could not answer (down, slow, restarting,
-	// schema not yet applied). Clients may retry.
-	ErrUnavailable = errors.New("database unavailable")
 	// ErrPreconditionFailed: If-Match named another version of the user.
 	ErrPreconditionFailed = errors.New("precondition failed")
+	// ErrLastAdmin: the change would leave no active admin.
+	ErrLastAdmin = errors.New("last active admin")
+	// ErrPasswordChanged: the stored password changed while a request that
+	// checked the current one ran.
+	ErrPasswordChanged = errors.New("password changed concurrently")
+	// ErrUnavailable: the database could not answer (down, slow,
+	// restarting, schema not yet applied). Clients may retry.
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrBusy: the password hasher is saturated. Clients may retry.
+	ErrBusy = errors.New("password hashing is saturated")
+	// ErrNotReady: the database is not ready to serve requests: unreachable,
+	// too slow, or without the schema.
+	ErrNotReady = errors.New("not ready")
+
+	// ErrKeyReused: an Idempotency-Key came back with another body.
+	ErrKeyReused = errors.New("idempotency key reused with another request")
+	// ErrKeyInFlight: the first request with an Idempotency-Key still runs.
+	ErrKeyInFlight = errors.New("idempotency key in flight")
+	// ErrClaimLost: a retry took over this request's claim on its
+	// Idempotency-Key, so this request must not record its answer.
+	ErrClaimLost = errors.New("idempotency claim lost")
 )
 
 // ConflictError says a unique field already belongs to another user.
@@ -31,86 +52,42 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string { return e.Field + " is already taken" }
 
-// MySQL server error numbers the store acts on.
-const (
-	errDupEntry = 1062
+// ForbiddenError refuses an authenticated caller: Reason says why, and
+// Field names the field they may not set, if that is the reason.
+type ForbiddenError struct {
+	Reason string
+	Field  string
+}
+
+func (e *ForbiddenError) Error() string { return e.Reason }
+
+// RateLimitedError refuses an attempt after too many recent failures.
+type RateLimitedError struct {
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("rate limited for %s", e.RetryAfter)
+}
+
+// DatabaseDownError says the database did not answer a health check, and
+// Reason says why in a word ("unreachable", "timeout").
+type DatabaseDownError struct {
+	Reason string
+	Err    error
+}
+
+func (e *DatabaseDownError) Error() string { return "database " + e.Reason + ": " + e.Err.Error() }
+func (e *DatabaseDownError) Unwrap() error { return e.Err }
+
+// The refusals of the access rules.
+var (
+	errAdminsOnly       = &ForbiddenError{Reason: "Only an admin may do this."}
+	errNotYours         = &ForbiddenError{Reason: "You may only see and change your own account."}
+	errAdminsCreate     = &ForbiddenError{Reason: "Only an admin may create users."}
+	errNoSelfDelete     = &ForbiddenError{Reason: "An admin may not delete their own account."}
+	errRoleByAdmin      = &ForbiddenError{Reason: "Only an admin may change a role.", Field: "role"}
+	errActiveByAdmin    = &ForbiddenError{Reason: "Only an admin may activate or deactivate a user.", Field: "is_active"}
+	errSignupRole       = &ForbiddenError{Reason: `Signing up creates an account with role "user" only.`, Field: "role"}
+	errSignupActiveOnly = &ForbiddenError{Reason: "Signing up creates an active account only.", Field: "is_active"}
 )
-
-// unavailableErrors are server errors that mean "try again later" rather
-// than a bug in our SQL: the server is overloaded, shutting down, read-only
-// during a failover, our account or database is not (yet) set up, or a
-// statement was interrupted or timed out.
-var unavailableErrors = map[uint16]bool{
-	1040: true, // too many connections
-	1044: true, // access denied to database
-	1045: true, // access denied for user
-	1049: true, // unknown database
-	1053: true, // server shutdown in progress
-	1146: true, // table does not exist: schema not applied yet
-	1205: true, // lock wait timeout
-	1213: true, // deadlock
-	1290: true, // read-only (MySQL --read-only)
-	1317: true, // query interrupted
-	1836: true, // read-only mode
-	1927: true, // connection killed (MariaDB)
-	1969: true, // statement timeout (MariaDB max_statement_time)
-	3024: true, // statement timeout (MySQL max_execution_time)
-}
-
-// dbError classifies an error from the database for the caller: a
-// duplicate key becomes a ConflictError, anything that means the database
-// is unreachable or busy wraps ErrUnavailable, and everything else (a bug)
-// is returned wrapped with op for the log.
-func dbError(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var myErr *mysql.MySQLError
-	switch {
-	case errors.As(err, &myErr) && myErr.Number == errDupEntry:
-		if field := duplicateKeyField(myErr.Message); field != "" {
-			return &ConflictError{Field: field}
-		}
-		return fmt.Errorf("%s: %w", op, err)
-	case errors.As(err, &myErr) && unavailableErrors[myErr.Number], !errors.As(err, &myErr) && connectionTrouble(err):
-		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-	default:
-		// A server error we did not expect, or a driver error about our
-		// own arguments: a bug, answered 500.
-		return fmt.Errorf("%s: %w", op, err)
-	}
-}
-
-// connectionTrouble reports whether err says the database could not be
-// reached or did not answer in time: network errors, timeouts, cancelled
-// contexts, connections the driver or database/sql gave up on.
-func connectionTrouble(err error) bool {
-	var netErr net.Error
-	return errors.As(err, &netErr) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
-		errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, mysql.ErrMalformPkt) ||
-		errors.Is(err, mysql.ErrPktSync) || errors.Is(err, mysql.ErrPktSyncMul) || errors.Is(err, mysql.ErrBusyBuffer) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-// duplicateKeyField names the field whose unique index rejected a row.
-// Error 1062 reads "Duplicate entry 'x' for key 'users.users_email_unique'"
-// on MySQL 8 and "... for key 'users_email_unique'" on MariaDB. The key is
-// the last quoted word, and the duplicate value before it cannot fool the
-// search: it holds no spaces.
-func duplicateKeyField(message string) string {
-	i := strings.LastIndex(message, "for key '")
-	if i < 0 {
-		return ""
-	}
-	key := strings.TrimSuffix(message[i+len("for key '"):], "'")
-	key = key[strings.LastIndex(key, ".")+1:]
-	switch key {
-	case "users_username_unique":
-		return "username"
-	case "users_email_unique":
-		return "email"
-	}
-	return ""
-}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -44,11 +43,6 @@ func parseEntityTags(value string) (entityTags, bool) {
 	return et, len(et.tags) > 0
 }
 
-// matchesStrong is If-Match's comparison: weak tags never match.
-func (et entityTags) matchesStrong(etag string) bool {
-	return et.any || slices.Contains(et.tags, etag)
-}
-
 // matchesWeak is If-None-Match's comparison: W/ is ignored on both sides.
 func (et entityTags) matchesWeak(etag string) bool {
 	if et.any {
@@ -62,20 +56,29 @@ func (et entityTags) matchesWeak(etag string) bool {
 	return false
 }
 
-// ifMatch turns the request's If-Match header into a check of the stored
-// version, run by the store under the row lock; nil without the header.
-func ifMatch(r *http.Request) (func(version int64) bool, error) {
+// ifMatch turns the request's If-Match header into the versions the
+// store accepts under the row lock: any without the header or with "*",
+// otherwise those the strong tags name. A weak tag, or a tag that is not
+// one of our versions, matches nothing (RFC 9110 section 13.1.1).
+func ifMatch(r *http.Request) (VersionMatch, error) {
 	value := r.Header.Get("If-Match")
 	if value == "" {
-		return nil, nil
+		return VersionMatch{}, nil
 	}
 	et, ok := parseEntityTags(value)
 	if !ok {
-		return nil, badRequest(`If-Match must be * or a list of entity tags such as "3".`)
+		return VersionMatch{}, badRequest(`If-Match must be * or a list of entity tags such as "3".`)
 	}
-	return func(version int64) bool {
-		return et.matchesStrong(etagOf(&User{Version: version}))
-	}, nil
+	if et.any {
+		return VersionMatch{}, nil
+	}
+	match := VersionMatch{Checked: true}
+	for _, tag := range et.tags {
+		if version, ok := parsePositiveInt(strings.Trim(tag, `"`)); ok && tag == `"`+strconv.FormatInt(version, 10)+`"` {
+			match.Versions = append(match.Versions, version)
+		}
+	}
+	return match, nil
 }
 
 // notModified reports whether the request's If-None-Match matches u, so a

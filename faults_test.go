@@ -111,6 +111,7 @@ func eventually(t *testing.T, d time.Duration, what string, check func() bool) {
 }
 
 func TestDatabaseCutUnderLoad(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	app, proxy, _ := newProxiedApp(t)
 
@@ -144,6 +145,7 @@ func closeAfter(d time.Duration) chan struct{} {
 }
 
 func TestSlowDatabaseFailsFastAndRecovers(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	app, proxy, db := newProxiedApp(t)
 
@@ -168,6 +170,7 @@ func TestSlowDatabaseFailsFastAndRecovers(t *testing.T) {
 // is answered, that new connections are refused, and that the process
 // exits 0 within the shutdown timeout.
 func TestSigtermUnderLoad(t *testing.T) {
+	skipIfShort(t)
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -274,4 +277,84 @@ func postOver(url, token, body string) int {
 	defer resp.Body.Close()
 	io.Copy(io.Discard, bufio.NewReader(resp.Body))
 	return resp.StatusCode
+}
+
+func TestDatabaseDownAndBack(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
+	_, serverCfg := testServer(t)
+	proxy := startFaultProxy(t, serverCfg.Addr)
+	proxy.setDown(true)
+	// A fresh database reached only through the proxy, schema not applied:
+	// the service starts with the database down.
+	db := newTestDatabase(t, proxy.addr())
+	app := newTestAppOn(t, db)
+	unknownToken, _ := newToken() // well-formed: checking it needs the database
+
+	rec := app.do("GET", "/health", "")
+	p := wantProblem(t, rec, http.StatusServiceUnavailable)
+	if p.Database != "unreachable" {
+		t.Errorf("health body: %s", rec.Body)
+	}
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	auth := []string{"Authorization", "Bearer " + unknownToken}
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"down1","email":"down1@example.com","password":"12345678"}`, auth...), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("GET", "/api/v1/users", "", auth...), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("GET", "/api/v1/users/1", "", auth...), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("POST", "/api/v1/auth/token", `{"username":"root_admin","password":"admin password"}`), http.StatusServiceUnavailable)
+
+	proxy.setDown(false)
+	app.bootstrapAdmin() // applies the schema on first use, then signs in
+	first := app.createUser(`{"username":"first","email":"first@example.com","password":"12345678"}`)
+	if rec := app.do("GET", "/health", ""); rec.Code != http.StatusOK {
+		t.Errorf("health after recovery: got %d", rec.Code)
+	}
+
+	proxy.setDown(true) // the database drops mid-run
+	for _, path := range []string{"/api/v1/users", userPath(first.ID), "/health"} {
+		wantProblem(t, app.do("GET", path, ""), http.StatusServiceUnavailable)
+	}
+	wantProblem(t, app.do("PATCH", userPath(first.ID), `{"full_name":"x"}`), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("DELETE", userPath(first.ID), ""), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"second","email":"second@example.com","password":"12345678"}`), http.StatusServiceUnavailable)
+
+	proxy.setDown(false)
+	app.createUser(`{"username":"third","email":"third@example.com","password":"12345678"}`)
+	if rec := app.do("GET", userPath(first.ID), ""); rec.Code != http.StatusOK {
+		t.Errorf("get after recovery: got %d %s", rec.Code, rec.Body)
+	}
+	if strings.Contains(app.logs.String(), `"status":500`) {
+		t.Errorf("a request answered 500: %s", app.logs)
+	}
+}
+
+func TestSlowDatabaseTimesOut(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
+	app, proxy, db := newProxiedApp(t)
+
+	proxy.setBlackhole(true) // packets vanish: no answer, no reset
+	start := time.Now()
+	wantProblem(t, app.do("GET", userPath(app.adminID), ""), http.StatusServiceUnavailable)
+	if elapsed := time.Since(start); elapsed > testTimeout+2*time.Second {
+		t.Errorf("a black-holed database held the request %v, over the %v timeout", elapsed, testTimeout)
+	}
+	proxy.setBlackhole(false)
+	if rec := app.do("GET", userPath(app.adminID), ""); rec.Code != http.StatusOK {
+		t.Errorf("after the database answered again: got %d %s", rec.Code, rec.Body)
+	}
+	if stats := db.Stats(); stats.InUse != 0 {
+		t.Errorf("connections still in use after the requests: %+v", stats)
+	}
+}
+
+// skipIfShort skips a fault test under -short: each takes seconds of
+// deliberate outages and slow answers.
+func skipIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a slow fault test; run without -short")
+	}
 }

@@ -99,8 +99,8 @@ func FuzzPathID(f *testing.F) {
 		}
 		req := httptest.NewRequest("GET", "/", nil)
 		req.SetPathValue("id", s)
-		if id, err := pathID(req); err != nil || id != n {
-			t.Fatalf("pathID(%q) = %d, %v", s, id, err)
+		if ref, err := pathUser(req); err != nil || ref.self || ref.id != n {
+			t.Fatalf("pathUser(%q) = %+v, %v", s, ref, err)
 		}
 	})
 }

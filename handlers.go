@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,7 +47,7 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
-		mux.HandleFunc(rt.pattern, rt.handler)
+		mux.HandleFunc(rt.pattern, s.guard(rt))
 	}
 	var h http.Handler = problemsForUnmatched(mux)
 	h = recoverPanics(logger, h)
@@ -54,32 +55,35 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 	return commonHeaders(h)
 }
 
-// route is one pattern of the mux and its handler.
+// route is one pattern of the mux, who may call it, and its handler.
 type route struct {
 	pattern string
+	access  access
+	check   tokenCheck
 	handler http.HandlerFunc
 }
 
-// routes is the whole API at a glance, with the access each route needs.
-// openapi.json describes exactly these (TestOpenAPIDescribesEveryRoute).
+// routes is the whole API at a glance, with the access each route needs
+// (access.go says what each rule means). openapi.json describes exactly
+// these (TestOpenAPIDescribesEveryRoute).
 func (s *server) routes() []route {
 	return []route{
-		{"GET /health", s.handleHealth},
-		{"GET /health/live", s.handleLive},
-		{"GET /health/ready", s.handleReady},
-		{"GET /metrics", s.handleMetrics},
-		{"GET /openapi.json", s.handleOpenAPI},
-		{"GET /docs", s.handleDocs},
-		{"POST /api/v1/auth/token", s.handleLogin},
-		{"POST /api/v1/auth/logout", s.signedIn(s.handleLogout)},
-		{"POST /api/v1/users", s.adminOrSignup(s.handleCreateUser)},
-		{"POST /api/v1/users/{$}", s.adminOrSignup(s.handleCreateUser)},
-		{"GET /api/v1/users", s.handleListUsers},     // admin; checks the token itself
-		{"GET /api/v1/users/{$}", s.handleListUsers}, // admin; checks the token itself
-		{"GET /api/v1/users/{id}", s.handleGetUser},  // self or admin; checks the token itself
-		{"PUT /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser)},
-		{"PATCH /api/v1/users/{id}", s.selfOrAdmin(s.handleUpdateUser)},
-		{"DELETE /api/v1/users/{id}", s.adminOnly(s.handleDeleteUser)},
+		{"GET /health", public, noToken, s.handleHealth},
+		{"GET /health/live", public, noToken, s.handleLive},
+		{"GET /health/ready", public, noToken, s.handleReady},
+		{"GET /metrics", public, noToken, s.handleMetrics},
+		{"GET /openapi.json", public, noToken, s.handleOpenAPI},
+		{"GET /docs", public, noToken, s.handleDocs},
+		{"POST /api/v1/auth/token", public, noToken, s.handleLogin},
+		{"POST /api/v1/auth/logout", signedIn, tokenFirst, s.handleLogout},
+		{"POST /api/v1/users", adminOrSignup, tokenFirst, s.handleCreateUser},
+		{"POST /api/v1/users/{$}", adminOrSignup, tokenFirst, s.handleCreateUser},
+		{"GET /api/v1/users", adminOnly, tokenInQuery, s.handleListUsers},
+		{"GET /api/v1/users/{$}", adminOnly, tokenInQuery, s.handleListUsers},
+		{"GET /api/v1/users/{id}", selfOrAdmin, tokenInQuery, s.handleGetUser},
+		{"PUT /api/v1/users/{id}", selfOrAdmin, tokenFirst, s.handleUpdateUser},
+		{"PATCH /api/v1/users/{id}", selfOrAdmin, tokenFirst, s.handleUpdateUser},
+		{"DELETE /api/v1/users/{id}", adminOnly, tokenFirst, s.handleDeleteUser},
 	}
 }
 
@@ -96,13 +100,7 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			reason = "timeout"
 		}
-		s.logger.WarnContext(ctx, "health check failed", "error", err, "request_id", requestID(ctx))
-		w.Header().Set("Retry-After", "1")
-		body := struct {
-			problem
-			Database string `json:"database"`
-		}{newProblem(http.StatusServiceUnavailable, "The database is "+reason+"."), reason}
-		writeJSONAs(w, body.Status, "application/problem+json", body)
+		s.writeError(w, r, &DatabaseDownError{Reason: reason, Err: err})
 		return
 	}
 	s.respond(w, r, http.StatusOK, struct {
@@ -126,9 +124,7 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
 	defer cancel()
 	if err := s.store.Ready(ctx); err != nil {
-		s.logger.WarnContext(ctx, "readiness check failed", "error", err, "request_id", requestID(ctx))
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, newProblem(http.StatusServiceUnavailable, "The database is not ready: unreachable, too slow, or without the schema."))
+		s.writeError(w, r, fmt.Errorf("%w: %w", ErrNotReady, err))
 		return
 	}
 	s.respond(w, r, http.StatusOK, map[string]string{"status": "ok"})
@@ -145,7 +141,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // handleCreateUser creates a user: any user for an admin, or, for an
 // anonymous caller when sign-up is on, an active user with role "user".
 // With an Idempotency-Key header, a retry gets the first answer again
-// (see handleIdempotentCreate).
+// (see createIdempotently).
 func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	body, err := readJSONBody(w, r)
 	if err != nil {
@@ -153,20 +149,42 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Header.Get("Idempotency-Key") != "" {
-		s.handleIdempotentCreate(w, r, body)
+		s.createIdempotently(w, r, body)
 		return
 	}
-	s.createUser(w, r, body, nil)
-}
-
-// createUser creates the user the body describes and answers. With key,
-// the 201 is recorded under the idempotency key in the transaction that
-// creates the user.
-func (s *server) createUser(w http.ResponseWriter, r *http.Request, body []byte, key *idempotencyKey) {
-	members, err := parseJSONObject(body)
+	created, err := s.createUser(r, body, nil)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	writeRecorded(w, created)
+}
+
+// createUser creates the user the body describes and returns the 201
+// answer. With key, the answer is recorded under the idempotency key in
+// the transaction that creates the user.
+func (s *server) createUser(r *http.Request, body []byte, key *IdempotencyKey) (RecordedAnswer, error) {
+	nu, err := s.newUserFrom(r, body)
+	if err != nil {
+		return RecordedAnswer{}, err
+	}
+	pending, err := s.store.InsertUser(r.Context(), nu)
+	if err != nil {
+		return RecordedAnswer{}, err
+	}
+	defer pending.Rollback()
+	created := createdAnswer(&pending.User)
+	if err := pending.Commit(key, created); err != nil {
+		return RecordedAnswer{}, err
+	}
+	return created, nil
+}
+
+// newUserFrom parses and validates a create body and hashes its password.
+func (s *server) newUserFrom(r *http.Request, body []byte) (NewUser, error) {
+	members, err := parseJSONObject(body)
+	if err != nil {
+		return NewUser{}, err
 	}
 	fields, errs := parseUserFields(members)
 	if fields.CurrentPassword != nil {
@@ -174,20 +192,17 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request, body []byte,
 	}
 	if caller := callerFrom(r.Context()); !caller.isAdmin() {
 		if err := signupMayNotSet(fields); err != nil {
-			s.writeError(w, r, err)
-			return
+			return NewUser{}, err
 		}
 	}
 	fields.normalize()
 	errs = append(errs, fields.validateForCreate(errs)...)
 	if len(errs) > 0 {
-		s.writeError(w, r, badRequest("The user is not valid.", errs...))
-		return
+		return NewUser{}, badRequest("The user is not valid.", errs...)
 	}
 	hash, err := s.passwords.Hash(r.Context(), *fields.Password)
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("create user: %w", err))
-		return
+		return NewUser{}, fmt.Errorf("create user: %w", err)
 	}
 	nu := NewUser{
 		Username:     *fields.Username,
@@ -203,24 +218,12 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request, body []byte,
 	if fields.IsActive != nil {
 		nu.IsActive = *fields.IsActive
 	}
-	var created *storedResponse
-	user, err := s.store.CreateUser(r.Context(), nu, key, func(u User) *storedResponse {
-		created = createdResponse(&u)
-		return created
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if created == nil {
-		created = createdResponse(&user)
-	}
-	created.write(w)
+	return nu, nil
 }
 
-// createdResponse is the 201 answer to a create.
-func createdResponse(u *User) *storedResponse {
-	return &storedResponse{
+// createdAnswer is the 201 answer to a create.
+func createdAnswer(u *User) RecordedAnswer {
+	return RecordedAnswer{
 		Status:      http.StatusCreated,
 		ContentType: "application/json",
 		Location:    userPath(u.ID),
@@ -233,10 +236,10 @@ func createdResponse(u *User) *storedResponse {
 // ordinary account.
 func signupMayNotSet(f userFields) error {
 	if f.Role != nil && Role(*f.Role) != RoleUser {
-		return &forbiddenError{detail: `Signing up creates an account with role "user" only.`, field: "role"}
+		return errSignupRole
 	}
 	if f.IsActive != nil && !*f.IsActive {
-		return &forbiddenError{detail: "Signing up creates an active account only.", field: "is_active"}
+		return errSignupActiveOnly
 	}
 	return nil
 }
@@ -251,19 +254,18 @@ func (s *server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var id int64 // 0: the caller
-	if value := r.PathValue("id"); value != "me" {
-		if id, err = pathID(r); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	ref, err := pathUser(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	caller, user, err := s.store.UserAs(r.Context(), tokenHash, id)
+	caller, user, err := s.store.UserAs(r.Context(), tokenHash, ref)
+	if err == nil {
+		err = s.authorize(r, caller)
+	}
 	switch {
 	case err != nil:
 		s.writeError(w, r, err)
-	case !caller.isAdmin() && id != 0 && id != caller.ID:
-		s.writeError(w, r, errNotYours)
 	case user == nil:
 		s.writeError(w, r, ErrNotFound)
 	default:
@@ -280,56 +282,55 @@ func (s *server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 // fields present in the body. Users other than admins may change only
 // their own username, email, full name and password.
 func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	members, err := readJSONObject(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if len(members) == 0 {
-		s.writeError(w, r, badRequest("The body must contain at least one field to change."))
-		return
-	}
-	fields, errs := parseUserFields(members)
-	caller := callerFrom(r.Context())
-	if !caller.isAdmin() {
-		if fields.Role != nil {
-			s.writeError(w, r, &forbiddenError{detail: "Only an admin may change a role.", field: "role"})
-			return
-		}
-		if fields.IsActive != nil {
-			s.writeError(w, r, &forbiddenError{detail: "Only an admin may activate or deactivate a user.", field: "is_active"})
-			return
-		}
-	}
-	fields.normalize()
-	errs = append(errs, fields.validatePresent()...)
-	if len(errs) > 0 {
-		s.writeError(w, r, badRequest("The changes are not valid.", errs...))
-		return
-	}
-	precondition, err := ifMatch(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	changes, err := s.userChanges(r, id, caller, fields)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	changes.Precondition = precondition
-	user, err := s.store.UpdateUser(r.Context(), id, changes)
+	user, err := s.updateUser(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("ETag", etagOf(&user))
 	s.respond(w, r, http.StatusOK, user)
+}
+
+// updateUser reads, checks and applies an update, and returns the user as
+// stored after it.
+func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error) {
+	caller := callerFrom(r.Context())
+	ref, err := pathUser(r)
+	if err != nil {
+		return User{}, err
+	}
+	id := ref.resolve(caller)
+	members, err := readJSONObject(w, r)
+	if err != nil {
+		return User{}, err
+	}
+	if len(members) == 0 {
+		return User{}, badRequest("The body must contain at least one field to change.")
+	}
+	fields, errs := parseUserFields(members)
+	if !caller.isAdmin() {
+		if fields.Role != nil {
+			return User{}, errRoleByAdmin
+		}
+		if fields.IsActive != nil {
+			return User{}, errActiveByAdmin
+		}
+	}
+	fields.normalize()
+	errs = append(errs, fields.validatePresent()...)
+	if len(errs) > 0 {
+		return User{}, badRequest("The changes are not valid.", errs...)
+	}
+	ifVersion, err := ifMatch(r)
+	if err != nil {
+		return User{}, err
+	}
+	changes, err := s.userChanges(r, id, caller, fields)
+	if err != nil {
+		return User{}, err
+	}
+	changes.IfVersion = ifVersion
+	return s.store.UpdateUser(r.Context(), id, changes)
 }
 
 // userChanges turns validated fields into the columns to set. A new
@@ -357,7 +358,7 @@ func (s *server) userChanges(r *http.Request, id int64, caller *Caller, f userFi
 	if msg := passwordProblem(*f.Password, &current.Username, &current.Email); msg != "" {
 		return UserChanges{}, badRequest("The changes are not valid.", fieldError{Field: "password", Message: msg})
 	}
-	if caller != nil && caller.ID == id {
+	if caller.ID == id {
 		if err := s.checkCurrentPassword(r, current.Username, storedHash, f.CurrentPassword); err != nil {
 			return UserChanges{}, err
 		}
@@ -395,45 +396,49 @@ func (s *server) checkCurrentPassword(r *http.Request, username, storedHash stri
 	return nil
 }
 
+// handleDeleteUser deletes a user; admins may not delete themselves.
 func (s *server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if caller := callerFrom(r.Context()); caller != nil && caller.ID == id {
-		s.writeError(w, r, &forbiddenError{detail: "An admin may not delete their own account."})
-		return
-	}
-	precondition, err := ifMatch(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.store.DeleteUser(r.Context(), id, precondition); err != nil {
+	if err := s.deleteUser(r); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// pathID parses the {id} path segment: a positive decimal int64, or "me"
-// for the caller's own id.
-func pathID(r *http.Request) (int64, error) {
+func (s *server) deleteUser(r *http.Request) error {
+	caller := callerFrom(r.Context())
+	ref, err := pathUser(r)
+	if err != nil {
+		return err
+	}
+	id := ref.resolve(caller)
+	if id == caller.ID {
+		return errNoSelfDelete
+	}
+	ifVersion, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	return s.store.DeleteUser(r.Context(), id, ifVersion)
+}
+
+// pathUser parses the {id} path segment: "me" for the caller, or a
+// positive decimal int64.
+func pathUser(r *http.Request) (userRef, error) {
 	value := r.PathValue("id")
-	if caller := callerFrom(r.Context()); value == "me" && caller != nil {
-		return caller.ID, nil
+	if value == "me" {
+		return userRef{self: true}, nil
 	}
 	id, ok := parsePositiveInt(value)
 	if !ok {
-		return 0, badRequest("The user id must be a positive decimal integer, or me.",
+		return userRef{}, badRequest("The user id must be a positive decimal integer, or me.",
 			fieldError{Field: "id", Message: "must be a positive decimal integer, or me"})
 	}
-	return id, nil
+	return userRef{id: id}, nil
 }
 
 // handleListUsers lists users, by page or by cursor, filtered and sorted.
-// It checks the caller's token in the statement that reads the total.
+// It checks the caller's token in the statement that reads the page.
 func (s *server) handleListUsers(w http.ResponseWriter, r *http.Request) {
 	tokenHash, err := requestTokenHash(r)
 	if err != nil {
@@ -446,12 +451,11 @@ func (s *server) handleListUsers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	caller, page, err := s.store.ListUsersAs(r.Context(), tokenHash, q)
-	switch {
-	case err != nil:
+	if err == nil {
+		err = s.authorize(r, caller)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
-		return
-	case !caller.isAdmin():
-		s.writeError(w, r, errAdminsOnly)
 		return
 	}
 	if link := page.links(r.URL, q); link != "" {
@@ -467,51 +471,73 @@ func (s *server) respond(w http.ResponseWriter, r *http.Request, status int, v a
 	}
 }
 
-// writeError maps err to its status and writes it as a problem. Errors it
-// does not know are logged in full and answered with a bare 500.
+// writeError answers err as problemFor maps it. What the client cannot be
+// told is logged: the cause of every 5xx, in full.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var reqErr *requestError
-	var conflict *ConflictError
-	var forbidden *forbiddenError
-	var stateConflict *stateConflictError
-	var tooMany *rateLimitedError
+	answer := problemFor(err)
+	s.logAnswer(r, answer.Status, err)
+	writeProblem(w, answer)
+}
+
+// logAnswer logs an error answered with a 5xx status: an unexpected one
+// as an error, an unavailable database as a warning. Busy hashers and
+// 4xx answers are the clients' business and the access log's.
+func (s *server) logAnswer(r *http.Request, status int, err error) {
+	ctx := r.Context()
 	switch {
-	case errors.Is(err, ErrUnauthenticated):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="usersvc"`)
-		writeProblem(w, newProblem(http.StatusUnauthorized, "A valid bearer token is required: get one from POST /api/v1/auth/token."))
-	case errors.As(err, &forbidden):
-		p := newProblem(http.StatusForbidden, forbidden.detail)
-		if forbidden.field != "" {
-			p.Errors = fieldErrors{{Field: forbidden.field, Message: "may not be set by you"}}
-		}
-		writeProblem(w, p)
-	case errors.As(err, &stateConflict):
-		writeProblem(w, newProblem(http.StatusConflict, stateConflict.detail))
-	case errors.As(err, &tooMany):
-		w.Header().Set("Retry-After", strconv.Itoa(tooMany.retryAfterSeconds))
-		writeProblem(w, newProblem(http.StatusTooManyRequests, "Too many failed sign-in attempts; try again later."))
-	case errors.Is(err, ErrBusy):
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, newProblem(http.StatusServiceUnavailable, "The service is busy hashing passwords; try again shortly."))
-	case errors.As(err, &reqErr):
-		p := newProblem(reqErr.status, reqErr.detail)
-		p.Errors = reqErr.fields
-		writeProblem(w, p)
-	case errors.Is(err, ErrPreconditionFailed):
-		writeProblem(w, newProblem(http.StatusPreconditionFailed,
-			"The user changed since the version named in If-Match: fetch it again, and retry with its ETag."))
-	case errors.Is(err, ErrNotFound):
-		writeProblem(w, newProblem(http.StatusNotFound, "No user has this id."))
-	case errors.As(err, &conflict):
-		p := newProblem(http.StatusConflict, fmt.Sprintf("The %s is already taken by another user.", conflict.Field))
-		p.Errors = fieldErrors{{Field: conflict.Field, Message: "is already taken"}}
-		writeProblem(w, p)
-	case errors.Is(err, ErrUnavailable):
-		s.logger.WarnContext(r.Context(), "database unavailable", "error", err, "request_id", requestID(r.Context()))
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, newProblem(http.StatusServiceUnavailable, "The database is unavailable; try again shortly."))
-	default:
-		s.logger.ErrorContext(r.Context(), "internal error", "error", err, "request_id", requestID(r.Context()))
-		writeProblem(w, newProblem(http.StatusInternalServerError, "An unexpected error occurred; it has been logged."))
+	case status == http.StatusInternalServerError:
+		s.logger.ErrorContext(ctx, "internal error", "error", err, "request_id", requestID(ctx))
+	case status == http.StatusServiceUnavailable && !errors.Is(err, ErrBusy):
+		s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", requestID(ctx))
 	}
+}
+
+// createIdempotently runs a create under the request's Idempotency-Key:
+// the first request with a key runs and its answer is recorded, so that
+// a retry with the same body gets that answer again (see
+// store_idempotency.go). Answers of 5xx are not recorded: nothing
+// happened, and a retry runs the create again.
+func (s *server) createIdempotently(w http.ResponseWriter, r *http.Request, body []byte) {
+	key, err := requestIdempotencyKey(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	hash := sha256.Sum256(body)
+	recorded, err := s.store.ClaimIdempotencyKey(r.Context(), &key, hash[:])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if recorded != nil {
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeRecorded(w, *recorded)
+		return
+	}
+	created, err := s.createUser(r, body, &key)
+	if err == nil {
+		writeRecorded(w, created) // recorded with the user, in the same transaction
+		return
+	}
+	answer := problemFor(err)
+	s.logAnswer(r, answer.Status, err)
+	// The key's fate must not depend on a client that hung up.
+	ctx := context.WithoutCancel(r.Context())
+	switch {
+	case errors.Is(err, ErrClaimLost):
+		// A retry holds the key now: it records its own answer.
+	case answer.Status >= 500:
+		if err := s.store.ReleaseIdempotencyKey(ctx, key); err != nil {
+			s.logger.WarnContext(ctx, "release idempotency key", "error", err, "request_id", requestID(ctx))
+		}
+	default:
+		refusal, encodeErr := recordedProblem(answer)
+		if encodeErr == nil {
+			encodeErr = s.store.CompleteIdempotencyKey(ctx, key, refusal)
+		}
+		if encodeErr != nil {
+			s.logger.WarnContext(ctx, "record idempotency key", "error", encodeErr, "request_id", requestID(ctx))
+		}
+	}
+	writeProblem(w, answer)
 }

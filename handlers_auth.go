@@ -9,15 +9,6 @@ import (
 	"strings"
 )
 
-// rateLimitedError is a 429: too many failures, come back later.
-type rateLimitedError struct {
-	retryAfterSeconds int
-}
-
-func (e *rateLimitedError) Error() string {
-	return fmt.Sprintf("rate limited for %ds", e.retryAfterSeconds)
-}
-
 // tokenResponse is the body of a successful login (RFC 6749 section 5.1).
 type tokenResponse struct {
 	AccessToken string `json:"access_token"`
@@ -73,8 +64,7 @@ func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		// bcrypt ran: a failure like any other.
 	}
 	s.loginFailed(nameKey, addrKey)
-	w.Header().Set("WWW-Authenticate", `Bearer realm="usersvc"`)
-	writeProblem(w, newProblem(http.StatusUnauthorized, "The username or password is not correct."))
+	s.writeError(w, r, ErrWrongCredentials)
 }
 
 // canonicalLogin reports whether login can name a user: a valid username,
@@ -138,7 +128,7 @@ func (s *server) loginBlocked(nameKey, addrKey string) error {
 	if !blocked {
 		return nil
 	}
-	return &rateLimitedError{retryAfterSeconds: max(1, int(math.Ceil(wait.Seconds())))}
+	return &RateLimitedError{RetryAfter: wait}
 }
 
 func (s *server) loginFailed(nameKey, addrKey string) {
@@ -153,118 +143,4 @@ func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// The answers of the access rules.
-var (
-	errAdminsOnly = &forbiddenError{detail: "Only an admin may do this."}
-	errNotYours   = &forbiddenError{detail: "You may only see and change your own account."}
-)
-
-// authenticate finds the caller from the Authorization header: nil
-// without one, ErrUnauthenticated with a malformed, expired or revoked one.
-func (s *server) authenticate(r *http.Request) (*Caller, error) {
-	if r.Header.Get("Authorization") == "" {
-		return nil, nil
-	}
-	hash, err := requestTokenHash(r)
-	if err != nil {
-		return nil, err
-	}
-	return s.store.Authenticate(r.Context(), hash)
-}
-
-// requestTokenHash returns the hash of the request's bearer token, or
-// ErrUnauthenticated when there is none or it is malformed. It does not
-// touch the database: handlers that read anyway check the token in the
-// same statement.
-func requestTokenHash(r *http.Request) ([]byte, error) {
-	token, ok := bearerToken(r.Header.Get("Authorization"))
-	if !ok {
-		return nil, ErrUnauthenticated
-	}
-	hash, ok := parseToken(token)
-	if !ok {
-		return nil, ErrUnauthenticated
-	}
-	return hash, nil
-}
-
-// access wraps a handler with an access rule: allow gets the caller (nil
-// when anonymous) and the request, and returns nil to let it through.
-func (s *server) access(allow func(*Caller, *http.Request) error, next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		caller, err := s.authenticate(r)
-		if err == nil {
-			err = allow(caller, r)
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if caller != nil {
-			r = r.WithContext(withCaller(r.Context(), caller))
-		}
-		next(w, r)
-	}
-}
-
-// signedIn lets any authenticated user through.
-func (s *server) signedIn(next http.HandlerFunc) http.HandlerFunc {
-	return s.access(func(c *Caller, _ *http.Request) error {
-		if c == nil {
-			return ErrUnauthenticated
-		}
-		return nil
-	}, next)
-}
-
-// adminOnly lets only admins through.
-func (s *server) adminOnly(next http.HandlerFunc) http.HandlerFunc {
-	return s.access(func(c *Caller, _ *http.Request) error {
-		switch {
-		case c == nil:
-			return ErrUnauthenticated
-		case !c.isAdmin():
-			return errAdminsOnly
-		}
-		return nil
-	}, next)
-}
-
-// selfOrAdmin lets admins through, and users to their own id (or "me").
-// Any other id is 403 whether it exists or not, so ids cannot be probed.
-func (s *server) selfOrAdmin(next http.HandlerFunc) http.HandlerFunc {
-	return s.access(func(c *Caller, r *http.Request) error {
-		if c == nil {
-			return ErrUnauthenticated
-		}
-		if c.isAdmin() {
-			return nil
-		}
-		id, err := pathID(r.WithContext(withCaller(r.Context(), c)))
-		if err != nil {
-			return err
-		}
-		if id != c.ID {
-			return errNotYours
-		}
-		return nil
-	}, next)
-}
-
-// adminOrSignup lets admins through, and anonymous callers when sign-up
-// is on (the handler then limits what they may set).
-func (s *server) adminOrSignup(next http.HandlerFunc) http.HandlerFunc {
-	return s.access(func(c *Caller, _ *http.Request) error {
-		switch {
-		case c == nil && s.allowSignup:
-			return nil
-		case c == nil:
-			return ErrUnauthenticated
-		case !c.isAdmin():
-			return &forbiddenError{detail: "Only an admin may create users."}
-		}
-		return nil
-	}, next)
 }

@@ -15,51 +15,28 @@ import (
 // maxBodyBytes bounds every request body.
 const maxBodyBytes = 1 << 20
 
-// problem is an RFC 9457 problem details body.
-type problem struct {
-	Type   string      `json:"type"`
-	Title  string      `json:"title"`
-	Status int         `json:"status"`
-	Detail string      `json:"detail"`
-	Errors fieldErrors `json:"errors,omitempty"`
-}
-
-// newProblem is a problem of the generic "about:blank" type, whose title is
-// the status text, as RFC 9457 section 4.2.1 asks.
-func newProblem(status int, detail string) problem {
-	return problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
-}
-
-// requestError is a client mistake with its status and, for 400, the
-// offending fields.
-type requestError struct {
-	status int
-	detail string
-	fields fieldErrors
-}
-
-func (e *requestError) Error() string { return e.detail }
-
-func badRequest(detail string, fields ...fieldError) *requestError {
-	return &requestError{status: http.StatusBadRequest, detail: detail, fields: fields}
-}
-
 // writeJSON writes v as the JSON response body with the given status.
 // It encodes first, so an encoding failure can still become a clean 500.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
-	return writeJSONAs(w, status, "application/json", v)
-}
-
-// writeJSONAs is writeJSON with another JSON media type.
-func writeJSONAs(w http.ResponseWriter, status int, contentType string, v any) error {
-	body, err := json.Marshal(v)
+	body, err := marshalJSON(v)
 	if err != nil {
-		return fmt.Errorf("encode response: %w", err)
+		return err
 	}
-	writeBody(w, status, contentType, body)
+	writeBody(w, status, "application/json", body)
 	return nil
 }
 
+// marshalJSON encodes a response body.
+func marshalJSON(v any) ([]byte, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode response: %w", err)
+	}
+	return body, nil
+}
+
+// writeBody writes a complete response: Content-Type and Content-Length
+// first, then the status and the body with a final newline.
 func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
 	body = append(body, '\n')
 	h := w.Header()
@@ -67,13 +44,6 @@ func writeBody(w http.ResponseWriter, status int, contentType string, body []byt
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body)
-}
-
-// writeProblem writes p as application/problem+json.
-func writeProblem(w http.ResponseWriter, p problem) {
-	if err := writeJSONAs(w, p.Status, "application/problem+json", p); err != nil {
-		panic(err) // a problem holds only strings and ints: it always encodes
-	}
 }
 
 // jsonMember is one name/value pair of a JSON object, in body order.

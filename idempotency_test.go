@@ -73,7 +73,7 @@ func TestIdempotencyKeyInFlightStaleAndExpired(t *testing.T) {
 	app := newTestApp(t)
 	body := `{"username":"flight","email":"flight@example.com","password":"12345678"}`
 	hash := sha256.Sum256([]byte(body))
-	key := idempotencyKey{scope: app.adminID, key: "in-flight"}
+	key := IdempotencyKey{Scope: app.adminID, Key: "in-flight"}
 	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &key, hash[:]); err != nil || stored != nil {
 		t.Fatalf("claim: %v %v", stored, err)
 	}
@@ -92,12 +92,12 @@ func TestIdempotencyKeyInFlightStaleAndExpired(t *testing.T) {
 		t.Errorf("an expired key with a new body: %d %s", rec.Code, rec.Body)
 	}
 	// A failure on our side releases the key for a retry.
-	released := idempotencyKey{scope: app.adminID, key: "released"}
+	released := IdempotencyKey{Scope: app.adminID, Key: "released"}
 	app.store.ClaimIdempotencyKey(context.Background(), &released, hash[:])
 	if err := app.store.ReleaseIdempotencyKey(context.Background(), released); err != nil {
 		t.Fatal(err)
 	}
-	again := idempotencyKey{scope: app.adminID, key: "released"}
+	again := IdempotencyKey{Scope: app.adminID, Key: "released"}
 	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &again, hash[:]); err != nil || stored != nil {
 		t.Errorf("claim after release: %v %v", stored, err)
 	}
@@ -105,11 +105,11 @@ func TestIdempotencyKeyInFlightStaleAndExpired(t *testing.T) {
 	// A first request that outlived its claim (a retry took over) can
 	// neither record its answer nor release the key.
 	mustExec(t, app, "UPDATE idempotency_keys SET created_at = NOW(6) - INTERVAL 2 MINUTE WHERE idem_key = 'released'")
-	takeover := idempotencyKey{scope: app.adminID, key: "released"}
+	takeover := IdempotencyKey{Scope: app.adminID, Key: "released"}
 	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &takeover, hash[:]); err != nil || stored != nil {
 		t.Fatalf("takeover: %v %v", stored, err)
 	}
-	if err := app.store.CompleteIdempotencyKey(context.Background(), again, &storedResponse{Status: 409, ContentType: "application/problem+json", Body: []byte("{}")}); err != errClaimLost {
+	if err := app.store.CompleteIdempotencyKey(context.Background(), again, RecordedAnswer{Status: 409, ContentType: "application/problem+json", Body: []byte("{}")}); err != ErrClaimLost {
 		t.Errorf("the superseded request recorded its answer: %v", err)
 	}
 	app.store.ReleaseIdempotencyKey(context.Background(), again)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -39,16 +40,22 @@ const (
 	bcryptMaxWait        = 5 * time.Second
 )
 
+// version is the service's version, set at build time:
+//
+//	go build -ldflags "-X main.version=1.2.3"
+var version = "dev"
+
 func main() {
-	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "usersvc: %v\n", err)
 		os.Exit(1)
 	}
 }
 
 // run is the whole program, with its environment passed in so tests can
-// run it in-process.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// run it in-process. Logs and command output go to stdout; main reports
+// the error run returns on stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(args) > 1 && args[1] == "version" { // needs no configuration
@@ -118,8 +125,15 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer passwords.Close()
 	// One more scheduling slot per bcrypt worker: a worker busy on its
 	// low-priority thread holds a slot, and requests must still find one.
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cfg.BcryptWorkers)
-	go prepareDatabase(ctx, store, passwords, cfg, logger)
+	// The setting is the process's, so it is given back when serving ends.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cfg.BcryptWorkers))
+	// Start-up work runs beside serving; it stops when serving does, and
+	// is waited for before the pool and the hasher close.
+	prepareCtx, stopPreparing := context.WithCancel(ctx)
+	var preparing sync.WaitGroup
+	defer preparing.Wait()
+	defer stopPreparing()
+	preparing.Go(func() { prepareDatabase(prepareCtx, store, passwords, cfg, logger) })
 
 	listener, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

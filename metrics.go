@@ -16,11 +16,6 @@ import (
 	"time"
 )
 
-// version is the service's version, set at build time:
-//
-//	go build -ldflags "-X main.version=1.2.3"
-var version = "dev"
-
 // durationBuckets are the upper bounds, in seconds, of the request
 // duration histogram.
 var durationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}

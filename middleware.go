@@ -1,14 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -125,12 +127,15 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 				slog.String("request_id", requestID(r.Context())),
 			)
 			if rec.status == 0 {
-				writeProblem(w, newProblem(http.StatusInternalServerError, "An unexpected error occurred; it has been logged."))
+				writeProblem(w, problemFor(errPanic))
 			}
 		}()
 		next.ServeHTTP(rec, r)
 	})
 }
+
+// errPanic stands for a recovered panic, already logged in full.
+var errPanic = errors.New("panic serving request")
 
 // commonHeaders sets the headers every response carries: no MIME
 // sniffing, and no caching anywhere, since responses hold tokens and
@@ -144,52 +149,42 @@ func commonHeaders(next http.Handler) http.Handler {
 }
 
 // problemsForUnmatched answers requests that match no route (404) or a
-// route with another method (405, keeping the mux's Allow header) with
-// problem bodies instead of the mux's plain text.
+// route with another method (405, with the Allow header the mux would
+// send) with problems instead of the mux's plain text. Requests the mux
+// redirects to a cleaned path go on to the mux.
 func problemsForUnmatched(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fallback, pattern := mux.Handler(r)
-		if pattern != "" {
+		if _, pattern := mux.Handler(r); pattern != "" {
 			mux.ServeHTTP(w, r)
 			return
 		}
-		capture := &capturedResponse{header: http.Header{}}
-		fallback.ServeHTTP(capture, r)
-		switch capture.status {
-		case http.StatusNotFound:
-			writeProblem(w, newProblem(http.StatusNotFound, fmt.Sprintf("No route matches %s.", r.URL.Path)))
-		case http.StatusMethodNotAllowed:
-			allow := capture.header.Get("Allow")
-			w.Header().Set("Allow", allow)
-			writeProblem(w, newProblem(http.StatusMethodNotAllowed,
-				fmt.Sprintf("%s does not allow %s; allowed: %s.", r.URL.Path, r.Method, allow)))
-		default: // a redirect to the cleaned path: pass it on as it is
-			for k, v := range capture.header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(capture.status)
-			w.Write(capture.body.Bytes())
+		allowed := allowedMethods(mux, r)
+		if len(allowed) == 0 {
+			writeProblem(w, problemFor(&requestError{status: http.StatusNotFound, detail: fmt.Sprintf("No route matches %s.", r.URL.Path)}))
+			return
 		}
+		allow := strings.Join(allowed, ", ")
+		writeProblem(w, problemFor(&requestError{status: http.StatusMethodNotAllowed,
+			detail: fmt.Sprintf("%s does not allow %s; allowed: %s.", r.URL.Path, r.Method, allow),
+			header: http.Header{"Allow": {allow}}}))
 	})
 }
 
-// capturedResponse holds the small response of the mux's own fallback
-// handlers so that it can be rewritten.
-type capturedResponse struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
+// routeMethods are the methods allowedMethods tries.
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace}
 
-func (c *capturedResponse) Header() http.Header { return c.header }
-func (c *capturedResponse) Write(b []byte) (int, error) {
-	if c.status == 0 {
-		c.status = http.StatusOK
+// allowedMethods returns, sorted, the methods for which the mux has a
+// route at r's path: empty when the path matches no route at all.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allowed []string
+	probe := r.Clone(r.Context())
+	for _, method := range routeMethods {
+		probe.Method = method
+		if _, pattern := mux.Handler(probe); pattern != "" {
+			allowed = append(allowed, method)
+		}
 	}
-	return c.body.Write(b)
-}
-func (c *capturedResponse) WriteHeader(status int) {
-	if c.status == 0 {
-		c.status = status
-	}
+	slices.Sort(allowed)
+	return allowed
 }

@@ -11,9 +11,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// ErrBusy: the password hasher is saturated; answered 503 with Retry-After.
-var ErrBusy = errors.New("password hashing is saturated")
-
 // passwordHasher runs bcrypt under a concurrency limit. A fixed pool of
 // `workers` goroutines does every hash, each on an OS thread of its own
 // whose scheduling priority is lowered (bcryptNice): while requests want the

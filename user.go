@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -73,8 +74,37 @@ type UserChanges struct {
 	// stored hash being this one.
 	ExpectPasswordHash string
 
-	// Precondition, when set, must hold for the stored version (If-Match).
-	Precondition func(version int64) bool
+	// IfVersion is the If-Match precondition: the versions the stored
+	// user may have for the update to go ahead.
+	IfVersion VersionMatch
+}
+
+// VersionMatch is an If-Match precondition as data. The zero value allows
+// any version; with Checked, only the listed versions pass (none, when
+// the list is empty: If-Match named no version we ever gave out).
+type VersionMatch struct {
+	Checked  bool
+	Versions []int64
+}
+
+// allows reports whether a user at version may be written.
+func (m VersionMatch) allows(version int64) bool {
+	return !m.Checked || slices.Contains(m.Versions, version)
+}
+
+// userRef names the user a request is about: the caller ("me"), or the
+// user with an id.
+type userRef struct {
+	self bool
+	id   int64
+}
+
+// resolve returns the id ref names, for the given caller.
+func (ref userRef) resolve(caller *Caller) int64 {
+	if ref.self {
+		return caller.ID
+	}
+	return ref.id
 }
 
 // removesAdmin reports whether the changes demote or deactivate a user.

@@ -356,3 +356,9 @@ func tally(statuses []int) map[int]int {
 	}
 	return counts
 }
+
+func ptr[T any](v T) *T { return &v }
+
+func equalPtr[T comparable](a, b *T) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"net/http"
+)
+
+// access is who may call a route; the route table (server.routes) gives
+// every route one.
+type access int
+
+const (
+	// public: anyone; no token is looked at.
+	public access = iota
+	// signedIn: any valid token.
+	signedIn
+	// selfOrAdmin: admins, and users for their own id (or "me"). Any other
+	// id is 403 whether it exists or not, so ids cannot be probed.
+	selfOrAdmin
+	// adminOnly: admins.
+	adminOnly
+	// adminOrSignup: admins, and anonymous callers when sign-up is on
+	// (the handler then limits what they may set).
+	adminOrSignup
+)
+
+// tokenCheck is when a route's token is checked.
+type tokenCheck int
+
+const (
+	// noToken: the route is public.
+	noToken tokenCheck = iota
+	// tokenFirst: guard looks the token up and applies the access rule
+	// before the handler runs.
+	tokenFirst
+	// tokenInQuery: the handler checks the token in the same statement
+	// that reads its data (one round trip), then applies the route's rule
+	// to the caller that statement found, with server.authorize.
+	tokenInQuery
+)
+
+type accessKey struct{}
+
+// guard wraps a route's handler with its access rule. For tokenFirst it
+// authenticates and authorizes before the handler runs, and passes the
+// caller on in the request's context; for tokenInQuery it passes the rule
+// on, for the handler's authorize.
+func (s *server) guard(rt route) http.HandlerFunc {
+	switch rt.check {
+	case tokenInQuery:
+		return func(w http.ResponseWriter, r *http.Request) {
+			rt.handler(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, rt.access)))
+		}
+	case tokenFirst:
+		return func(w http.ResponseWriter, r *http.Request) {
+			caller, err := s.authenticate(r)
+			if err == nil {
+				err = s.allow(rt.access, caller, r)
+			}
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if caller != nil {
+				r = r.WithContext(withCaller(r.Context(), caller))
+			}
+			rt.handler(w, r)
+		}
+	default:
+		return rt.handler
+	}
+}
+
+// authorize applies the route's access rule to the caller that a
+// tokenInQuery handler's statement found.
+func (s *server) authorize(r *http.Request, caller *Caller) error {
+	rule, ok := r.Context().Value(accessKey{}).(access)
+	if !ok {
+		return errAdminsOnly // a route registered without its rule: refuse
+	}
+	return s.allow(rule, caller, r)
+}
+
+// allow is what each access rule means: nil lets the caller (nil when
+// anonymous) through.
+func (s *server) allow(rule access, caller *Caller, r *http.Request) error {
+	switch {
+	case rule == public:
+		return nil
+	case caller == nil && rule == adminOrSignup && s.allowSignup:
+		return nil
+	case caller == nil:
+		return ErrUnauthenticated
+	case rule == signedIn, caller.isAdmin():
+		return nil
+	case rule == adminOrSignup:
+		return errAdminsCreate
+	case rule == selfOrAdmin:
+		ref, err := pathUser(r)
+		if err != nil {
+			return err
+		}
+		if ref.resolve(caller) != caller.ID {
+			return errNotYours
+		}
+		return nil
+	default:
+		return errAdminsOnly
+	}
+}
+
+// authenticate finds the caller from the Authorization header: nil
+// without one, ErrUnauthenticated with a malformed, expired or revoked one.
+func (s *server) authenticate(r *http.Request) (*Caller, error) {
+	if r.Header.Get("Authorization") == "" {
+		return nil, nil
+	}
+	hash, err := requestTokenHash(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Authenticate(r.Context(), hash)
+}
+
+// requestTokenHash returns the hash of the request's bearer token, or
+// ErrUnauthenticated when there is none or it is malformed. It does not
+// touch the database.
+func requestTokenHash(r *http.Request) ([]byte, error) {
+	token, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok {
+		return nil, ErrUnauthenticated
+	}
+	hash, ok := parseToken(token)
+	if !ok {
+		return nil, ErrUnauthenticated
+	}
+	return hash, nil
+}

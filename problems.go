@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+)
+
+// problem is an RFC 9457 problem details body.
+type problem struct {
+	Type   string      `json:"type"`
+	Title  string      `json:"title"`
+	Status int         `json:"status"`
+	Detail string      `json:"detail"`
+	Errors fieldErrors `json:"errors,omitempty"`
+	// Database is /health's extension member: why the database failed.
+	Database string `json:"database,omitempty"`
+}
+
+// newProblem is a problem of the generic "about:blank" type, whose title is
+// the status text, as RFC 9457 section 4.2.1 asks.
+func newProblem(status int, detail string) problem {
+	return problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+// problemAnswer is everything an error response holds: the problem and
+// the headers that go with its status.
+type problemAnswer struct {
+	problem
+	Header http.Header
+}
+
+// requestError is a request the HTTP edge refuses for its shape: a body
+// that is malformed, too large or of the wrong type, a bad parameter or
+// header, a route that does not exist. Only the edge creates one; it
+// carries its status, the offending fields, and any headers to send.
+type requestError struct {
+	status int
+	detail string
+	fields fieldErrors
+	header http.Header
+}
+
+func (e *requestError) Error() string { return e.detail }
+
+func badRequest(detail string, fields ...fieldError) *requestError {
+	return &requestError{status: http.StatusBadRequest, detail: detail, fields: fields}
+}
+
+// Details of the answers written in more than one place.
+const (
+	detailInternal    = "An unexpected error occurred; it has been logged."
+	wwwAuthenticate   = `Bearer realm="usersvc"`
+	detailKeyInFlight = "A request with this Idempotency-Key is still running; retry once it has finished."
+)
+
+// problemFor maps any error to the answer the client gets. It is the only
+// place that knows which status each kind of error has; an error it does
+// not know is a 500 whose detail tells nothing of the cause.
+func problemFor(err error) problemAnswer {
+	var (
+		reqErr    *requestError
+		conflict  *ConflictError
+		forbidden *ForbiddenError
+		limited   *RateLimitedError
+		down      *DatabaseDownError
+	)
+	switch {
+	case errors.Is(err, ErrWrongCredentials):
+		return answer(http.StatusUnauthorized, "The username or password is not correct.", "WWW-Authenticate", wwwAuthenticate)
+	case errors.Is(err, ErrUnauthenticated):
+		return answer(http.StatusUnauthorized, "A valid bearer token is required: get one from POST /api/v1/auth/token.",
+			"WWW-Authenticate", wwwAuthenticate)
+	case errors.As(err, &forbidden):
+		a := answer(http.StatusForbidden, forbidden.Reason)
+		if forbidden.Field != "" {
+			a.Errors = fieldErrors{{Field: forbidden.Field, Message: "may not be set by you"}}
+		}
+		return a
+	case errors.Is(err, ErrLastAdmin):
+		return answer(http.StatusConflict, "This is the last active admin: it cannot be deleted, deactivated or demoted. Make another user an active admin first.")
+	case errors.Is(err, ErrPasswordChanged):
+		return answer(http.StatusConflict, "The password changed while this request ran; try again.")
+	case errors.As(err, &limited):
+		seconds := max(1, int(math.Ceil(limited.RetryAfter.Seconds())))
+		return answer(http.StatusTooManyRequests, "Too many failed sign-in attempts; try again later.", "Retry-After", strconv.Itoa(seconds))
+	case errors.Is(err, ErrBusy):
+		return answer(http.StatusServiceUnavailable, "The service is busy hashing passwords; try again shortly.", "Retry-After", "1")
+	case errors.As(err, &reqErr):
+		a := answer(reqErr.status, reqErr.detail)
+		a.Errors = reqErr.fields
+		for name, values := range reqErr.header {
+			a.Header[name] = values
+		}
+		return a
+	case errors.Is(err, ErrPreconditionFailed):
+		return answer(http.StatusPreconditionFailed, "The user changed since the version named in If-Match: fetch it again, and retry with its ETag.")
+	case errors.Is(err, ErrNotFound):
+		return answer(http.StatusNotFound, "No user has this id.")
+	case errors.As(err, &conflict):
+		a := answer(http.StatusConflict, fmt.Sprintf("The %s is already taken by another user.", conflict.Field))
+		a.Errors = fieldErrors{{Field: conflict.Field, Message: "is already taken"}}
+		return a
+	case errors.Is(err, ErrKeyReused):
+		return answer(http.StatusUnprocessableEntity, "This Idempotency-Key was used with a different request body; use a new key for a new request.")
+	case errors.Is(err, ErrKeyInFlight), errors.Is(err, ErrClaimLost):
+		return answer(http.StatusConflict, detailKeyInFlight)
+	case errors.As(err, &down):
+		a := answer(http.StatusServiceUnavailable, "The database is "+down.Reason+".", "Retry-After", "1")
+		a.Database = down.Reason
+		return a
+	case errors.Is(err, ErrNotReady):
+		return answer(http.StatusServiceUnavailable, "The database is not ready: unreachable, too slow, or without the schema.", "Retry-After", "1")
+	case errors.Is(err, ErrUnavailable):
+		return answer(http.StatusServiceUnavailable, "The database is unavailable; try again shortly.", "Retry-After", "1")
+	default:
+		return answer(http.StatusInternalServerError, detailInternal)
+	}
+}
+
+// answer is a problem with the status's title and headers given as
+// name, value pairs.
+func answer(status int, detail string, headerPairs ...string) problemAnswer {
+	a := problemAnswer{problem: newProblem(status, detail), Header: http.Header{}}
+	for i := 0; i+1 < len(headerPairs); i += 2 {
+		a.Header.Set(headerPairs[i], headerPairs[i+1])
+	}
+	return a
+}
+
+// writeProblem writes the answer to an error as application/problem+json.
+func writeProblem(w http.ResponseWriter, a problemAnswer) {
+	for name, values := range a.Header {
+		w.Header()[name] = values
+	}
+	body, err := marshalJSON(a.problem)
+	if err != nil {
+		panic(err) // a problem holds only strings and ints: it always encodes
+	}
+	writeBody(w, a.Status, "application/problem+json", body)
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ListUsersAs authenticates the token and reads one page of the list with
+// its exact unfiltered total, in one statement (see listQuery.pageSQL).
+// Only an empty page needs a second statement, to tell a valid token from
+// an invalid one; a filtered total (capped at maxFilteredCount rows) is
+// another. The caller must still be checked for the right to list; for
+// one who may not, the page read is simply discarded.
+func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, q listQuery) (*Caller, listPage, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return nil, listPage{}, err
+	}
+	defer cancel()
+	caller := &Caller{TokenHash: tokenHash}
+	page, err := s.readPage(ctx, caller, q)
+	if err != nil {
+		return nil, listPage{}, err
+	}
+	if len(page.Users) == 0 {
+		err := s.db.QueryRowContext(ctx,
+			"SELECT t.user_id, t.role, (SELECT COALESCE(SUM(n), 0) FROM user_counts) FROM auth_tokens t WHERE "+tokenValidSQL, tokenHash).
+			Scan(&caller.ID, &caller.Role, &page.Total)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, listPage{}, ErrUnauthenticated
+		}
+		if err != nil {
+			return nil, listPage{}, dbError("list users: authenticate", err)
+		}
+	}
+	if int64(len(page.Users)) > q.PerPage {
+		page.Users, page.HasMore = page.Users[:q.PerPage], true
+	}
+	if q.filtered() && caller.isAdmin() {
+		stmt, args := q.countSQL()
+		if err := s.db.QueryRowContext(ctx, s.bounded(stmt), args...).Scan(&page.Total); err != nil {
+			return nil, listPage{}, dbError("list users: count", err)
+		}
+		if page.Total > maxFilteredCount {
+			page.Total, page.Estimate = maxFilteredCount, true
+		}
+	}
+	return caller, page, nil
+}
+
+// readPage runs the page statement, filling in the caller from its
+// token row, and returns up to PerPage+1 users with the unfiltered total.
+func (s *Store) readPage(ctx context.Context, caller *Caller, q listQuery) (listPage, error) {
+	stmt, args := q.pageSQL(caller.TokenHash)
+	rows, err := s.queryRows(ctx, s.bounded(stmt), args...)
+	if err != nil {
+		return listPage{}, dbError("list users", err)
+	}
+	defer rows.Close()
+	page := listPage{Users: make([]User, 0, q.PerPage+1)}
+	var u userRow
+	dest := append([]any{&caller.ID, &caller.Role, &page.Total}, u.dest()...)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return listPage{}, dbError("list users: scan", err)
+		}
+		user, _ := u.user()
+		page.Users = append(page.Users, user)
+	}
+	if err := rows.Err(); err != nil {
+		return listPage{}, dbError("list users", err)
+	}
+	return page, nil
+}
+
+// filterSQL returns the WHERE conditions of the filters and their
+// arguments. Column names come from constants, values only as arguments.
+func (q listQuery) filterSQL() ([]string, []any) {
+	var conds []string
+	var args []any
+	if q.Role != nil {
+		conds, args = append(conds, "u.role = ?"), append(args, string(*q.Role))
+	}
+	if q.IsActive != nil {
+		conds, args = append(conds, "u.is_active = ?"), append(args, *q.IsActive)
+	}
+	if q.Prefix != "" {
+		// The collation makes LIKE case-insensitive; each side can use its
+		// unique index (an index merge).
+		pattern := escapeLike(q.Prefix) + "%"
+		conds, args = append(conds, "(u.username LIKE ? OR u.email LIKE ?)"), append(args, pattern, pattern)
+	}
+	if q.CreatedAfter != nil {
+		conds, args = append(conds, "u.created_at > ?"), append(args, *q.CreatedAfter)
+	}
+	if q.CreatedBefore != nil {
+		conds, args = append(conds, "u.created_at < ?"), append(args, *q.CreatedBefore)
+	}
+	if q.UpdatedSince != nil {
+		conds, args = append(conds, "u.updated_at >= ?"), append(args, *q.UpdatedSince)
+	}
+	return conds, args
+}
+
+// escapeLike escapes LIKE's wildcards (and its escape character) so a
+// prefix matches literally.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// pageSQL returns the statement that reads one page, one row more than
+// PerPage so that the caller knows whether a next page exists, and checks
+// the token at the same time: the valid token row t is joined as a
+// constant table (one primary-key lookup), and each row starts with the
+// holder's id and role and the exact unfiltered total. The users table
+// is aliased u.
+func (q listQuery) pageSQL(tokenHash []byte) (string, []any) {
+	filters, filterArgs := q.filterSQL()
+	conds := append([]string{tokenValidSQL}, filters...)
+	args := append([]any{tokenHash}, filterArgs...)
+	cmp := ">"
+	if q.Desc {
+		cmp = "<"
+	}
+	if q.Cursor != nil {
+		if q.Sort == "id" {
+			conds, args = append(conds, "u.id "+cmp+" ?"), append(args, q.Cursor.ID)
+		} else {
+			// (col, id) after (v, id0), written so the index on col gives
+			// the range: col >= v AND (col > v OR id > id0).
+			conds = append(conds, fmt.Sprintf("u.%[1]s %[2]s= ? AND (u.%[1]s %[2]s ? OR u.id %[2]s ?)", q.Sort, cmp))
+			args = append(args, q.Cursor.value, q.Cursor.value, q.Cursor.ID)
+		}
+	}
+	stmt := "SELECT t.user_id, t.role, (SELECT COALESCE(SUM(n), 0) FROM user_counts), " + userColumnsU +
+		" FROM auth_tokens t JOIN users u WHERE " + strings.Join(conds, " AND ") + " " + q.orderBy() + " LIMIT ?"
+	args = append(args, q.PerPage+1)
+	if q.Cursor == nil && q.Page > 1 {
+		stmt += " OFFSET ?"
+		args = append(args, (q.Page-1)*q.PerPage)
+	}
+	return stmt, args
+}
+
+// orderBy is the ORDER BY clause of the list on the alias u: the sort
+// column, then id to break ties.
+func (q listQuery) orderBy() string {
+	dir := " ASC"
+	if q.Desc {
+		dir = " DESC"
+	}
+	clause := "ORDER BY "
+	if q.Sort != "id" {
+		clause += "u." + q.Sort + dir + ", "
+	}
+	return clause + "u.id" + dir
+}
+
+// countSQL counts the filtered rows, stopping past maxFilteredCount.
+func (q listQuery) countSQL() (string, []any) {
+	conds, args := q.filterSQL()
+	return "SELECT COUNT(*) FROM (SELECT 1 FROM users u WHERE " + strings.Join(conds, " AND ") +
+		" LIMIT ?) AS capped", append(args, maxFilteredCount+1)
+}

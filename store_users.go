@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"math/rand/v2"
+	"strings"
+)
+
+// userColumns are the columns of a user as clients see it, in the order
+// userRow scans them; userColumnsU is the same list qualified by the
+// alias u, for joins.
+const userColumns = "id, username, email, full_name, role, is_active, created_at, updated_at, version"
+
+var userColumnsU = prefixed("u", userColumns)
+
+// prefixed qualifies each column of a comma-separated list with table.
+func prefixed(table, columns string) string {
+	cols := strings.Split(columns, ", ")
+	for i, c := range cols {
+		cols[i] = table + "." + c
+	}
+	return strings.Join(cols, ", ")
+}
+
+// userRow is the one scanner of userColumns. Every column may be NULL, as
+// it is when a LEFT JOIN finds no user; full_name may be NULL anyway.
+type userRow struct {
+	id               sql.NullInt64
+	username, email  sql.NullString
+	fullName, role   sql.NullString
+	active           sql.NullBool
+	created, updated sql.NullTime
+	version          sql.NullInt64
+}
+
+// dest returns the scan destinations, in userColumns order.
+func (r *userRow) dest() []any {
+	return []any{&r.id, &r.username, &r.email, &r.fullName, &r.role, &r.active, &r.created, &r.updated, &r.version}
+}
+
+// user returns the scanned user, or false when the row held none.
+func (r *userRow) user() (User, bool) {
+	if !r.id.Valid {
+		return User{}, false
+	}
+	u := User{ID: r.id.Int64, Username: r.username.String, Email: r.email.String, Role: Role(r.role.String),
+		IsActive: r.active.Bool, CreatedAt: r.created.Time, UpdatedAt: r.updated.Time, Version: r.version.Int64}
+	if r.fullName.Valid {
+		name := r.fullName.String // a copy: r may be scanned into again
+		u.FullName = &name
+	}
+	return u, true
+}
+
+// scanUser scans userColumns, then extra, from row.
+func scanUser(row rowScanner, extra ...any) (User, error) {
+	var r userRow
+	if err := row.Scan(append(r.dest(), extra...)...); err != nil {
+		return User{}, err
+	}
+	u, _ := r.user()
+	return u, nil
+}
+
+// getUser reads one user through q, a pool or a transaction.
+func getUser(ctx context.Context, q queryer, id int64) (User, error) {
+	u, err := scanUser(q.QueryRowContext(ctx, "SELECT "+userColumns+" FROM users WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, dbError("get user", err)
+	}
+	return u, nil
+}
+
+// CreateUser inserts u and returns it as stored. A taken username or email
+// is a *ConflictError: the unique indexes decide, so concurrent creates of
+// one name cannot both succeed.
+func (s *Store) CreateUser(ctx context.Context, u NewUser) (User, error) {
+	pending, err := s.InsertUser(ctx, u)
+	if err != nil {
+		return User{}, err
+	}
+	defer pending.Rollback()
+	return pending.User, pending.Commit(nil, RecordedAnswer{})
+}
+
+// PendingUser is a user inserted by a transaction that is still open. The
+// caller reads the user as stored, then commits, recording an answer under
+// an idempotency key in the same transaction (the user and the record of
+// its creation exist together or not at all), or rolls back.
+type PendingUser struct {
+	User User
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	tx     *sql.Tx
+}
+
+// InsertUser inserts u and counts it in a new transaction, and reads it
+// back for the server-set columns (MySQL has no INSERT ... RETURNING).
+// The caller must call Commit or Rollback.
+func (s *Store) InsertUser(ctx context.Context, u NewUser) (*PendingUser, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &PendingUser{ctx: ctx, cancel: cancel}
+	if p.tx, err = s.db.BeginTx(ctx, nil); err != nil {
+		cancel()
+		return nil, dbError("create user: begin", err)
+	}
+	id, err := insertUser(ctx, p.tx, u)
+	if err == nil {
+		p.User, err = getUser(ctx, p.tx, id)
+	}
+	if err != nil {
+		p.Rollback()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Commit records answer under key when key is not nil (ErrClaimLost if a
+// retry took the key over, and then nothing is created), and commits.
+func (p *PendingUser) Commit(key *IdempotencyKey, answer RecordedAnswer) error {
+	defer p.cancel()
+	if key != nil {
+		if err := completeIdempotencyKey(p.ctx, p.tx, *key, answer); err != nil {
+			return err
+		}
+	}
+	if err := p.tx.Commit(); err != nil {
+		return dbError("create user: commit", err)
+	}
+	return nil
+}
+
+// Rollback abandons the insert; after Commit it does nothing.
+func (p *PendingUser) Rollback() {
+	p.tx.Rollback()
+	p.cancel()
+}
+
+// insertUser inserts u and counts it, inside tx, and returns its id.
+func insertUser(ctx context.Context, tx *sql.Tx, u NewUser) (int64, error) {
+	res, err := tx.ExecContext(ctx,
+		"INSERT INTO users (username, email, password_hash, full_name, role, is_active) VALUES (?, ?, ?, ?, ?, ?)",
+		u.Username, u.Email, u.PasswordHash, u.FullName, u.Role, u.IsActive)
+	if err != nil {
+		return 0, dbError("create user", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, dbError("create user: last insert id", err)
+	}
+	return id, addToUserCount(ctx, tx, 1)
+}
+
+// userCountSlots is how many rows the user count is spread over.
+const userCountSlots = 8
+
+// addToUserCount adds delta to one slot of the user count, inside the
+// transaction that inserts or deletes the user.
+func addToUserCount(ctx context.Context, tx *sql.Tx, delta int) error {
+	_, err := tx.ExecContext(ctx,
+		"INSERT INTO user_counts (slot, n) VALUES (?, ?) ON DUPLICATE KEY UPDATE n = n + ?",
+		rand.IntN(userCountSlots), delta, delta)
+	if err != nil {
+		return dbError("count users", err)
+	}
+	return nil
+}
+
+// callerAndSelfSQL and callerAndUserSQL authenticate a token and read one
+// user in a single statement: a row comes back only for a valid token
+// (the caller's id and role first), with the user's columns NULL when no
+// user has the id. The first reads the caller's own account.
+var (
+	callerAndSelfSQL = "SELECT t.user_id, t.role, " + userColumnsU +
+		" FROM auth_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE " + tokenValidSQL
+	callerAndUserSQL = "SELECT t.user_id, t.role, " + userColumnsU +
+		" FROM auth_tokens t LEFT JOIN users u ON u.id = ? WHERE " + tokenValidSQL
+)
+
+// UserAs authenticates the token and reads the user ref names in one
+// round trip. The user is nil when none has the id; the caller must still
+// be checked for the right to see it.
+func (s *Store) UserAs(ctx context.Context, tokenHash []byte, ref userRef) (*Caller, *User, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cancel()
+	query, args := callerAndSelfSQL, []any{tokenHash}
+	if !ref.self {
+		query, args = callerAndUserSQL, []any{ref.id, tokenHash}
+	}
+	row, err := s.queryRow(ctx, query, args...)
+	if err != nil {
+		return nil, nil, dbError("get user", err)
+	}
+	caller := &Caller{TokenHash: tokenHash}
+	var u userRow
+	err = row.Scan(append([]any{&caller.ID, &caller.Role}, u.dest()...)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, nil, dbError("get user", err)
+	}
+	if user, ok := u.user(); ok {
+		return caller, &user, nil
+	}
+	return caller, nil, nil
+}
+
+// UserWithPasswordHash returns the user and its stored hash, for checks
+// that need both (the current password, a password equal to the username).
+func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, string, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return User{}, "", err
+	}
+	defer cancel()
+	var hash string
+	u, err := scanUser(s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM users WHERE id = ?", id), &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, "", ErrNotFound
+	}
+	if err != nil {
+		return User{}, "", dbError("get user", err)
+	}
+	return u, hash, nil
+}
+
+// UpdateUser applies changes to the user with the given id in one
+// transaction: it locks the row, checks changes.IfVersion against its
+// version (If-Match: the check and the write cannot be split by another
+// writer), refuses to leave no active admin, writes and bumps the version,
+// revokes all the user's tokens when the password, role or active flag
+// changes, and reads the result back. When changes.ExpectPasswordHash is
+// set, the update happens only if the stored hash is still that one (the
+// current password was checked against it). Bumping the version changes
+// the row, so updated_at moves by its ON UPDATE clause on every update.
+func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (User, error) {
+	var updated User
+	err := s.inTx(ctx, "update user", func(ctx context.Context, tx *sql.Tx) error {
+		cur, err := lockUser(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !changes.IfVersion.allows(cur.version) {
+			return ErrPreconditionFailed
+		}
+		if changes.ExpectPasswordHash != "" && cur.passwordHash != changes.ExpectPasswordHash {
+			return ErrPasswordChanged
+		}
+		if cur.isActiveAdmin() && changes.removesAdmin() {
+			if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		set, args := changes.assignments()
+		if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
+			return dbError("update user", err)
+		}
+		if changes.revokesTokens(cur) {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id); err != nil {
+				return dbError("update user: revoke tokens", err)
+			}
+		}
+		updated, err = getUser(ctx, tx, id)
+		return err
+	})
+	return updated, err
+}
+
+// lockedUser is what the rules of an update or delete need to know of the
+// row they lock.
+type lockedUser struct {
+	role         Role
+	isActive     bool
+	passwordHash string
+	version      int64
+}
+
+func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
+
+// lockUser reads the user's row FOR UPDATE, so no other transaction can
+// change it before this one ends.
+func lockUser(ctx context.Context, tx *sql.Tx, id int64) (lockedUser, error) {
+	var u lockedUser
+	err := tx.QueryRowContext(ctx, "SELECT role, is_active, password_hash, version FROM users WHERE id = ? FOR UPDATE", id).
+		Scan(&u.role, &u.isActive, &u.passwordHash, &u.version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return lockedUser{}, ErrNotFound
+	}
+	if err != nil {
+		return lockedUser{}, dbError("lock user", err)
+	}
+	return u, nil
+}
+
+// ensureOtherActiveAdmin returns ErrLastAdmin unless an active admin other
+// than id exists, and locks that admin's row so it cannot be demoted by a
+// concurrent transaction until this one ends. Two transactions demoting
+// the last two admins lock each other's rows: the database picks one as
+// a deadlock victim (a 503 to retry) and the survivor sees the truth.
+func ensureOtherActiveAdmin(ctx context.Context, tx *sql.Tx, id int64) error {
+	var other int64
+	err := tx.QueryRowContext(ctx,
+		"SELECT id FROM users WHERE role = 'admin' AND is_active = TRUE AND id <> ? LIMIT 1 FOR UPDATE", id).Scan(&other)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrLastAdmin
+	}
+	if err != nil {
+		return dbError("find another admin", err)
+	}
+	return nil
+}
+
+// assignments returns the SET clause for the changed columns and its
+// arguments. Column names are constants here, never client input.
+func (c UserChanges) assignments() (string, []any) {
+	var cols []string
+	var args []any
+	add := func(col string, v any) {
+		cols = append(cols, col+" = ?")
+		args = append(args, v)
+	}
+	if c.Username != nil {
+		add("username", *c.Username)
+	}
+	if c.Email != nil {
+		add("email", *c.Email)
+	}
+	if c.PasswordHash != nil {
+		add("password_hash", *c.PasswordHash)
+	}
+	if c.SetFullName {
+		add("full_name", c.FullName)
+	}
+	if c.Role != nil {
+		add("role", *c.Role)
+	}
+	if c.IsActive != nil {
+		add("is_active", *c.IsActive)
+	}
+	cols = append(cols, "version = version + 1")
+	return strings.Join(cols, ", "), args
+}
+
+// DeleteUser deletes the user with the given id, or returns ErrNotFound.
+// The last active admin cannot be deleted. The user's tokens go with it
+// (ON DELETE CASCADE). ifVersion is checked against the user's version
+// under the row lock: a mismatch is ErrPreconditionFailed.
+func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch) error {
+	return s.inTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) error {
+		cur, err := lockUser(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !ifVersion.allows(cur.version) {
+			return ErrPreconditionFailed
+		}
+		if cur.isActiveAdmin() {
+			if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
+			return dbError("delete user", err)
+		}
+		return addToUserCount(ctx, tx, -1)
+	})
+}
+
+// BootstrapAdmin creates u, an admin, unless an active admin exists. It
+// reports whether it created one. Replicas starting together may race:
+// the unique indexes let one win, and the others find its admin.
+func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser) (bool, error) {
+	created := false
+	err := s.inTx(ctx, "bootstrap admin", func(ctx context.Context, tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, "SELECT id FROM users WHERE role = 'admin' AND is_active = TRUE LIMIT 1 FOR UPDATE").Scan(&id)
+		if err == nil {
+			return nil // an active admin exists
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return dbError("bootstrap admin: find admin", err)
+		}
+		u.Role, u.IsActive = RoleAdmin, true
+		if _, err := insertUser(ctx, tx, u); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	return created && err == nil, err
+}
