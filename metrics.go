@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"database/sql"
 	"fmt"
 	"io"
@@ -27,7 +28,13 @@ type metrics struct {
 
 	mu        sync.Mutex
 	requests  map[requestLabels]uint64
-	durations map[string]*histogram // by route pattern
+	durations map[routeLabels]*histogram
+}
+
+// routeLabels identify one duration histogram: the method and the route
+// pattern without its method.
+type routeLabels struct {
+	method, route string
 }
 
 // requestLabels identify one request counter.
@@ -45,13 +52,16 @@ type histogram struct {
 }
 
 func newMetrics() *metrics {
-	return &metrics{requests: map[requestLabels]uint64{}, durations: map[string]*histogram{}}
+	return &metrics{requests: map[requestLabels]uint64{}, durations: map[routeLabels]*histogram{}}
 }
 
-// observe records one finished request. An unmatched request has the
-// route "unmatched", so that attackers probing paths cannot grow the
-// label set without bound.
-func (m *metrics) observe(method, route string, status int, d time.Duration) {
+// observe records one finished request. The route label is the mux
+// pattern without its method ("GET /api/v1/users/{id}" counts as
+// "/api/v1/users/{id}"), which the method label already carries. An
+// unmatched request has the route "unmatched", so that attackers probing
+// paths cannot grow the label set without bound.
+func (m *metrics) observe(method, pattern string, status int, d time.Duration) {
+	route := routeOf(pattern)
 	if route == "" {
 		route = "unmatched"
 	}
@@ -62,15 +72,25 @@ func (m *metrics) observe(method, route string, status int, d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.requests[requestLabels{method, route, status}]++
-	h := m.durations[route]
+	h := m.durations[routeLabels{method, route}]
 	if h == nil {
 		h = &histogram{counts: make([]uint64, len(durationBuckets)+1)}
-		m.durations[route] = h
+		m.durations[routeLabels{method, route}] = h
 	}
 	i, _ := slices.BinarySearch(durationBuckets, seconds) // the first bound >= seconds
 	h.counts[i]++
 	h.sum += seconds
 	h.count++
+}
+
+// routeOf is a mux pattern without its method: "GET /a/{id}" is "/a/{id}"
+// and "/a" stays "/a". A pattern's path cannot hold a space, so the first
+// space ends the method.
+func routeOf(pattern string) string {
+	if _, rest, ok := strings.Cut(pattern, " "); ok {
+		return strings.TrimLeft(rest, " \t")
+	}
+	return pattern
 }
 
 func isStandardMethod(m string) bool {
@@ -106,18 +126,20 @@ func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats) error {
 	for _, k := range keys {
 		e.sample("usersvc_http_requests_total", labels("method", k.method, "route", k.route, "status", strconv.Itoa(k.status)), float64(m.requests[k]))
 	}
-	e.family("usersvc_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by route pattern.")
-	routes := slices.Sorted(maps.Keys(m.durations))
-	for _, route := range routes {
-		h := m.durations[route]
+	e.family("usersvc_http_request_duration_seconds", "histogram", "Time to answer HTTP requests, by method and route pattern.")
+	routes := slices.SortedFunc(maps.Keys(m.durations), func(a, b routeLabels) int {
+		return cmp.Or(strings.Compare(a.route, b.route), strings.Compare(a.method, b.method))
+	})
+	for _, k := range routes {
+		h := m.durations[k]
 		var cumulative uint64
 		for i, bound := range durationBuckets {
 			cumulative += h.counts[i]
-			e.sample("usersvc_http_request_duration_seconds_bucket", labels("route", route, "le", formatFloat(bound)), float64(cumulative))
+			e.sample("usersvc_http_request_duration_seconds_bucket", labels("method", k.method, "route", k.route, "le", formatFloat(bound)), float64(cumulative))
 		}
-		e.sample("usersvc_http_request_duration_seconds_bucket", labels("route", route, "le", "+Inf"), float64(h.count))
-		e.sample("usersvc_http_request_duration_seconds_sum", labels("route", route), h.sum)
-		e.sample("usersvc_http_request_duration_seconds_count", labels("route", route), float64(h.count))
+		e.sample("usersvc_http_request_duration_seconds_bucket", labels("method", k.method, "route", k.route, "le", "+Inf"), float64(h.count))
+		e.sample("usersvc_http_request_duration_seconds_sum", labels("method", k.method, "route", k.route), h.sum)
+		e.sample("usersvc_http_request_duration_seconds_count", labels("method", k.method, "route", k.route), float64(h.count))
 	}
 	m.mu.Unlock()
 

@@ -164,7 +164,7 @@ func TestMetricsExposition(t *testing.T) {
 		}
 		return nil
 	}
-	if s := find("usersvc_http_requests_total", map[string]string{"method": "GET", "route": "GET /api/v1/users/{id}", "status": "404"}); s == nil || s.value != 1 {
+	if s := find("usersvc_http_requests_total", map[string]string{"method": "GET", "route": "/api/v1/users/{id}", "status": "404"}); s == nil || s.value != 1 {
 		t.Errorf("the 404 read is not counted: %+v", s)
 	}
 	if s := find("usersvc_http_requests_total", map[string]string{"method": "other", "route": "unmatched", "status": "405"}); s == nil {
@@ -173,19 +173,25 @@ func TestMetricsExposition(t *testing.T) {
 	if s := find("usersvc_build_info", map[string]string{"version": version}); s == nil || s.value != 1 {
 		t.Error("no build info")
 	}
+	// The route label is the pattern alone: the method is its own label.
+	for _, s := range samples {
+		if route, ok := s.labels["route"]; ok && route != "unmatched" && !strings.HasPrefix(route, "/") {
+			t.Errorf("%s: route %q is not a bare pattern", s.name, route)
+		}
+	}
 	// Histograms: cumulative buckets ending in +Inf equal to _count.
-	route := "GET /api/v1/users/{id}"
+	route := "/api/v1/users/{id}"
 	var last float64
 	for _, bound := range durationBuckets {
-		s := find("usersvc_http_request_duration_seconds_bucket", map[string]string{"route": route, "le": formatFloat(bound)})
+		s := find("usersvc_http_request_duration_seconds_bucket", map[string]string{"method": "GET", "route": route, "le": formatFloat(bound)})
 		if s == nil || s.value < last {
 			t.Fatalf("bucket le=%v: %+v after %v", bound, s, last)
 		}
 		last = s.value
 	}
-	inf := find("usersvc_http_request_duration_seconds_bucket", map[string]string{"route": route, "le": "+Inf"})
-	count := find("usersvc_http_request_duration_seconds_count", map[string]string{"route": route})
-	sum := find("usersvc_http_request_duration_seconds_sum", map[string]string{"route": route})
+	inf := find("usersvc_http_request_duration_seconds_bucket", map[string]string{"method": "GET", "route": route, "le": "+Inf"})
+	count := find("usersvc_http_request_duration_seconds_count", map[string]string{"method": "GET", "route": route})
+	sum := find("usersvc_http_request_duration_seconds_sum", map[string]string{"method": "GET", "route": route})
 	if inf == nil || count == nil || sum == nil || inf.value != count.value || count.value != 2 || inf.value < last || sum.value <= 0 {
 		t.Errorf("histogram end: +Inf %+v, count %+v, sum %+v", inf, count, sum)
 	}
@@ -226,4 +232,19 @@ func TestHealthLiveAndReady(t *testing.T) {
 	mustExec(t, down, "DROP TABLE auth_tokens") // schema gone under a running service
 	mustExec(t, down, "DROP TABLE users")
 	wantProblem(t, down.do("GET", "/health/ready", ""), http.StatusServiceUnavailable)
+}
+
+func TestRouteOf(t *testing.T) {
+	t.Parallel()
+	for pattern, want := range map[string]string{
+		"GET /api/v1/users/{id}": "/api/v1/users/{id}",
+		"POST  /api/v1/users":    "/api/v1/users",
+		"/health":                "/health",
+		"GET example.com/x":      "example.com/x",
+		"":                       "",
+	} {
+		if got := routeOf(pattern); got != want {
+			t.Errorf("routeOf(%q) = %q, want %q", pattern, got, want)
+		}
+	}
 }
