@@ -155,6 +155,7 @@ func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats) error {
 	e.counter("usersvc_bcrypt_rejected_total", "Password hashing jobs refused because the queue was full or the wait too long.", float64(hasher.rejected))
 	e.family("usersvc_build_info", "gauge", "The running build: always 1, with the version and Go version as labels.")
 	e.sample("usersvc_build_info", labels("version", version, "goversion", runtime.Version()), 1)
+	writeRuntimeMetrics(e)
 	if e.err != nil {
 		return e.err
 	}

@@ -2,11 +2,15 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
+	"runtime"
+	runtimemetrics "runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // promSample is one parsed sample line.
@@ -60,7 +64,8 @@ func parseExposition(t *testing.T, text string) (map[string]string, []promSample
 			s := parseSampleLine(t, i+1, line)
 			family := s.name
 			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				if base := strings.TrimSuffix(s.name, suffix); base != s.name && types[base] == "histogram" {
+				base := strings.TrimSuffix(s.name, suffix)
+				if base != s.name && (types[base] == "histogram" || types[base] == "summary" && suffix != "_bucket") {
 					family = base
 				}
 			}
@@ -246,5 +251,155 @@ func TestRouteOf(t *testing.T) {
 		if got := routeOf(pattern); got != want {
 			t.Errorf("routeOf(%q) = %q, want %q", pattern, got, want)
 		}
+	}
+}
+
+func TestMetricsRuntimeAndProcess(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	app.do("GET", userPath(app.adminID), "")
+	rec := app.do("GET", "/metrics", "", "Authorization", "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("got %d", rec.Code)
+	}
+	scraped := time.Now()
+	types, samples := parseExposition(t, rec.Body.String())
+	want := map[string]string{
+		"go_goroutines": "gauge", "go_threads": "gauge", "go_info": "gauge", "go_gc_duration_seconds": "summary",
+		"go_memstats_alloc_bytes": "gauge", "go_memstats_alloc_bytes_total": "counter", "go_memstats_sys_bytes": "gauge",
+		"go_memstats_heap_alloc_bytes": "gauge", "go_memstats_heap_inuse_bytes": "gauge", "go_memstats_heap_idle_bytes": "gauge",
+		"go_memstats_heap_released_bytes": "gauge", "go_memstats_heap_objects": "gauge", "go_memstats_mallocs_total": "counter",
+		"go_memstats_frees_total": "counter", "go_memstats_next_gc_bytes": "gauge", "go_memstats_last_gc_time_seconds": "gauge",
+		"go_memstats_gc_sys_bytes": "gauge", "go_memstats_stack_inuse_bytes": "gauge",
+		"process_start_time_seconds": "gauge",
+	}
+	if runtime.GOOS == "linux" { // elsewhere there is no /proc to read them from
+		for name, kind := range map[string]string{
+			"process_cpu_seconds_total": "counter", "process_resident_memory_bytes": "gauge", "process_virtual_memory_bytes": "gauge",
+			"process_open_fds": "gauge", "process_max_fds": "gauge",
+		} {
+			want[name] = kind
+		}
+	}
+	for name, kind := range want {
+		if types[name] != kind {
+			t.Errorf("%s: type %q, want %s", name, types[name], kind)
+		}
+	}
+	value := map[string]float64{}
+	var quantiles []float64
+	for _, s := range samples {
+		if s.value < 0 || math.IsNaN(s.value) || math.IsInf(s.value, 0) {
+			t.Errorf("%s%v: value %v", s.name, s.labels, s.value)
+		}
+		switch {
+		case s.name == "go_gc_duration_seconds":
+			quantiles = append(quantiles, s.value)
+		case s.name == "go_info":
+			if s.labels["version"] != runtime.Version() || s.value != 1 {
+				t.Errorf("go_info%v %v", s.labels, s.value)
+			}
+		case len(s.labels) == 0:
+			value[s.name] = s.value
+		}
+	}
+	if len(quantiles) != 5 {
+		t.Errorf("go_gc_duration_seconds: %d quantiles, want 5", len(quantiles))
+	}
+	for i := 1; i < len(quantiles); i++ {
+		if quantiles[i] < quantiles[i-1] {
+			t.Errorf("go_gc_duration_seconds quantiles decrease: %v", quantiles)
+		}
+	}
+	atLeast := func(name string, min float64) {
+		t.Helper()
+		if v, ok := value[name]; !ok || v < min {
+			t.Errorf("%s = %v (present %v), want at least %v", name, v, ok, min)
+		}
+	}
+	atLeast("go_goroutines", 1)
+	atLeast("go_threads", 1)
+	atLeast("go_memstats_alloc_bytes", 1)
+	atLeast("go_memstats_heap_objects", 1)
+	atLeast("go_memstats_sys_bytes", value["go_memstats_heap_inuse_bytes"])
+	atLeast("go_memstats_heap_inuse_bytes", value["go_memstats_heap_alloc_bytes"])
+	atLeast("go_memstats_alloc_bytes_total", value["go_memstats_alloc_bytes"])
+	atLeast("go_memstats_mallocs_total", value["go_memstats_frees_total"]+1)
+	atLeast("go_memstats_next_gc_bytes", 1)
+	atLeast("go_memstats_stack_inuse_bytes", 1)
+	atLeast("go_memstats_gc_sys_bytes", 1)
+	if value["go_memstats_alloc_bytes"] != value["go_memstats_heap_alloc_bytes"] {
+		t.Errorf("alloc %v != heap alloc %v", value["go_memstats_alloc_bytes"], value["go_memstats_heap_alloc_bytes"])
+	}
+	if count := value["go_gc_duration_seconds_count"]; count > 0 {
+		if last := value["go_memstats_last_gc_time_seconds"]; last < float64(scraped.Add(-time.Hour).Unix()) || last > float64(scraped.Unix()+1) {
+			t.Errorf("last GC at %v, with %v GCs", last, count)
+		}
+	}
+	// The start time comes from /proc in whole seconds of boot time plus
+	// ticks: allow a second of rounding, no more.
+	start := value["process_start_time_seconds"]
+	if now := float64(scraped.UnixNano()) / 1e9; start > now+1 || start < now-3600 {
+		t.Errorf("process_start_time_seconds %v, now %v", start, now)
+	}
+	if runtime.GOOS == "linux" {
+		atLeast("process_resident_memory_bytes", 1<<20)
+		atLeast("process_virtual_memory_bytes", value["process_resident_memory_bytes"])
+		atLeast("process_open_fds", 1)
+		atLeast("process_max_fds", value["process_open_fds"])
+		atLeast("process_cpu_seconds_total", 0) // in ticks of 10 ms: a young process may read 0
+	}
+}
+
+// TestRuntimeMetricsNamesSupported catches a Go upgrade that drops a
+// runtime/metrics sample the go_memstats_* families are read from.
+func TestRuntimeMetricsNamesSupported(t *testing.T) {
+	t.Parallel()
+	supported := map[string]runtimemetrics.ValueKind{}
+	for _, d := range runtimemetrics.All() {
+		supported[d.Name] = d.Kind
+	}
+	for _, name := range runtimeMetricNames {
+		if kind, ok := supported[name]; !ok || kind != runtimemetrics.KindUint64 {
+			t.Errorf("%s: supported %v, kind %v", name, ok, kind)
+		}
+	}
+}
+
+func TestMetricsProcStatParsing(t *testing.T) {
+	t.Parallel()
+	// A command name may hold spaces and parentheses.
+	stat := []byte("4242 (we ird) (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 987 1234567 890 18446744073709551615\n")
+	for field, want := range map[int]uint64{4: 1, 14: 250, 15: 50, 20: 12, 22: 987, 23: 1234567, 24: 890} {
+		if got, ok := statField(stat, field); !ok || got != want {
+			t.Errorf("field %d: %d %v, want %d", field, got, ok, want)
+		}
+	}
+	for _, field := range []int{1, 2, 3, 30} { // the pid and command are not numbers counted here; S is no number; past the end
+		if got, ok := statField(stat, field); ok {
+			t.Errorf("field %d: %d, want none", field, got)
+		}
+	}
+	limits := []byte("Limit                     Soft Limit           Hard Limit           Units     \n" +
+		"Max processes             127368               127368               processes \n" +
+		"Max open files            1024                 524288               files     \n")
+	if got, ok := softLimit(limits, "Max open files"); !ok || got != 1024 {
+		t.Errorf("soft limit %d %v", got, ok)
+	}
+	if _, ok := softLimit([]byte("Max open files            unlimited            unlimited            files\n"), "Max open files"); ok {
+		t.Error("unlimited parsed as a number")
+	}
+}
+
+// TestMetricsRuntimeScrapeAllocations keeps reading the runtime and the
+// process cheap: the buffers are reused, so what allocates is opening the
+// /proc files and the names of /proc/self/fd.
+func TestMetricsRuntimeScrapeAllocations(t *testing.T) {
+	var s runtimeSnapshot
+	readRuntime(&s) // the first read allocates the reused buffers
+	allocs := testing.AllocsPerRun(20, func() { readRuntime(&s) })
+	t.Logf("%v allocations per read, %d open fds", allocs, s.openFDs)
+	if limit := 20 + float64(s.openFDs); allocs > limit {
+		t.Errorf("%v allocations per read, want at most %v", allocs, limit)
 	}
 }
