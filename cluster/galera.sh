@@ -48,7 +48,7 @@
 #   `start N` after `kill N` first runs mariadbd --wsrep-recover to find the
 #   node's last committed position, so it rejoins by IST, not a full SST.
 #   It returns once the node is Synced and HAProxy routes to it again:
-#   about 5 s, or about 10 s right after a kill, while the survivors still
+#   about 5 s, or 10-15 s right after a kill, while the survivors still
 #   wait to evict the killed incarnation.
 # - HAProxy must drop a node that is up but not Synced (a donor, a joiner,
 #   a node cut off from the primary component), which an open port does not
@@ -316,10 +316,11 @@ start_node() {
   launch "$n" "${args[@]}"
   wait_synced "$n"
   log "node $n Synced (cluster size $(status_var "$n" wsrep_cluster_size))"
-  # Return once HAProxy routes to it again (rise 2: about 2 s).
+  # Return once both HAProxy backends route to it again (rise 2: about 2 s;
+  # each backend checks on its own).
   if haproxy_pid >/dev/null; then
     local deadline=$((SECONDS + 10))
-    until haproxy_csv 2>/dev/null | awk -F, -v s="node$n" '$1 == "galera_multi" && $2 == s && $18 == "UP" {f=1} END {exit !f}'; do
+    until haproxy_csv 2>/dev/null | awk -F, -v s="node$n" '$1 ~ /^galera_/ && $2 == s {n++; if ($18 == "UP") up++} END {exit !(n == 2 && up == 2)}'; do
       ((SECONDS < deadline)) || { log "haproxy has not taken node $n back"; return 1; }
       sleep 0.2
     done
