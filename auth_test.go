@@ -131,7 +131,7 @@ func TestLoginRateLimits(t *testing.T) {
 	app := newTestApp(t)
 	app.createUser(`{"username":"pia","email":"pia@example.com","password":"pia password"}`)
 	wrong := `{"username":"pia","password":"wrong password"}`
-	for i := range loginFailuresPerName {
+	for i := range loginFailuresPerPair {
 		if rec := app.do("POST", "/api/v1/auth/token", wrong, as("")...); rec.Code != http.StatusUnauthorized {
 			t.Fatalf("failure %d: got %d", i+1, rec.Code)
 		}
@@ -151,7 +151,7 @@ func TestLoginRateLimits(t *testing.T) {
 	if rec := app.do("POST", "/api/v1/auth/token", `{"username":"root_admin","password":"admin password"}`, as("")...); rec.Code != http.StatusOK {
 		t.Errorf("another user from the same address: got %d", rec.Code)
 	}
-	for i := loginFailuresPerName; i < loginFailuresPerAddr; i++ {
+	for i := loginFailuresPerPair; i < loginFailuresPerAddr; i++ {
 		app.do("POST", "/api/v1/auth/token", fmt.Sprintf(`{"username":"guess%d","password":"12345678"}`, i), as("")...)
 	}
 	wantProblem(t, app.do("POST", "/api/v1/auth/token", `{"username":"root_admin","password":"admin password"}`, as("")...), http.StatusTooManyRequests)
@@ -160,11 +160,11 @@ func TestLoginRateLimits(t *testing.T) {
 func TestFailureLimiterWindow(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newFailureLimiter(2, time.Minute)
+	l := newAttemptLimiter(2, time.Minute)
 	l.now = func() time.Time { return now }
-	l.fail("k")
+	l.add("k")
 	now = now.Add(30 * time.Second)
-	l.fail("k")
+	l.add("k")
 	if wait, blocked := l.blocked("k"); !blocked || wait != 30*time.Second {
 		t.Errorf("got %v %v, want blocked for 30s", wait, blocked)
 	}
@@ -316,7 +316,9 @@ func TestOrdinaryUserDoors(t *testing.T) {
 		{"current password alone", "PATCH", userPath(me.ID), `{"current_password":"user password"}`, 400, []string{"current_password"}},
 		{"password equal to own username", "PATCH", userPath(me.ID), `{"password":"RITA5678","current_password":"user password","username":"rita5678"}`, 400, []string{"password"}},
 		{"password equal to stored email", "PATCH", userPath(me.ID), `{"password":"rita@example.com","current_password":"user password"}`, 400, []string{"password"}},
-		{"change own name and email", "PATCH", "/api/v1/users/me", `{"username":"Rita2","email":"rita2@example.com","full_name":"Rita"}`, 200, nil},
+		{"change own email without the current password", "PATCH", "/api/v1/users/me", `{"email":"rita2@example.com"}`, 400, []string{"current_password"}},
+		{"change own email with a wrong current password", "PATCH", "/api/v1/users/me", `{"email":"rita2@example.com","current_password":"wrong one"}`, 400, []string{"current_password"}},
+		{"change own name and email", "PATCH", "/api/v1/users/me", `{"username":"Rita2","email":"rita2@example.com","full_name":"Rita","current_password":"user password"}`, 200, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -467,7 +469,7 @@ func TestBusyHasherAnswers503(t *testing.T) {
 	}
 	release := make(chan struct{})
 	started := make(chan struct{})
-	go h.do(context.Background(), func() { close(started); <-release })
+	go h.do(context.Background(), func() { close(started); <-release }, nil)
 	<-started
 	if _, err := h.Hash(context.Background(), "12345678"); !errors.Is(err, ErrBusy) {
 		t.Errorf("with the only worker busy and no queue: got %v, want ErrBusy", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
@@ -16,6 +17,22 @@ import (
 // Config is everything the service reads from its environment.
 type Config struct {
 	HTTPAddr string
+	// ManagementAddr serves /metrics, /health/live and /health/ready,
+	// apart from the public API; "" turns that listener off.
+	ManagementAddr string
+
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// MaxConnections caps the open client connections; IdleTimeout closes
+	// idle keep-alive connections.
+	MaxConnections int
+	IdleTimeout    time.Duration
+	// MaxBodyBytesInFlight bounds the memory all request bodies being read
+	// at once may take.
+	MaxBodyBytesInFlight int64
+	// SignupsPerHour is how many accounts one client address may sign up
+	// in an hour.
+	SignupsPerHour int
 
 	DBHost            string
 	DBPort            int
@@ -47,24 +64,30 @@ type Config struct {
 func loadConfig(getenv func(string) string) (Config, error) {
 	r := envReader{getenv: getenv}
 	cfg := Config{
-		HTTPAddr:          r.addr("HTTP_ADDR", ":8080"),
-		DBHost:            r.str("DB_HOST", "127.0.0.1"),
-		DBPort:            r.intRange("DB_PORT", 3306, 1, 65535),
-		DBUser:            r.str("DB_USER", "root"),
-		DBPassword:        r.str("DB_PASSWORD", ""),
-		DBName:            r.str("DB_NAME", "users"),
-		DBMaxOpenConns:    r.intRange("DB_MAX_OPEN_CONNS", 20, 1, 10000),
-		DBMaxIdleConns:    r.intRange("DB_MAX_IDLE_CONNS", 20, 0, 10000),
-		DBConnMaxLifetime: r.duration("DB_CONN_MAX_LIFETIME", 3*time.Minute),
-		DBTimeout:         r.duration("DB_TIMEOUT", 5*time.Second),
-		BcryptCost:        r.intRange("BCRYPT_COST", 12, bcrypt.MinCost, bcrypt.MaxCost),
-		BcryptWorkers:     r.intRange("BCRYPT_WORKERS", runtime.GOMAXPROCS(0), 1, 1024),
-		TokenTTL:          r.duration("TOKEN_TTL", time.Hour),
-		AllowSignup:       r.boolean("ALLOW_SIGNUP", false),
-		AdminUsername:     strings.TrimSpace(r.str("ADMIN_USERNAME", "")),
-		AdminEmail:        strings.ToLower(strings.TrimSpace(r.str("ADMIN_EMAIL", ""))),
-		AdminPassword:     r.str("ADMIN_PASSWORD", ""),
-		LogLevel:          r.logLevel("LOG_LEVEL", slog.LevelInfo),
+		HTTPAddr:             r.addr("HTTP_ADDR", ":8080"),
+		ManagementAddr:       r.optionalAddr("MANAGEMENT_ADDR", "127.0.0.1:9090"),
+		TrustedProxies:       r.prefixes("TRUSTED_PROXIES"),
+		MaxConnections:       r.intRange("MAX_CONNECTIONS", 1024, 1, 1_000_000),
+		IdleTimeout:          r.duration("IDLE_TIMEOUT", 30*time.Second),
+		MaxBodyBytesInFlight: int64(r.intRange("MAX_BODY_BYTES_IN_FLIGHT", 32<<20, 64<<10, 1<<40)),
+		SignupsPerHour:       r.intRange("SIGNUPS_PER_HOUR", 10, 1, 1_000_000),
+		DBHost:               r.str("DB_HOST", "127.0.0.1"),
+		DBPort:               r.intRange("DB_PORT", 3306, 1, 65535),
+		DBUser:               r.str("DB_USER", "root"),
+		DBPassword:           r.str("DB_PASSWORD", ""),
+		DBName:               r.str("DB_NAME", "users"),
+		DBMaxOpenConns:       r.intRange("DB_MAX_OPEN_CONNS", 20, 1, 10000),
+		DBMaxIdleConns:       r.intRange("DB_MAX_IDLE_CONNS", 20, 0, 10000),
+		DBConnMaxLifetime:    r.duration("DB_CONN_MAX_LIFETIME", 3*time.Minute),
+		DBTimeout:            r.duration("DB_TIMEOUT", 5*time.Second),
+		BcryptCost:           r.intRange("BCRYPT_COST", 12, bcrypt.MinCost, bcrypt.MaxCost),
+		BcryptWorkers:        r.intRange("BCRYPT_WORKERS", runtime.GOMAXPROCS(0), 1, 1024),
+		TokenTTL:             r.duration("TOKEN_TTL", time.Hour),
+		AllowSignup:          r.boolean("ALLOW_SIGNUP", false),
+		AdminUsername:        strings.TrimSpace(r.str("ADMIN_USERNAME", "")),
+		AdminEmail:           strings.ToLower(strings.TrimSpace(r.str("ADMIN_EMAIL", ""))),
+		AdminPassword:        r.str("ADMIN_PASSWORD", ""),
+		LogLevel:             r.logLevel("LOG_LEVEL", slog.LevelInfo),
 	}
 	if cfg.DBMaxIdleConns > cfg.DBMaxOpenConns {
 		r.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS (%d)", cfg.DBMaxOpenConns)
@@ -76,23 +99,21 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	return cfg, nil
 }
 
-// checkBootstrapAdmin checks that the ADMIN_* variables are all set or all
-// unset, and hold a valid user.
+// checkBootstrapAdmin checks that ADMIN_USERNAME and ADMIN_EMAIL are set
+// together or not at all (ADMIN_PASSWORD is optional: without it a
+// password is generated), and hold a valid user.
 func checkBootstrapAdmin(r *envReader, cfg Config) {
-	set := 0
-	for _, v := range []string{cfg.AdminUsername, cfg.AdminEmail, cfg.AdminPassword} {
-		if v != "" {
-			set++
-		}
-	}
-	if set == 0 {
+	if cfg.AdminUsername == "" && cfg.AdminEmail == "" && cfg.AdminPassword == "" {
 		return
 	}
-	if set < 3 {
-		r.fail("ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD", "must be set together or not at all")
+	if cfg.AdminUsername == "" || cfg.AdminEmail == "" {
+		r.fail("ADMIN_USERNAME and ADMIN_EMAIL", "must be set together (ADMIN_PASSWORD with them, or left unset to generate one)")
 		return
 	}
-	f := userFields{Username: &cfg.AdminUsername, Email: &cfg.AdminEmail, Password: &cfg.AdminPassword}
+	f := userFields{Username: &cfg.AdminUsername, Email: &cfg.AdminEmail}
+	if cfg.AdminPassword != "" {
+		f.Password = &cfg.AdminPassword
+	}
 	for _, e := range f.validatePresent() {
 		r.fail("ADMIN_"+strings.ToUpper(e.Field), "%s", e.Message)
 	}
@@ -160,6 +181,38 @@ func (r *envReader) addr(name, fallback string) string {
 		r.fail(name, "must be host:port or :port, got %q", v)
 	}
 	return v
+}
+
+// optionalAddr is addr where "off" (or an empty value in the environment
+// over a default) turns the listener off.
+func (r *envReader) optionalAddr(name, fallback string) string {
+	if v := r.getenv(name); v == "off" {
+		return ""
+	}
+	return r.addr(name, fallback)
+}
+
+// prefixes reads a comma-separated list of CIDR prefixes or single
+// addresses.
+func (r *envReader) prefixes(name string) []netip.Prefix {
+	var list []netip.Prefix
+	for _, item := range strings.Split(r.getenv(name), ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(item)
+		if err != nil {
+			addr, addrErr := netip.ParseAddr(item)
+			if addrErr != nil {
+				r.fail(name, "must be a comma-separated list of CIDR prefixes or addresses, got %q", item)
+				continue
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		list = append(list, prefix.Masked())
+	}
+	return list
 }
 
 func (r *envReader) logLevel(name string, fallback slog.Level) slog.Level {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -17,11 +18,12 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		HTTPAddr: ":8080", DBHost: "127.0.0.1", DBPort: 3306, DBUser: "root", DBName: "users",
+		HTTPAddr: ":8080", ManagementAddr: "127.0.0.1:9090", MaxConnections: 1024, IdleTimeout: 30 * time.Second,
+		MaxBodyBytesInFlight: 32 << 20, SignupsPerHour: 10, DBHost: "127.0.0.1", DBPort: 3306, DBUser: "root", DBName: "users",
 		DBMaxOpenConns: 20, DBMaxIdleConns: 20, DBConnMaxLifetime: 3 * time.Minute, DBTimeout: 5 * time.Second,
 		BcryptCost: 12, BcryptWorkers: runtime.GOMAXPROCS(0), TokenTTL: time.Hour, LogLevel: slog.LevelInfo,
 	}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
 	}
 }
@@ -139,7 +141,9 @@ func TestLoadConfigBootstrapAdmin(t *testing.T) {
 		wantErr string
 	}{
 		{"all three", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_EMAIL": "Boss@Example.com", "ADMIN_PASSWORD": "long enough"}, ""},
-		{"only two", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "long enough"}, "ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD"},
+		{"no email", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_PASSWORD": "long enough"}, "ADMIN_USERNAME and ADMIN_EMAIL"},
+		{"password alone", map[string]string{"ADMIN_PASSWORD": "long enough"}, "ADMIN_USERNAME and ADMIN_EMAIL"},
+		{"no password: one is generated", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_EMAIL": "Boss@Example.com"}, ""},
 		{"bad email", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_EMAIL": "boss", "ADMIN_PASSWORD": "long enough"}, "ADMIN_EMAIL"},
 		{"short password", map[string]string{"ADMIN_USERNAME": "boss", "ADMIN_EMAIL": "b@x.io", "ADMIN_PASSWORD": "short"}, "ADMIN_PASSWORD"},
 		{"password is the username", map[string]string{"ADMIN_USERNAME": "bossbossboss", "ADMIN_EMAIL": "b@x.io", "ADMIN_PASSWORD": "BOSSBOSSBOSS"}, "ADMIN_PASSWORD"},

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,21 +22,27 @@ type server struct {
 	tokenTTL    time.Duration
 	allowSignup bool
 
-	// Failed logins in the last minute, per username and per address.
-	loginFailuresByName *failureLimiter
-	loginFailuresByAddr *failureLimiter
+	logins  *loginLimits
+	signups *attemptLimiter // sign-ups per client address
+	startup *startup
 }
 
-// Login rate limits: failures allowed per window before 429.
-const (
-	loginFailuresPerName = 5
-	loginFailuresPerAddr = 20
-	loginFailureWindow   = time.Minute
-)
+// startup tells whether start-up work that serving depends on is done.
+// Until it is, the health checks answer 503 and sign-ups are refused, so
+// that no one can take the bootstrap admin's name first.
+type startup struct {
+	waitForAdmin bool        // a bootstrap admin is configured
+	adminDone    atomic.Bool // and exists, or was found not to be needed
+}
+
+// done reports whether start-up is complete; a nil startup always is.
+func (st *startup) done() bool {
+	return st == nil || !st.waitForAdmin || st.adminDone.Load()
+}
 
 // newServer returns the service's whole HTTP handler: every route with the
 // access it requires, wrapped in the middleware every request passes through.
-func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config) http.Handler {
+func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config, st *startup) http.Handler {
 	s := &server{
 		logger:              logger,
 		store:               store,
@@ -42,8 +50,9 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 		metrics:             newMetrics(),
 		tokenTTL:            cfg.TokenTTL,
 		allowSignup:         cfg.AllowSignup,
-		loginFailuresByName: newFailureLimiter(loginFailuresPerName, loginFailureWindow),
-		loginFailuresByAddr: newFailureLimiter(loginFailuresPerAddr, loginFailureWindow),
+		logins:              newLoginLimits(),
+		signups:             newAttemptLimiter(cfg.SignupsPerHour, time.Hour),
+		startup:             st,
 	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
@@ -51,7 +60,7 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 	}
 	var h http.Handler = problemsForUnmatched(mux)
 	h = recoverPanics(logger, h)
-	h = observeRequests(logger, s.metrics, h)
+	h = observeRequests(logger, s.metrics, cfg.TrustedProxies, h)
 	return commonHeaders(h)
 }
 
@@ -333,9 +342,10 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 	return s.store.UpdateUser(r.Context(), id, changes)
 }
 
-// userChanges turns validated fields into the columns to set. A new
-// password is checked against the stored username and email, must come
-// with the current password when callers change their own, and is hashed.
+// userChanges turns validated fields into the columns to set. Callers
+// who change their own password or email must send their current
+// password; a new password is checked against the stored username and
+// email, and hashed.
 func (s *server) userChanges(r *http.Request, id int64, caller *Caller, f userFields) (UserChanges, error) {
 	c := UserChanges{
 		Username:    f.Username,
@@ -348,23 +358,34 @@ func (s *server) userChanges(r *http.Request, id int64, caller *Caller, f userFi
 		role := Role(*f.Role)
 		c.Role = &role
 	}
-	if f.Password == nil {
+	self := caller.ID == id
+	if f.Password == nil && (!self || f.Email == nil) {
 		return c, nil
 	}
 	current, storedHash, err := s.store.UserWithPasswordHash(r.Context(), id)
 	if err != nil {
 		return UserChanges{}, err
 	}
-	if msg := passwordProblem(*f.Password, &current.Username, &current.Email); msg != "" {
-		return UserChanges{}, badRequest("The changes are not valid.", fieldError{Field: "password", Message: msg})
+	if f.Password != nil {
+		if msg := passwordProblem(*f.Password, &current.Username, &current.Email); msg != "" {
+			return UserChanges{}, badRequest("The changes are not valid.", fieldError{Field: "password", Message: msg})
+		}
 	}
-	if caller.ID == id {
-		if err := s.checkCurrentPassword(r, current.Username, storedHash, f.CurrentPassword); err != nil {
+	changesEmail := f.Email != nil && *f.Email != current.Email
+	if self && (f.Password != nil || changesEmail) {
+		what := "password"
+		if f.Password == nil {
+			what = "email"
+		}
+		if err := s.checkCurrentPassword(r, current.ID, storedHash, f.CurrentPassword, what); err != nil {
 			return UserChanges{}, err
 		}
 		c.ExpectPasswordHash = storedHash
 	}
-	hash, err := s.passwords.Hash(r.Context(), *f.Password)
+	if f.Password == nil {
+		return c, nil
+	}
+	hash, err := s.passwords.Hash(r.Context(), *f.Password, accountKey(caller.ID))
 	if err != nil {
 		return UserChanges{}, fmt.Errorf("update user: %w", err)
 	}
@@ -373,26 +394,35 @@ func (s *server) userChanges(r *http.Request, id int64, caller *Caller, f userFi
 }
 
 // checkCurrentPassword verifies the current password sent with a change of
-// one's own password. Wrong guesses count against the login limits, so a
-// stolen token cannot be used to guess the password faster than a login.
-func (s *server) checkCurrentPassword(r *http.Request, username, storedHash string, current *string) error {
+// one's own password or email (what). Wrong guesses count against the
+// login limits, so a stolen token cannot be used to guess the password
+// faster than a login, nor to take the account over by its email.
+func (s *server) checkCurrentPassword(r *http.Request, id int64, storedHash string, current *string, what string) error {
 	if current == nil {
-		return badRequest("Changing your own password requires your current password.",
-			fieldError{Field: "current_password", Message: "is required to change your own password"})
+		return badRequest("Changing your own "+what+" requires your current password.",
+			fieldError{Field: "current_password", Message: "is required to change your own " + what})
 	}
-	nameKey, addrKey := loginKeys(r, username)
-	if err := s.loginBlocked(nameKey, addrKey); err != nil {
+	account, addr := accountKey(id), clientAddress(r)
+	if err := s.logins.addressBlocked(addr); err != nil {
 		return err
 	}
-	ok, err := s.passwords.Matches(r.Context(), storedHash, *current)
+	attempt, err := s.logins.begin(account, addr)
 	if err != nil {
+		s.security(r, "current_password.refused", slog.String("reason", "rate limited"), slog.Int64("user_id", id))
+		return err
+	}
+	ok, err := s.passwords.Matches(r.Context(), storedHash, *current, addr, account)
+	if err != nil {
+		attempt.abandoned()
 		return fmt.Errorf("check current password: %w", err)
 	}
 	if !ok {
-		s.loginFailed(nameKey, addrKey)
+		attempt.failed()
+		s.security(r, "current_password.failed", slog.Int64("user_id", id))
 		return badRequest("The current password is not correct.",
 			fieldError{Field: "current_password", Message: "is not correct"})
 	}
+	attempt.succeeded()
 	return nil
 }
 
@@ -445,7 +475,13 @@ func (s *server) handleListUsers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	q, err := parseListQuery(r.URL.Query())
+	values, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.writeError(w, r, badRequest("The query string is malformed: "+truncate(err.Error(), 200)+".",
+			fieldError{Field: "query", Message: "must be name=value pairs separated by &, percent-encoded"}))
+		return
+	}
+	q, err := parseListQuery(values)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

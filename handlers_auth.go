@@ -3,9 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
-	"net"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -20,51 +21,121 @@ type tokenResponse struct {
 // A wrong password, an unknown user and an inactive user get the same 401
 // after the same bcrypt work, so the answer tells nothing about who exists.
 func (s *server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	login, password, err := readLogin(w, r)
+	token, err := s.login(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	nameKey, addrKey := loginKeys(r, login)
-	if err := s.loginBlocked(nameKey, addrKey); err != nil {
-		s.writeError(w, r, err)
-		return
+	s.respond(w, r, http.StatusOK, token)
+}
+
+// login checks the credentials under the login limits and issues a token.
+func (s *server) login(w http.ResponseWriter, r *http.Request) (tokenResponse, error) {
+	login, password, err := readLogin(w, r)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	addr := clientAddress(r)
+	if err := s.logins.addressBlocked(addr); err != nil {
+		s.security(r, "login.refused", slog.String("reason", "address rate limited"))
+		return tokenResponse{}, err
 	}
 	var creds Credentials
+	account := "name:" + strings.ToLower(login)
 	if canonicalLogin(login) { // anything else names no one: the dummy hash answers
 		creds, err = s.store.CredentialsFor(r.Context(), login)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			s.writeError(w, r, err)
-			return
+			return tokenResponse{}, err
 		}
+		if err == nil {
+			account = accountKey(creds.UserID)
+		}
+	}
+	attempt, err := s.logins.begin(account, addr)
+	if err != nil {
+		s.security(r, "login.refused", slog.String("reason", "rate limited"), slog.Int64("user_id", creds.UserID))
+		return tokenResponse{}, err
 	}
 	// creds.PasswordHash is empty for an unknown user: Matches then burns
 	// the same time on a dummy hash and answers false.
-	ok, err := s.passwords.Matches(r.Context(), creds.PasswordHash, password)
+	ok, err := s.passwords.Matches(r.Context(), creds.PasswordHash, password, addr, account)
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("login: %w", err))
-		return
+		attempt.abandoned()
+		return tokenResponse{}, fmt.Errorf("login: %w", err)
 	}
-	if ok && creds.IsActive && len(password) <= passwordMaxBytes {
-		token, hash := newToken()
-		err := s.store.CreateToken(r.Context(), creds.UserID, creds.PasswordHash, hash, s.tokenTTL)
+	reason := "wrong password"
+	switch {
+	case creds.UserID == 0:
+		reason = "unknown user"
+	case ok && !creds.IsActive:
+		reason = "inactive user"
+	case ok && len(password) <= passwordMaxBytes:
+		token, err := s.issueToken(r, creds, password)
 		if err == nil {
-			s.respond(w, r, http.StatusOK, tokenResponse{
-				AccessToken: token,
-				TokenType:   "Bearer",
-				ExpiresIn:   int64(math.Ceil(s.tokenTTL.Seconds())),
-			})
-			return
+			attempt.succeeded()
+			s.security(r, "login.succeeded", slog.Int64("user_id", creds.UserID))
+			return token, nil
 		}
 		if !errors.Is(err, ErrUnauthenticated) {
-			s.writeError(w, r, err)
-			return
+			attempt.abandoned()
+			return tokenResponse{}, err
 		}
 		// The password, the active flag or the user itself changed while
 		// bcrypt ran: a failure like any other.
+		reason = "changed during sign-in"
 	}
-	s.loginFailed(nameKey, addrKey)
-	s.writeError(w, r, ErrWrongCredentials)
+	attempt.failed()
+	s.security(r, "login.failed", slog.String("reason", reason), slog.Int64("user_id", creds.UserID),
+		slog.Bool("account_under_attack", attempt.accountLocked))
+	return tokenResponse{}, ErrWrongCredentials
+}
+
+// issueToken stores a new token for the user whose password just matched,
+// and upgrades a hash of another cost than the configured one, now that
+// the password is at hand.
+func (s *server) issueToken(r *http.Request, creds Credentials, password string) (tokenResponse, error) {
+	token, hash := newToken()
+	if err := s.store.CreateToken(r.Context(), creds.UserID, creds.PasswordHash, hash, s.tokenTTL); err != nil {
+		return tokenResponse{}, err
+	}
+	if s.passwords.outdated(creds.PasswordHash) {
+		s.upgradeHash(r, creds, password)
+	}
+	return tokenResponse{
+		AccessToken: token,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(math.Ceil(s.tokenTTL.Seconds())),
+	}, nil
+}
+
+// upgradeHash rehashes a password at the configured cost. It is best
+// effort: a failure leaves the old hash, which still works.
+func (s *server) upgradeHash(r *http.Request, creds Credentials, password string) {
+	ctx := r.Context()
+	hash, err := s.passwords.Hash(ctx, password, clientAddress(r))
+	if err == nil {
+		err = s.store.UpgradePasswordHash(ctx, creds.UserID, creds.PasswordHash, hash)
+	}
+	if err != nil {
+		s.logger.WarnContext(ctx, "upgrade password hash", "error", err, "user_id", creds.UserID, "request_id", requestID(ctx))
+	}
+}
+
+// accountKey is the rate-limit key of a known account, the same whether
+// it was named by username or by email.
+func accountKey(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
+
+// security writes a security event to the log: who (the client address,
+// and the account when known), what, and why. Never a password, token or
+// hash.
+func (s *server) security(r *http.Request, event string, attrs ...slog.Attr) {
+	ctx := r.Context()
+	attrs = append(attrs, slog.String("event", event), slog.String("client_address", clientAddress(r)),
+		slog.String("request_id", requestID(ctx)))
+	if caller := callerFrom(ctx); caller != nil {
+		attrs = append(attrs, slog.Int64("actor_id", caller.ID))
+	}
+	s.logger.LogAttrs(ctx, slog.LevelWarn, "security", attrs...)
 }
 
 // canonicalLogin reports whether login can name a user: a valid username,
@@ -108,32 +179,15 @@ func readLogin(w http.ResponseWriter, r *http.Request) (login, password string, 
 	return strings.TrimSpace(*loginPtr), *passwordPtr, nil
 }
 
-// loginKeys are the rate-limit keys of an attempt: the login name, in the
-// case the database compares it in, and the client's address.
-func loginKeys(r *http.Request, login string) (nameKey, addrKey string) {
-	addr, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		addr = r.RemoteAddr
+// addressBlocked refuses an address that reached a limit of its own,
+// before any work is done for it.
+func (l *loginLimits) addressBlocked(addr string) error {
+	for _, limiter := range []*attemptLimiter{l.others, l.address} {
+		if wait, blocked := limiter.blocked(addr); blocked {
+			return &RateLimitedError{RetryAfter: wait}
+		}
 	}
-	return strings.ToLower(login), addr
-}
-
-// loginBlocked returns a rateLimitedError when the name or the address
-// has had too many recent failures.
-func (s *server) loginBlocked(nameKey, addrKey string) error {
-	wait, blocked := s.loginFailuresByName.blocked(nameKey)
-	if addrWait, addrBlocked := s.loginFailuresByAddr.blocked(addrKey); addrBlocked {
-		wait, blocked = max(wait, addrWait), true
-	}
-	if !blocked {
-		return nil
-	}
-	return &RateLimitedError{RetryAfter: wait}
-}
-
-func (s *server) loginFailed(nameKey, addrKey string) {
-	s.loginFailuresByName.fail(nameKey)
-	s.loginFailuresByAddr.fail(addrKey)
+	return nil
 }
 
 // handleLogout revokes the token the request came with.

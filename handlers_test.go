@@ -484,6 +484,11 @@ func TestListUsers(t *testing.T) {
 		{"?page=99999999999999999999", []string{"page"}},
 		{"?page=9223372036854775807&per_page=2", []string{"page"}},
 		{"?page=1&page=2", []string{"page"}},
+		{"?page=10002&per_page=1", []string{"page"}},
+		{"?page=102&per_page=100", []string{"page"}},
+		{"?role=admin;", []string{"query"}},
+		{"?q=%00", []string{"q"}},
+		{"?q=al%C2%ADice", []string{"q"}},
 		{"?page=0&per_page=0", []string{"page", "per_page"}},
 		{"?pag=2", []string{"pag"}},
 	}
@@ -492,12 +497,14 @@ func TestListUsers(t *testing.T) {
 			wantProblem(t, app.do("GET", "/api/v1/users"+tt.query, ""), http.StatusBadRequest, tt.wantFields...)
 		})
 	}
-	t.Run("largest page that fits", func(t *testing.T) {
-		rec := app.do("GET", "/api/v1/users?page=9223372036854775807&per_page=1", "")
-		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"items":[]`) {
-			t.Errorf("got %d %s", rec.Code, rec.Body)
-		}
-	})
+	for _, deepest := range []string{"?page=10001&per_page=1", "?page=101&per_page=100"} {
+		t.Run("deepest page by number "+deepest, func(t *testing.T) {
+			rec := app.do("GET", "/api/v1/users"+deepest, "")
+			if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"items":[]`) {
+				t.Errorf("got %d %s", rec.Code, rec.Body)
+			}
+		})
+	}
 }
 
 func TestUnmatchedRoutesAreProblems(t *testing.T) {
@@ -562,7 +569,7 @@ func TestPanicIsAProblemAndServingGoesOn(t *testing.T) {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	calls := 0
-	h := observeRequests(logger, newMetrics(), recoverPanics(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := observeRequests(logger, newMetrics(), nil, recoverPanics(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls++
 		if calls == 1 {
 			panic("boom")

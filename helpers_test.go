@@ -180,7 +180,7 @@ func newTestAppOn(t testing.TB, db *sql.DB, options ...func(*Config)) *testApp {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := NewStore(db, testTimeout)
-	return &testApp{t: t, handler: newServer(logger, store, passwords, cfg), db: db, store: store, passwords: passwords, logs: logs}
+	return &testApp{t: t, handler: newServer(logger, store, passwords, cfg, nil), db: db, store: store, passwords: passwords, logs: logs}
 }
 
 // bootstrapAdmin creates the test admin the way start-up does, and signs in.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -21,7 +20,28 @@ const (
 	// maxFilteredCount caps the rows counted for a filtered total; past it
 	// the total is reported as a lower bound (total_is_estimate).
 	maxFilteredCount = 10_000
+	// maxOffset is the deepest a page number reaches: an OFFSET makes the
+	// server read and drop every row before the page. Cursors go deeper
+	// at the cost of one page each.
+	maxOffset = 10_000
 )
+
+// prefixProblem says what is wrong with a trimmed q, or "". Usernames and
+// emails are printable ASCII, so a prefix of anything else matches no one
+// literally, and some other characters (controls, ignorables) are equal
+// to nothing under the collation, which would turn the prefix search
+// into a scan.
+func prefixProblem(s string) string {
+	if s == "" || len(s) > maxQueryLen {
+		return "must be 1 to 254 characters"
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return "must be printable ASCII, as usernames and emails are"
+		}
+	}
+	return ""
+}
 
 // sortColumns are the columns a list may be sorted by; every one is
 // indexed, and id breaks ties.
@@ -107,10 +127,10 @@ func parseListQuery(values url.Values) (listQuery, error) {
 		}
 	}
 	if v, ok := one("q"); ok {
-		if v = strings.TrimSpace(v); v == "" || len(v) > maxQueryLen {
-			errs.add("q", "must be 1 to 254 characters")
+		if msg := prefixProblem(strings.TrimSpace(v)); msg != "" {
+			errs.add("q", msg)
 		} else {
-			q.Prefix = v
+			q.Prefix = strings.TrimSpace(v)
 		}
 	}
 	q.CreatedAfter = parseTimeParam(one, "created_after", &errs)
@@ -127,8 +147,8 @@ func parseListQuery(values url.Values) (listQuery, error) {
 			q.Cursor, q.Page = &c, 0
 		}
 	}
-	if len(errs) == 0 && q.Page > 0 && q.Page-1 > math.MaxInt64/q.PerPage { // the offset would overflow
-		errs.add("page", "is too large")
+	if len(errs) == 0 && q.Page > 0 && (q.Page-1) > maxOffset/q.PerPage {
+		errs.add("page", fmt.Sprintf("goes past the first %d users; walk further with cursor (next_cursor) instead", maxOffset))
 	}
 	if len(errs) > 0 {
 		return listQuery{}, badRequest("The query parameters are not valid.", errs...)

@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -129,18 +131,19 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cfg.BcryptWorkers))
 	// Start-up work runs beside serving; it stops when serving does, and
 	// is waited for before the pool and the hasher close.
+	st := &startup{waitForAdmin: cfg.AdminUsername != ""}
 	prepareCtx, stopPreparing := context.WithCancel(ctx)
 	var preparing sync.WaitGroup
 	defer preparing.Wait()
 	defer stopPreparing()
-	preparing.Go(func() { prepareDatabase(prepareCtx, store, passwords, cfg, logger) })
+	preparing.Go(func() { prepareDatabase(prepareCtx, store, passwords, cfg, logger, st) })
 
 	listener, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           newServer(logger, store, passwords, cfg),
+		Handler:           newServer(logger, store, passwords, cfg, st),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -170,8 +173,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // prepareDatabase applies the schema as soon as the database answers, so
 // the log says when the service is ready (requests apply it too if they
 // come first), then creates the bootstrap admin if one is configured and
-// no active admin exists.
-func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHasher, cfg Config, logger *slog.Logger) {
+// no active admin exists, and marks start-up done.
+func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHasher, cfg Config, logger *slog.Logger, st *startup) {
 	delay := 500 * time.Millisecond
 	for {
 		err := store.EnsureSchema(ctx)
@@ -180,6 +183,7 @@ func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHashe
 			err = bootstrapAdmin(ctx, store, passwords, cfg, logger)
 		}
 		if err == nil {
+			st.adminDone.Store(true)
 			return
 		}
 		logger.Warn("database not ready; retrying", "error", err, "retry_in", delay.String())
@@ -192,13 +196,19 @@ func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHashe
 	}
 }
 
-// bootstrapAdmin creates the admin named by ADMIN_USERNAME, ADMIN_EMAIL
-// and ADMIN_PASSWORD when they are set and no active admin exists.
+// bootstrapAdmin creates the admin named by ADMIN_USERNAME and
+// ADMIN_EMAIL when they are set and no active admin exists, with
+// ADMIN_PASSWORD, or without it a strong random password that is logged
+// this once.
 func bootstrapAdmin(ctx context.Context, store *Store, passwords *passwordHasher, cfg Config, logger *slog.Logger) error {
 	if cfg.AdminUsername == "" {
 		return nil
 	}
-	hash, err := passwords.Hash(ctx, cfg.AdminPassword)
+	password, generated := cfg.AdminPassword, cfg.AdminPassword == ""
+	if generated {
+		password = generatePassword()
+	}
+	hash, err := passwords.Hash(ctx, password)
 	if err != nil {
 		return fmt.Errorf("bootstrap admin: %w", err)
 	}
@@ -212,12 +222,23 @@ func bootstrapAdmin(ctx context.Context, store *Store, passwords *passwordHasher
 		return nil
 	case err != nil:
 		return err
+	case created && generated:
+		logger.Warn("bootstrap admin created with a generated password, shown only this once: sign in and change it",
+			"username", cfg.AdminUsername, "email", cfg.AdminEmail, "password", password)
 	case created:
 		logger.Info("bootstrap admin created", "username", cfg.AdminUsername, "email", cfg.AdminEmail)
 	default:
 		logger.Info("bootstrap admin not needed: an active admin exists")
 	}
 	return nil
+}
+
+// generatePassword returns a random password of 24 base64url characters
+// (144 bits).
+func generatePassword() string {
+	b := make([]byte, 18)
+	rand.Read(b) // never fails (crypto/rand documentation)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // healthcheck asks the service listening on addr for /health and fails

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -71,10 +73,72 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the real writer.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
+type clientAddressKey struct{}
+
+// clientAddress is the address of the client that sent r, as
+// observeRequests found it: what the rate limits count and the logs show.
+func clientAddress(r *http.Request) string {
+	if addr, ok := r.Context().Value(clientAddressKey{}).(string); ok {
+		return addr
+	}
+	return peerAddress(r)
+}
+
+// peerAddress is the address of the connection's other end, without port.
+func peerAddress(r *http.Request) string {
+	if addrPort, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return addrPort.Addr().Unmap().String()
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// trustedProxies are the peers whose X-Forwarded-For header is believed.
+type trustedProxies []netip.Prefix
+
+func (t trustedProxies) contains(addr netip.Addr) bool {
+	for _, prefix := range t {
+		if prefix.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientOf finds the client behind r: the peer, unless the peer is a
+// trusted proxy; then the right-most X-Forwarded-For address that is not
+// a trusted proxy itself (those left of it could be forged by the client).
+// A header that does not parse leaves the last trustworthy hop.
+func (t trustedProxies) clientOf(r *http.Request) string {
+	peer := peerAddress(r)
+	addr, err := netip.ParseAddr(peer)
+	if err != nil || !t.contains(addr) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return addr.String()
+		}
+		addr = hop.Unmap()
+		if !t.contains(addr) {
+			return addr.String()
+		}
+	}
+	return addr.String()
+}
+
+// maxLoggedPath bounds the path written into log lines and problems.
+const maxLoggedPath = 256
+
 // observeRequests gives each request an id (keeping a sane incoming
-// X-Request-ID), echoes it, writes one access log line per request and
-// counts it in the metrics.
-func observeRequests(logger *slog.Logger, m *metrics, next http.Handler) http.Handler {
+// X-Request-ID) and its client address, echoes the id, writes one access
+// log line per request and counts it in the metrics.
+func observeRequests(logger *slog.Logger, m *metrics, proxies trustedProxies, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		m.inFlight.Add(1)
@@ -87,7 +151,9 @@ func observeRequests(logger *slog.Logger, m *metrics, next http.Handler) http.Ha
 		rec := &statusRecorder{ResponseWriter: w}
 		// The mux records the matched pattern on the request it is given,
 		// so keep that request to read the pattern afterwards.
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		client := proxies.clientOf(r)
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		r = r.WithContext(context.WithValue(ctx, clientAddressKey{}, client))
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
@@ -97,7 +163,8 @@ func observeRequests(logger *slog.Logger, m *metrics, next http.Handler) http.Ha
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
 			slog.String("route", r.Pattern),
-			slog.String("path", r.URL.Path),
+			slog.String("path", truncate(r.URL.Path, maxLoggedPath)),
+			slog.String("client_address", client),
 			slog.Int("status", rec.status),
 			slog.Int("bytes", rec.bytes),
 			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
@@ -123,7 +190,7 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 				slog.String("panic", fmt.Sprint(v)),
 				slog.String("stack", string(debug.Stack())),
 				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
+				slog.String("path", truncate(r.URL.Path, maxLoggedPath)),
 				slog.String("request_id", requestID(r.Context())),
 			)
 			if rec.status == 0 {
@@ -160,12 +227,12 @@ func problemsForUnmatched(mux *http.ServeMux) http.Handler {
 		}
 		allowed := allowedMethods(mux, r)
 		if len(allowed) == 0 {
-			writeProblem(w, problemFor(&requestError{status: http.StatusNotFound, detail: fmt.Sprintf("No route matches %s.", r.URL.Path)}))
+			writeProblem(w, problemFor(&requestError{status: http.StatusNotFound, detail: fmt.Sprintf("No route matches %s.", truncate(r.URL.Path, maxLoggedPath))}))
 			return
 		}
 		allow := strings.Join(allowed, ", ")
 		writeProblem(w, problemFor(&requestError{status: http.StatusMethodNotAllowed,
-			detail: fmt.Sprintf("%s does not allow %s; allowed: %s.", r.URL.Path, r.Method, allow),
+			detail: fmt.Sprintf("%s does not allow %s; allowed: %s.", truncate(r.URL.Path, maxLoggedPath), r.Method, allow),
 			header: http.Header{"Allow": {allow}}}))
 	})
 }

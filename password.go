@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,9 +28,20 @@ type passwordHasher struct {
 	waiting chan struct{}
 	maxWait time.Duration
 
-	// dummyHash is compared against when a login names no user, so that
-	// answer takes as long as a wrong password.
-	dummyHash []byte
+	// dummies are the hashes compared against when a login names no user,
+	// one per cost, so that answer takes as long as a wrong password:
+	// dummyCost is the cost of the stored hash last compared, which after
+	// a change of BCRYPT_COST is not yet the configured one.
+	dummiesMu sync.Mutex
+	dummies   map[int][]byte
+	dummyCost atomic.Int64
+
+	// share is how many jobs one source (a client address, an account) may
+	// have waiting or running at once, so that no one source can fill the
+	// pool and keep everyone else at 503.
+	share     int
+	sourcesMu sync.Mutex
+	sources   map[string]int
 
 	// runs counts bcrypt computations, rejected the jobs refused with
 	// ErrBusy, for tests and metrics.
@@ -47,19 +59,24 @@ type hashJob struct {
 	done chan struct{}
 }
 
+// newPasswordHasher starts workers bcrypt workers at cost, with room for
+// queue more jobs waiting at most maxWait each.
 func newPasswordHasher(cost, workers, queue int, maxWait time.Duration) (*passwordHasher, error) {
 	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password anyone has"), cost)
 	if err != nil {
 		return nil, fmt.Errorf("password hasher: %w", err)
 	}
 	h := &passwordHasher{
-		cost:      cost,
-		jobs:      make(chan hashJob),
-		closed:    make(chan struct{}),
-		waiting:   make(chan struct{}, workers+queue),
-		maxWait:   maxWait,
-		dummyHash: dummy,
+		cost:    cost,
+		jobs:    make(chan hashJob),
+		closed:  make(chan struct{}),
+		waiting: make(chan struct{}, workers+queue),
+		maxWait: maxWait,
+		dummies: map[int][]byte{cost: dummy},
+		share:   max(2, (workers+queue)/4),
+		sources: map[string]int{},
 	}
+	h.dummyCost.Store(int64(cost))
 	for range workers {
 		go h.work()
 	}
@@ -84,13 +101,43 @@ func (h *passwordHasher) work() {
 // Close stops the workers; later calls answer ErrBusy.
 func (h *passwordHasher) Close() { close(h.closed) }
 
-// do runs f on a worker, or returns ErrBusy when none takes it in time.
-func (h *passwordHasher) do(ctx context.Context, f func()) error {
-	err := h.tryDo(ctx, f)
+// do runs f on a worker for the given sources, or returns ErrBusy when
+// one of them already holds its share or no worker takes f in time.
+func (h *passwordHasher) do(ctx context.Context, f func(), sources []string) error {
+	err := h.enter(sources)
+	if err == nil {
+		defer h.leave(sources)
+		err = h.tryDo(ctx, f)
+	}
 	if errors.Is(err, ErrBusy) {
 		h.rejected.Add(1)
 	}
 	return err
+}
+
+// enter counts a job for each source, unless one is at its share.
+func (h *passwordHasher) enter(sources []string) error {
+	h.sourcesMu.Lock()
+	defer h.sourcesMu.Unlock()
+	for _, source := range sources {
+		if h.sources[source] >= h.share {
+			return ErrBusy
+		}
+	}
+	for _, source := range sources {
+		h.sources[source]++
+	}
+	return nil
+}
+
+func (h *passwordHasher) leave(sources []string) {
+	h.sourcesMu.Lock()
+	defer h.sourcesMu.Unlock()
+	for _, source := range sources {
+		if h.sources[source]--; h.sources[source] <= 0 {
+			delete(h.sources, source)
+		}
+	}
 }
 
 func (h *passwordHasher) tryDo(ctx context.Context, f func()) error {
@@ -117,11 +164,12 @@ func (h *passwordHasher) tryDo(ctx context.Context, f func()) error {
 	return nil
 }
 
-// Hash returns the bcrypt hash of a validated password (at most 72 bytes).
-func (h *passwordHasher) Hash(ctx context.Context, password string) (string, error) {
+// Hash returns the bcrypt hash of a validated password (at most 72
+// bytes), computed for the sources that asked (see do).
+func (h *passwordHasher) Hash(ctx context.Context, password string, sources ...string) (string, error) {
 	var hash []byte
 	var err error
-	if busy := h.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), h.cost) }); busy != nil {
+	if busy := h.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), h.cost) }, sources); busy != nil {
 		return "", busy
 	}
 	if err != nil {
@@ -130,16 +178,45 @@ func (h *passwordHasher) Hash(ctx context.Context, password string) (string, err
 	return string(hash), nil
 }
 
-// Matches reports whether password is the one hashed in hash. An empty
-// hash (no such user) is compared against the dummy hash and never matches.
-func (h *passwordHasher) Matches(ctx context.Context, hash, password string) (bool, error) {
+// Matches reports whether password is the one hashed in hash, computed
+// for the sources that asked (see do). An empty hash (no such user) is
+// compared against a dummy hash of the cost stored hashes have, and never
+// matches.
+func (h *passwordHasher) Matches(ctx context.Context, hash, password string, sources ...string) (bool, error) {
 	target := []byte(hash)
 	if hash == "" {
-		target = h.dummyHash
+		target = h.dummy()
+	} else if cost, err := bcrypt.Cost(target); err == nil {
+		h.dummyCost.Store(int64(cost))
 	}
 	var err error
-	if busy := h.do(ctx, func() { err = bcrypt.CompareHashAndPassword(target, []byte(password)) }); busy != nil {
+	if busy := h.do(ctx, func() { err = bcrypt.CompareHashAndPassword(target, []byte(password)) }, sources); busy != nil {
 		return false, busy
 	}
 	return err == nil && hash != "", nil
+}
+
+// outdated reports whether hash was made at another cost than the
+// configured one, and should be made again at the next sign-in.
+func (h *passwordHasher) outdated(hash string) bool {
+	cost, err := bcrypt.Cost([]byte(hash))
+	return err == nil && cost != h.cost
+}
+
+// dummy returns the dummy hash at the cost of the stored hash compared
+// last, making it once per cost. Costs are bounded by what is stored
+// (bcrypt's own range), so the map stays tiny.
+func (h *passwordHasher) dummy() []byte {
+	cost := int(h.dummyCost.Load())
+	h.dummiesMu.Lock()
+	defer h.dummiesMu.Unlock()
+	if d, ok := h.dummies[cost]; ok {
+		return d
+	}
+	d, err := bcrypt.GenerateFromPassword([]byte("not a password anyone has"), cost)
+	if err != nil {
+		return h.dummies[h.cost]
+	}
+	h.dummies[cost] = d
+	return d
 }

@@ -9,11 +9,13 @@ import (
 )
 
 // ListUsersAs authenticates the token and reads one page of the list with
-// its exact unfiltered total, in one statement (see listQuery.pageSQL).
-// Only an empty page needs a second statement, to tell a valid token from
-// an invalid one; a filtered total (capped at maxFilteredCount rows) is
-// another. The caller must still be checked for the right to list; for
-// one who may not, the page read is simply discarded.
+// its exact unfiltered total, in one statement (see listQuery.pageSQL),
+// for an admin. Only an empty page needs a second statement, to tell a
+// valid token from an invalid one and an admin from anyone else; a
+// filtered total (capped at maxFilteredCount rows) is another, for admins
+// only. For a caller who is not an admin the page statement reads nothing,
+// so the work is a token check whatever the query; the caller must still
+// be refused by the handler.
 func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, q listQuery) (*Caller, listPage, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
@@ -116,10 +118,13 @@ func escapeLike(s string) string {
 // the token at the same time: the valid token row t is joined as a
 // constant table (one primary-key lookup), and each row starts with the
 // holder's id and role and the exact unfiltered total. The users table
-// is aliased u.
+// is aliased u. Only an admin's token row passes t.role = 'admin': for
+// anyone else the server finds the WHERE impossible once it has read the
+// constant table, and reads no user at all, whatever the filters and
+// page (authorization before any work).
 func (q listQuery) pageSQL(tokenHash []byte) (string, []any) {
 	filters, filterArgs := q.filterSQL()
-	conds := append([]string{tokenValidSQL}, filters...)
+	conds := append([]string{tokenValidSQL, "t.role = 'admin'"}, filters...)
 	args := append([]any{tokenHash}, filterArgs...)
 	cmp := ">"
 	if q.Desc {

@@ -113,3 +113,16 @@ func (s *Store) RevokeToken(ctx context.Context, tokenHash []byte) error {
 	}
 	return nil
 }
+
+// UpgradePasswordHash replaces the user's hash by newHash, a hash of the
+// same password at another cost, if the stored hash is still oldHash. It
+// is not a change of password: no token is revoked.
+func (s *Store) UpgradePasswordHash(ctx context.Context, id int64, oldHash, newHash string) error {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.db.ExecContext(ctx, "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?", newHash, id, oldHash)
+	return dbError("upgrade password hash", err)
+}

@@ -274,8 +274,8 @@ func (f *userFields) validatePresent() fieldErrors {
 			errs.add("password", msg)
 		}
 	}
-	if f.CurrentPassword != nil && f.Password == nil {
-		errs.add("current_password", "is only accepted with a new password")
+	if f.CurrentPassword != nil && f.Password == nil && f.Email == nil {
+		errs.add("current_password", "is only accepted with a new password or email")
 	}
 	if f.FullName != nil {
 		if msg := fullNameProblem(*f.FullName); msg != "" {
