@@ -44,15 +44,15 @@ func (st *startup) done() bool {
 // access it requires, wrapped in the middleware every request passes through.
 func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config, st *startup) http.Handler {
 	s := &server{
-		logger:              logger,
-		store:               store,
-		passwords:           passwords,
-		metrics:             newMetrics(),
-		tokenTTL:            cfg.TokenTTL,
-		allowSignup:         cfg.AllowSignup,
-		logins:              newLoginLimits(),
-		signups:             newAttemptLimiter(cfg.SignupsPerHour, time.Hour),
-		startup:             st,
+		logger:      logger,
+		store:       store,
+		passwords:   passwords,
+		metrics:     newMetrics(),
+		tokenTTL:    cfg.TokenTTL,
+		allowSignup: cfg.AllowSignup,
+		logins:      newLoginLimits(),
+		signups:     newAttemptLimiter(cfg.SignupsPerHour, time.Hour),
+		startup:     st,
 	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
