@@ -87,6 +87,8 @@ func (s *server) allow(rule access, caller *Caller, r *http.Request) error {
 	switch {
 	case rule == public:
 		return nil
+	case caller == nil && rule == adminOrSignup && s.allowSignup && !s.startup.done():
+		return ErrStarting // the bootstrap admin's name is not taken yet
 	case caller == nil && rule == adminOrSignup && s.allowSignup:
 		return nil
 	case caller == nil:

@@ -56,7 +56,7 @@ func TestLogin(t *testing.T) {
 		{"no password", `{"username":"lena"}`},
 		{"no username", `{"password":"lena password"}`},
 		{"unknown field", `{"username":"lena","password":"lena password","role":"admin"}`},
-		{"wrong type", `{"username":"lena","password":12345678}`},
+		{"wrong type", `{"username":"lena","password":rq7-tz4w}`},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,7 +152,7 @@ func TestLoginRateLimits(t *testing.T) {
 		t.Errorf("another user from the same address: got %d", rec.Code)
 	}
 	for i := loginFailuresPerPair; i < loginFailuresPerAddr; i++ {
-		app.do("POST", "/api/v1/auth/token", fmt.Sprintf(`{"username":"guess%d","password":"12345678"}`, i), as("")...)
+		app.do("POST", "/api/v1/auth/token", fmt.Sprintf(`{"username":"guess%d","password":"rq7-tz4w"}`, i), as("")...)
 	}
 	wantProblem(t, app.do("POST", "/api/v1/auth/token", `{"username":"root_admin","password":"admin password"}`, as("")...), http.StatusTooManyRequests)
 }
@@ -190,7 +190,7 @@ func TestEveryUserRouteNeedsAToken(t *testing.T) {
 	routes := []struct{ method, path, body string }{
 		{"GET", "/api/v1/users", ""},
 		{"GET", "/api/v1/users/", ""},
-		{"POST", "/api/v1/users", `{"username":"x12","email":"x12@example.com","password":"12345678"}`},
+		{"POST", "/api/v1/users", `{"username":"x12","email":"x12@example.com","password":"rq7-tz4w"}`},
 		{"GET", "/api/v1/users/1", ""},
 		{"GET", "/api/v1/users/me", ""},
 		{"PUT", "/api/v1/users/1", `{"full_name":"x"}`},
@@ -299,7 +299,7 @@ func TestOrdinaryUserDoors(t *testing.T) {
 		{"read a missing id", "GET", userPath(other.ID + 100), "", 403, nil},
 		{"read the admin", "GET", userPath(app.adminID), "", 403, nil},
 		{"list", "GET", "/api/v1/users", "", 403, nil},
-		{"create", "POST", "/api/v1/users", `{"username":"new1","email":"new1@example.com","password":"12345678"}`, 403, nil},
+		{"create", "POST", "/api/v1/users", `{"username":"new1","email":"new1@example.com","password":"rq7-tz4w"}`, 403, nil},
 		{"change another", "PATCH", userPath(other.ID), `{"full_name":"x"}`, 403, nil},
 		{"replace another", "PUT", userPath(other.ID), `{"full_name":"x"}`, 403, nil},
 		{"change a missing id", "PATCH", userPath(other.ID + 100), `{"full_name":"x"}`, 403, nil},
@@ -354,7 +354,7 @@ func TestLastAdminRules(t *testing.T) {
 	if err := app.store.DeleteUser(context.Background(), app.adminID, VersionMatch{}); err != ErrLastAdmin {
 		t.Errorf("store delete of the last admin: got %v, want ErrLastAdmin", err)
 	}
-	inactive := app.createUser(`{"username":"sleepy","email":"sleepy@example.com","password":"12345678","role":"admin","is_active":false}`)
+	inactive := app.createUser(`{"username":"sleepy","email":"sleepy@example.com","password":"rq7-tz4w","role":"admin","is_active":false}`)
 	wantProblem(t, app.do("PATCH", me, `{"role":"user"}`), http.StatusConflict) // an inactive admin does not count
 	if rec := app.do("PATCH", userPath(inactive.ID), `{"role":"user"}`); rec.Code != http.StatusOK {
 		t.Errorf("demoting an inactive admin: got %d", rec.Code)
@@ -402,22 +402,22 @@ func TestConcurrentDemotionsKeepAnAdmin(t *testing.T) {
 func TestSignup(t *testing.T) {
 	t.Parallel()
 	closed := newTestApp(t)
-	wantProblem(t, closed.do("POST", "/api/v1/users", `{"username":"newbie","email":"newbie@example.com","password":"12345678"}`, as("")...), http.StatusUnauthorized)
+	wantProblem(t, closed.do("POST", "/api/v1/users", `{"username":"newbie","email":"newbie@example.com","password":"rq7-tz4w"}`, as("")...), http.StatusUnauthorized)
 
 	open := newTestApp(t, func(c *Config) { c.AllowSignup = true })
-	rec := open.do("POST", "/api/v1/users", `{"username":"newbie","email":"newbie@example.com","password":"12345678","role":"user","is_active":true}`, as("")...)
+	rec := open.do("POST", "/api/v1/users", `{"username":"newbie","email":"newbie@example.com","password":"rq7-tz4w","role":"user","is_active":true}`, as("")...)
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("sign-up: got %d %s", rec.Code, rec.Body)
 	}
 	if u := decodeJSON[userJSON](t, rec); u.Role != "user" || !u.IsActive {
 		t.Errorf("signed up as %+v", u)
 	}
-	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"boss2","email":"boss2@example.com","password":"12345678","role":"admin"}`, as("")...), http.StatusForbidden, "role")
-	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"off2","email":"off2@example.com","password":"12345678","is_active":false}`, as("")...), http.StatusForbidden, "is_active")
-	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"bad2","email":"bad2@example.com","password":"12345678"}`, "Authorization", "Bearer nonsense"), http.StatusUnauthorized)
+	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"boss2","email":"boss2@example.com","password":"rq7-tz4w","role":"admin"}`, as("")...), http.StatusForbidden, "role")
+	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"off2","email":"off2@example.com","password":"rq7-tz4w","is_active":false}`, as("")...), http.StatusForbidden, "is_active")
+	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"bad2","email":"bad2@example.com","password":"rq7-tz4w"}`, "Authorization", "Bearer nonsense"), http.StatusUnauthorized)
 	_, userToken := open.newUser("member")
-	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"friend","email":"friend@example.com","password":"12345678"}`, as(userToken)...), http.StatusForbidden)
-	if rec := open.do("POST", "/api/v1/users", `{"username":"boss3","email":"boss3@example.com","password":"12345678","role":"admin"}`); rec.Code != http.StatusCreated {
+	wantProblem(t, open.do("POST", "/api/v1/users", `{"username":"friend","email":"friend@example.com","password":"rq7-tz4w"}`, as(userToken)...), http.StatusForbidden)
+	if rec := open.do("POST", "/api/v1/users", `{"username":"boss3","email":"boss3@example.com","password":"rq7-tz4w","role":"admin"}`); rec.Code != http.StatusCreated {
 		t.Errorf("an admin creating an admin with sign-up on: got %d", rec.Code)
 	}
 }
@@ -427,7 +427,7 @@ func TestPasswordEqualToUsernameOrEmail(t *testing.T) {
 	app := newTestApp(t)
 	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"tessa123","email":"t@example.com","password":"TESSA123"}`), http.StatusBadRequest, "password")
 	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"tessa","email":"tessa@example.com","password":"Tessa@Example.com"}`), http.StatusBadRequest, "password")
-	u := app.createUser(`{"username":"tessa","email":"tessa@example.com","password":"12345678"}`)
+	u := app.createUser(`{"username":"tessa","email":"tessa@example.com","password":"rq7-tz4w"}`)
 	wantProblem(t, app.do("PATCH", userPath(u.ID), `{"password":"tessa@example.com"}`), http.StatusBadRequest, "password")
 }
 
@@ -471,7 +471,7 @@ func TestBusyHasherAnswers503(t *testing.T) {
 	started := make(chan struct{})
 	go h.do(context.Background(), func() { close(started); <-release }, nil)
 	<-started
-	if _, err := h.Hash(context.Background(), "12345678"); !errors.Is(err, ErrBusy) {
+	if _, err := h.Hash(context.Background(), "rq7-tz4w"); !errors.Is(err, ErrBusy) {
 		t.Errorf("with the only worker busy and no queue: got %v, want ErrBusy", err)
 	}
 	close(release)

@@ -27,8 +27,10 @@ type Config struct {
 	// idle keep-alive connections.
 	MaxConnections int
 	IdleTimeout    time.Duration
-	// MaxBodyBytesInFlight bounds the memory all request bodies being read
-	// at once may take.
+	// MaxBodyBytes bounds the body of the routes that take a user;
+	// MaxBodyBytesInFlight the memory all request bodies held at once may
+	// take.
+	MaxBodyBytes         int64
 	MaxBodyBytesInFlight int64
 	// SignupsPerHour is how many accounts one client address may sign up
 	// in an hour.
@@ -69,7 +71,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		TrustedProxies:       r.prefixes("TRUSTED_PROXIES"),
 		MaxConnections:       r.intRange("MAX_CONNECTIONS", 1024, 1, 1_000_000),
 		IdleTimeout:          r.duration("IDLE_TIMEOUT", 30*time.Second),
-		MaxBodyBytesInFlight: int64(r.intRange("MAX_BODY_BYTES_IN_FLIGHT", 32<<20, 64<<10, 1<<40)),
+		MaxBodyBytes:         int64(r.intRange("MAX_BODY_BYTES", defaultMaxBodyBytes, 4<<10, 1<<20)),
+		MaxBodyBytesInFlight: int64(r.intRange("MAX_BODY_BYTES_IN_FLIGHT", 32<<20, 1<<20, 1<<40)),
 		SignupsPerHour:       r.intRange("SIGNUPS_PER_HOUR", 10, 1, 1_000_000),
 		DBHost:               r.str("DB_HOST", "127.0.0.1"),
 		DBPort:               r.intRange("DB_PORT", 3306, 1, 65535),

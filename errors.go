@@ -32,6 +32,9 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrBusy: the password hasher is saturated. Clients may retry.
 	ErrBusy = errors.New("password hashing is saturated")
+	// ErrStarting: start-up is not done: the schema or the bootstrap admin
+	// is not in place yet.
+	ErrStarting = errors.New("starting")
 	// ErrNotReady: the database is not ready to serve requests: unreachable,
 	// too slow, or without the schema.
 	ErrNotReady = errors.New("not ready")
@@ -61,9 +64,11 @@ type ForbiddenError struct {
 
 func (e *ForbiddenError) Error() string { return e.Reason }
 
-// RateLimitedError refuses an attempt after too many recent failures.
+// RateLimitedError refuses an attempt after too many recent ones: failed
+// sign-ins unless Detail says what else.
 type RateLimitedError struct {
 	RetryAfter time.Duration
+	Detail     string
 }
 
 func (e *RateLimitedError) Error() string {

@@ -10,7 +10,7 @@ import (
 func TestETagAndIfNoneMatch(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	u := app.createUser(`{"username":"etta","email":"etta@example.com","password":"12345678"}`)
+	u := app.createUser(`{"username":"etta","email":"etta@example.com","password":"rq7-tz4w"}`)
 	rec := app.do("GET", userPath(u.ID), "")
 	etag := rec.Header().Get("ETag")
 	if etag == "" || etag[0] != '"' {
@@ -49,7 +49,7 @@ func TestETagAndIfNoneMatch(t *testing.T) {
 			t.Errorf("GET after PATCH: ETag %q, want %q", got, next)
 		}
 	}
-	if rec := app.do("POST", "/api/v1/users", `{"username":"ettb","email":"ettb@example.com","password":"12345678"}`); rec.Header().Get("ETag") == "" {
+	if rec := app.do("POST", "/api/v1/users", `{"username":"ettb","email":"ettb@example.com","password":"rq7-tz4w"}`); rec.Header().Get("ETag") == "" {
 		t.Error("201 without ETag")
 	}
 }
@@ -57,7 +57,7 @@ func TestETagAndIfNoneMatch(t *testing.T) {
 func TestIfMatch(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	u := app.createUser(`{"username":"ivy","email":"ivy@example.com","password":"12345678","full_name":"Ivy"}`)
+	u := app.createUser(`{"username":"ivy","email":"ivy@example.com","password":"rq7-tz4w","full_name":"Ivy"}`)
 	current := app.do("GET", userPath(u.ID), "").Header().Get("ETag")
 	stale := `"0"`
 
@@ -88,7 +88,7 @@ func TestIfMatch(t *testing.T) {
 func TestNoLostUpdates(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	u := app.createUser(`{"username":"race","email":"race@example.com","password":"12345678"}`)
+	u := app.createUser(`{"username":"race","email":"race@example.com","password":"rq7-tz4w"}`)
 	etag := app.do("GET", userPath(u.ID), "").Header().Get("ETag")
 	const writers = 12
 	codes := make([]int, writers)

@@ -50,7 +50,7 @@ func hammer(app *testApp, prefix string, workers int, stop <-chan struct{}) []ou
 				var code int
 				if w%2 == 0 {
 					i := n.Add(1)
-					code = app.do("POST", "/api/v1/users", fmt.Sprintf(`{"username":"%s%d","email":"%s%d@example.com","password":"12345678"}`, prefix, i, prefix, i)).Code
+					code = app.do("POST", "/api/v1/users", fmt.Sprintf(`{"username":"%s%d","email":"%s%d@example.com","password":"rq7-tz4w"}`, prefix, i, prefix, i)).Code
 				} else {
 					code = app.do("GET", userPath(app.adminID), "").Code
 				}
@@ -208,7 +208,7 @@ func TestSigtermUnderLoad(t *testing.T) {
 	codes := make([]int, slow)
 	for i := range slow {
 		wg.Go(func() {
-			body := fmt.Sprintf(`{"username":"late%d","email":"late%d@example.com","password":"12345678"}`, i, i)
+			body := fmt.Sprintf(`{"username":"late%d","email":"late%d@example.com","password":"rq7-tz4w"}`, i, i)
 			codes[i] = postOver(base+"/api/v1/users", token, body)
 		})
 	}
@@ -300,14 +300,14 @@ func TestDatabaseDownAndBack(t *testing.T) {
 		t.Error("503 without Retry-After")
 	}
 	auth := []string{"Authorization", "Bearer " + unknownToken}
-	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"down1","email":"down1@example.com","password":"12345678"}`, auth...), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"down1","email":"down1@example.com","password":"rq7-tz4w"}`, auth...), http.StatusServiceUnavailable)
 	wantProblem(t, app.do("GET", "/api/v1/users", "", auth...), http.StatusServiceUnavailable)
 	wantProblem(t, app.do("GET", "/api/v1/users/1", "", auth...), http.StatusServiceUnavailable)
 	wantProblem(t, app.do("POST", "/api/v1/auth/token", `{"username":"root_admin","password":"admin password"}`), http.StatusServiceUnavailable)
 
 	proxy.setDown(false)
 	app.bootstrapAdmin() // applies the schema on first use, then signs in
-	first := app.createUser(`{"username":"first","email":"first@example.com","password":"12345678"}`)
+	first := app.createUser(`{"username":"first","email":"first@example.com","password":"rq7-tz4w"}`)
 	if rec := app.do("GET", "/health", ""); rec.Code != http.StatusOK {
 		t.Errorf("health after recovery: got %d", rec.Code)
 	}
@@ -318,10 +318,10 @@ func TestDatabaseDownAndBack(t *testing.T) {
 	}
 	wantProblem(t, app.do("PATCH", userPath(first.ID), `{"full_name":"x"}`), http.StatusServiceUnavailable)
 	wantProblem(t, app.do("DELETE", userPath(first.ID), ""), http.StatusServiceUnavailable)
-	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"second","email":"second@example.com","password":"12345678"}`), http.StatusServiceUnavailable)
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"second","email":"second@example.com","password":"rq7-tz4w"}`), http.StatusServiceUnavailable)
 
 	proxy.setDown(false)
-	app.createUser(`{"username":"third","email":"third@example.com","password":"12345678"}`)
+	app.createUser(`{"username":"third","email":"third@example.com","password":"rq7-tz4w"}`)
 	if rec := app.do("GET", userPath(first.ID), ""); rec.Code != http.StatusOK {
 		t.Errorf("get after recovery: got %d %s", rec.Code, rec.Body)
 	}

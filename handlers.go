@@ -25,6 +25,7 @@ type server struct {
 	logins  *loginLimits
 	signups *attemptLimiter // sign-ups per client address
 	startup *startup
+	bodies  *bodyBudget
 }
 
 // startup tells whether start-up work that serving depends on is done.
@@ -40,9 +41,11 @@ func (st *startup) done() bool {
 	return st == nil || !st.waitForAdmin || st.adminDone.Load()
 }
 
-// newServer returns the service's whole HTTP handler: every route with the
-// access it requires, wrapped in the middleware every request passes through.
-func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config, st *startup) http.Handler {
+// newServer returns the service's two HTTP handlers: the public API, and
+// the management one (probes and metrics). Each has every route with the
+// access it requires, wrapped in the middleware every request passes
+// through.
+func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config, st *startup) (public, management http.Handler) {
 	s := &server{
 		logger:      logger,
 		store:       store,
@@ -53,63 +56,89 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 		logins:      newLoginLimits(),
 		signups:     newAttemptLimiter(cfg.SignupsPerHour, time.Hour),
 		startup:     st,
+		bodies:      newBodyBudget(cfg.MaxBodyBytesInFlight),
 	}
+	return s.handler(s.routes(cfg.MaxBodyBytes), cfg), s.handler(s.managementRoutes(), cfg)
+}
+
+// handler serves routes behind the common middleware.
+func (s *server) handler(routes []route, cfg Config) http.Handler {
 	mux := http.NewServeMux()
-	for _, rt := range s.routes() {
+	for _, rt := range routes {
+		if rt.maxBody > 0 {
+			rt.handler = s.limitBody(rt.maxBody, rt.handler)
+		}
 		mux.HandleFunc(rt.pattern, s.guard(rt))
 	}
 	var h http.Handler = problemsForUnmatched(mux)
-	h = recoverPanics(logger, h)
-	h = observeRequests(logger, s.metrics, cfg.TrustedProxies, h)
+	h = recoverPanics(s.logger, h)
+	h = observeRequests(s.logger, s.metrics, cfg.TrustedProxies, h)
 	return commonHeaders(h)
 }
 
-// route is one pattern of the mux, who may call it, and its handler.
+// route is one pattern of the mux, who may call it, the largest body it
+// reads (0: none), and its handler.
 type route struct {
 	pattern string
 	access  access
 	check   tokenCheck
+	maxBody int64
 	handler http.HandlerFunc
 }
 
 // routes is the whole API at a glance, with the access each route needs
-// (access.go says what each rule means). openapi.json describes exactly
-// these (TestOpenAPIDescribesEveryRoute).
-func (s *server) routes() []route {
+// (access.go says what each rule means) and its body limit; userBody is
+// the limit of the routes that take a user. openapi.json describes
+// exactly these (TestOpenAPIDescribesEveryRoute).
+func (s *server) routes(userBody int64) []route {
+	const login = loginMaxBodyBytes
 	return []route{
-		{"GET /health", public, noToken, s.handleHealth},
-		{"GET /health/live", public, noToken, s.handleLive},
-		{"GET /health/ready", public, noToken, s.handleReady},
-		{"GET /metrics", public, noToken, s.handleMetrics},
-		{"GET /openapi.json", public, noToken, s.handleOpenAPI},
-		{"GET /docs", public, noToken, s.handleDocs},
-		{"POST /api/v1/auth/token", public, noToken, s.handleLogin},
-		{"POST /api/v1/auth/logout", signedIn, tokenFirst, s.handleLogout},
-		{"POST /api/v1/users", adminOrSignup, tokenFirst, s.handleCreateUser},
-		{"POST /api/v1/users/{$}", adminOrSignup, tokenFirst, s.handleCreateUser},
-		{"GET /api/v1/users", adminOnly, tokenInQuery, s.handleListUsers},
-		{"GET /api/v1/users/{$}", adminOnly, tokenInQuery, s.handleListUsers},
-		{"GET /api/v1/users/{id}", selfOrAdmin, tokenInQuery, s.handleGetUser},
-		{"PUT /api/v1/users/{id}", selfOrAdmin, tokenFirst, s.handleUpdateUser},
-		{"PATCH /api/v1/users/{id}", selfOrAdmin, tokenFirst, s.handleUpdateUser},
-		{"DELETE /api/v1/users/{id}", adminOnly, tokenFirst, s.handleDeleteUser},
+		{"GET /health", public, noToken, 0, s.handleHealth},
+		{"GET /openapi.json", public, noToken, 0, s.handleOpenAPI},
+		{"GET /docs", public, noToken, 0, s.handleDocs},
+		{"POST /api/v1/auth/token", public, noToken, login, s.handleLogin},
+		{"POST /api/v1/auth/logout", signedIn, tokenFirst, 0, s.handleLogout},
+		{"POST /api/v1/users", adminOrSignup, tokenFirst, userBody, s.handleCreateUser},
+		{"POST /api/v1/users/{$}", adminOrSignup, tokenFirst, userBody, s.handleCreateUser},
+		{"GET /api/v1/users", adminOnly, tokenInQuery, 0, s.handleListUsers},
+		{"GET /api/v1/users/{$}", adminOnly, tokenInQuery, 0, s.handleListUsers},
+		{"GET /api/v1/users/{id}", selfOrAdmin, tokenInQuery, 0, s.handleGetUser},
+		{"PUT /api/v1/users/{id}", selfOrAdmin, tokenFirst, userBody, s.handleUpdateUser},
+		{"PATCH /api/v1/users/{id}", selfOrAdmin, tokenFirst, userBody, s.handleUpdateUser},
+		{"DELETE /api/v1/users/{id}", adminOnly, tokenFirst, 0, s.handleDeleteUser},
+	}
+}
+
+// managementRoutes are served on the management listener only: probes
+// and metrics for the operator's network, not the public one.
+func (s *server) managementRoutes() []route {
+	return []route{
+		{"GET /health", public, noToken, 0, s.handleHealth},
+		{"GET /health/live", public, noToken, 0, s.handleLive},
+		{"GET /health/ready", public, noToken, 0, s.handleReady},
+		{"GET /metrics", public, noToken, 0, s.handleMetrics},
 	}
 }
 
 // healthPingTimeout is how long /health waits for the database.
 const healthPingTimeout = time.Second
 
-// handleHealth answers 200 when the database answers a ping within a
-// second, and a 503 problem naming the reason otherwise.
+// handleHealth answers 200 when the database answers within a second with
+// the schema in place and start-up is done, and a 503 problem naming the
+// reason otherwise.
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.store.Ready(ctx); err != nil {
 		reason := "unreachable"
 		if errors.Is(err, context.DeadlineExceeded) {
 			reason = "timeout"
 		}
 		s.writeError(w, r, &DatabaseDownError{Reason: reason, Err: err})
+		return
+	}
+	if !s.startup.done() {
+		s.writeError(w, r, ErrStarting)
 		return
 	}
 	s.respond(w, r, http.StatusOK, struct {
@@ -136,6 +165,10 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: %w", ErrNotReady, err))
 		return
 	}
+	if !s.startup.done() {
+		s.writeError(w, r, ErrStarting)
+		return
+	}
 	s.respond(w, r, http.StatusOK, map[string]string{"status": "ok"})
 }
 
@@ -152,6 +185,14 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // With an Idempotency-Key header, a retry gets the first answer again
 // (see createIdempotently).
 func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
+	if callerFrom(r.Context()) == nil {
+		signup, wait, ok := s.signups.reserve(clientAddress(r))
+		if !ok {
+			s.writeError(w, r, &RateLimitedError{RetryAfter: wait, Detail: "Too many sign-ups from this address; try again later."})
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), signupKey{}, signup))
+	}
 	body, err := readJSONBody(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -169,6 +210,10 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	writeRecorded(w, created)
 }
 
+// signupKey holds an anonymous create's reservation in the sign-up limit,
+// taken back when the body turns out invalid (no hash was computed).
+type signupKey struct{}
+
 // createUser creates the user the body describes and returns the 201
 // answer. With key, the answer is recorded under the idempotency key in
 // the transaction that creates the user.
@@ -177,6 +222,12 @@ func (s *server) createUser(r *http.Request, body []byte, key *IdempotencyKey) (
 	if err != nil {
 		return RecordedAnswer{}, err
 	}
+	return s.insertUser(r, nu, key)
+}
+
+// insertUser inserts a validated user with its hash, recording the 201
+// answer under key when there is one.
+func (s *server) insertUser(r *http.Request, nu NewUser, key *IdempotencyKey) (RecordedAnswer, error) {
 	pending, err := s.store.InsertUser(r.Context(), nu)
 	if err != nil {
 		return RecordedAnswer{}, err
@@ -191,6 +242,26 @@ func (s *server) createUser(r *http.Request, body []byte, key *IdempotencyKey) (
 
 // newUserFrom parses and validates a create body and hashes its password.
 func (s *server) newUserFrom(r *http.Request, body []byte) (NewUser, error) {
+	nu, err := parseNewUser(r, body)
+	if err != nil {
+		if signup, ok := r.Context().Value(signupKey{}).(reservation); ok {
+			signup.cancel()
+		}
+		return NewUser{}, err
+	}
+	source := clientAddress(r)
+	if caller := callerFrom(r.Context()); caller != nil {
+		source = accountKey(caller.ID)
+	}
+	if nu.PasswordHash, err = s.passwords.Hash(r.Context(), nu.PasswordHash, source); err != nil {
+		return NewUser{}, fmt.Errorf("create user: %w", err)
+	}
+	return nu, nil
+}
+
+// parseNewUser parses and validates a create body. The user it returns
+// holds the password itself where the hash goes, for newUserFrom to hash.
+func parseNewUser(r *http.Request, body []byte) (NewUser, error) {
 	members, err := parseJSONObject(body)
 	if err != nil {
 		return NewUser{}, err
@@ -209,14 +280,10 @@ func (s *server) newUserFrom(r *http.Request, body []byte) (NewUser, error) {
 	if len(errs) > 0 {
 		return NewUser{}, badRequest("The user is not valid.", errs...)
 	}
-	hash, err := s.passwords.Hash(r.Context(), *fields.Password)
-	if err != nil {
-		return NewUser{}, fmt.Errorf("create user: %w", err)
-	}
 	nu := NewUser{
 		Username:     *fields.Username,
 		Email:        *fields.Email,
-		PasswordHash: hash,
+		PasswordHash: *fields.Password,
 		FullName:     fields.FullName,
 		Role:         RoleUser,
 		IsActive:     true,
@@ -339,7 +406,26 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 		return User{}, err
 	}
 	changes.IfVersion = ifVersion
-	return s.store.UpdateUser(r.Context(), id, changes)
+	user, err := s.store.UpdateUser(r.Context(), id, changes)
+	if err == nil {
+		s.logSensitiveChanges(r, id, changes)
+	}
+	return user, err
+}
+
+// logSensitiveChanges writes a security event for each change that moves
+// access: a new password, role or active flag (each also revokes the
+// user's tokens when it changes anything).
+func (s *server) logSensitiveChanges(r *http.Request, id int64, c UserChanges) {
+	if c.PasswordHash != nil {
+		s.security(r, "user.password_changed", slog.Int64("user_id", id))
+	}
+	if c.Role != nil {
+		s.security(r, "user.role_set", slog.Int64("user_id", id), slog.String("role", string(*c.Role)))
+	}
+	if c.IsActive != nil {
+		s.security(r, "user.active_set", slog.Int64("user_id", id), slog.Bool("is_active", *c.IsActive))
+	}
 }
 
 // userChanges turns validated fields into the columns to set. Callers
@@ -449,7 +535,11 @@ func (s *server) deleteUser(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.store.DeleteUser(r.Context(), id, ifVersion)
+	if err := s.store.DeleteUser(r.Context(), id, ifVersion); err != nil {
+		return err
+	}
+	s.security(r, "user.deleted", slog.Int64("user_id", id))
+	return nil
 }
 
 // pathUser parses the {id} path segment: "me" for the caller, or a
@@ -539,6 +629,17 @@ func (s *server) createIdempotently(w http.ResponseWriter, r *http.Request, body
 		s.writeError(w, r, err)
 		return
 	}
+	var hashed *NewUser
+	if callerFrom(r.Context()) == nil {
+		// An anonymous caller pays for the row a key takes with the hash
+		// of a valid user, before the row is stored.
+		nu, err := s.newUserFrom(r, body)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		hashed = &nu
+	}
 	hash := sha256.Sum256(body)
 	recorded, err := s.store.ClaimIdempotencyKey(r.Context(), &key, hash[:])
 	if err != nil {
@@ -550,7 +651,12 @@ func (s *server) createIdempotently(w http.ResponseWriter, r *http.Request, body
 		writeRecorded(w, *recorded)
 		return
 	}
-	created, err := s.createUser(r, body, &key)
+	var created RecordedAnswer
+	if hashed != nil {
+		created, err = s.insertUser(r, *hashed, &key)
+	} else {
+		created, err = s.createUser(r, body, &key)
+	}
 	if err == nil {
 		writeRecorded(w, created) // recorded with the user, in the same transaction
 		return

@@ -196,5 +196,6 @@ func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.security(r, "token.revoked", slog.String("reason", "logout"))
 	w.WriteHeader(http.StatusNoContent)
 }

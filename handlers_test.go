@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -85,11 +86,11 @@ func TestCreateUserDefaultsAndOptionalFields(t *testing.T) {
 		wantRole     string
 		wantActive   bool
 	}{
-		{"defaults", `{"username":"uu1","email":"u1@example.com","password":"12345678"}`, nil, "user", true},
-		{"null full_name", `{"username":"uu2","email":"u2@example.com","password":"12345678","full_name":null}`, nil, "user", true},
-		{"blank full_name is null", `{"username":"uu3","email":"u3@example.com","password":"12345678","full_name":" \t "}`, nil, "user", true},
-		{"admin, inactive", `{"username":"uu4","email":"u4@example.com","password":"12345678","role":"admin","is_active":false}`, nil, "admin", false},
-		{"unicode full_name", `{"username":"uu5","email":"u5@example.com","password":"12345678","full_name":"Zoë 山田 🚀"}`, ptr("Zoë 山田 🚀"), "user", true},
+		{"defaults", `{"username":"uu1","email":"u1@example.com","password":"rq7-tz4w"}`, nil, "user", true},
+		{"null full_name", `{"username":"uu2","email":"u2@example.com","password":"rq7-tz4w","full_name":null}`, nil, "user", true},
+		{"blank full_name is null", `{"username":"uu3","email":"u3@example.com","password":"rq7-tz4w","full_name":" \t "}`, nil, "user", true},
+		{"admin, inactive", `{"username":"uu4","email":"u4@example.com","password":"rq7-tz4w","role":"admin","is_active":false}`, nil, "admin", false},
+		{"unicode full_name", `{"username":"uu5","email":"u5@example.com","password":"rq7-tz4w","full_name":"Zoë 山田 🚀"}`, ptr("Zoë 山田 🚀"), "user", true},
 		{"password of 72 bytes", `{"username":"uu6","email":"u6@example.com","password":"` + strings.Repeat("€", 24) + `"}`, nil, "user", true},
 	}
 	for _, tt := range tests {
@@ -105,34 +106,34 @@ func TestCreateUserDefaultsAndOptionalFields(t *testing.T) {
 func TestCreateUserValidation(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	const ok = `"username":"bob","email":"bob@example.com","password":"12345678"`
+	const ok = `"username":"bob","email":"bob@example.com","password":"rq7-tz4w"`
 	tests := []struct {
 		name       string
 		body       string
 		wantFields []string
 	}{
 		{"empty object", `{}`, []string{"username", "email", "password"}},
-		{"username too short", `{"username":"ab","email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"username too long", `{"username":"` + strings.Repeat("a", 51) + `","email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"username starts with a dot", `{"username":".bob","email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"username starts with underscore", `{"username":"_bob","email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"username with a space", `{"username":"bob smith","email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"username not ASCII", `{"username":"bøb","email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"username with a quote", `{"username":"bob'--","email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"username blank after trim", `{"username":"   ","email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"email without at", `{"username":"bob","email":"bob.example.com","password":"12345678"}`, []string{"email"}},
-		{"email with two ats", `{"username":"bob","email":"bob@x@example.com","password":"12345678"}`, []string{"email"}},
-		{"email with display name", `{"username":"bob","email":"Bob <bob@example.com>","password":"12345678"}`, []string{"email"}},
-		{"email in angle brackets", `{"username":"bob","email":"<bob@example.com>","password":"12345678"}`, []string{"email"}},
-		{"email with comment", `{"username":"bob","email":"bob(work)@example.com","password":"12345678"}`, []string{"email"}},
-		{"email with quoted local part", `{"username":"bob","email":"\"bob smith\"@example.com","password":"12345678"}`, []string{"email"}},
-		{"email domain without dot", `{"username":"bob","email":"bob@localhost","password":"12345678"}`, []string{"email"}},
-		{"email with two addresses", `{"username":"bob","email":"bob@example.com, eve@example.com","password":"12345678"}`, []string{"email"}},
-		{"email with double dot", `{"username":"bob","email":"bob..x@example.com","password":"12345678"}`, []string{"email"}},
-		{"email domain label with hyphen edge", `{"username":"bob","email":"bob@-example.com","password":"12345678"}`, []string{"email"}},
-		{"email too long", `{"username":"bob","email":"` + strings.Repeat("a", 60) + "@" + strings.Repeat("b", 190) + `.com","password":"12345678"}`, []string{"email"}},
-		{"email local part too long", `{"username":"bob","email":"` + strings.Repeat("a", 65) + `@example.com","password":"12345678"}`, []string{"email"}},
-		{"email not ASCII", `{"username":"bob","email":"bøb@example.com","password":"12345678"}`, []string{"email"}},
+		{"username too short", `{"username":"ab","email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"username too long", `{"username":"` + strings.Repeat("a", 51) + `","email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"username starts with a dot", `{"username":".bob","email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"username starts with underscore", `{"username":"_bob","email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"username with a space", `{"username":"bob smith","email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"username not ASCII", `{"username":"bøb","email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"username with a quote", `{"username":"bob'--","email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"username blank after trim", `{"username":"   ","email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"email without at", `{"username":"bob","email":"bob.example.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email with two ats", `{"username":"bob","email":"bob@x@example.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email with display name", `{"username":"bob","email":"Bob <bob@example.com>","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email in angle brackets", `{"username":"bob","email":"<bob@example.com>","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email with comment", `{"username":"bob","email":"bob(work)@example.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email with quoted local part", `{"username":"bob","email":"\"bob smith\"@example.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email domain without dot", `{"username":"bob","email":"bob@localhost","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email with two addresses", `{"username":"bob","email":"bob@example.com, eve@example.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email with double dot", `{"username":"bob","email":"bob..x@example.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email domain label with hyphen edge", `{"username":"bob","email":"bob@-example.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email too long", `{"username":"bob","email":"` + strings.Repeat("a", 60) + "@" + strings.Repeat("b", 190) + `.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email local part too long", `{"username":"bob","email":"` + strings.Repeat("a", 65) + `@example.com","password":"rq7-tz4w"}`, []string{"email"}},
+		{"email not ASCII", `{"username":"bob","email":"bøb@example.com","password":"rq7-tz4w"}`, []string{"email"}},
 		{"password too short", `{"username":"bob","email":"bob@example.com","password":"1234567"}`, []string{"password"}},
 		{"password of 73 bytes", `{"username":"bob","email":"bob@example.com","password":"` + strings.Repeat("a", 73) + `"}`, []string{"password"}},
 		{"password of 25 euro signs (75 bytes)", `{"username":"bob","email":"bob@example.com","password":"` + strings.Repeat("€", 25) + `"}`, []string{"password"}},
@@ -143,17 +144,17 @@ func TestCreateUserValidation(t *testing.T) {
 		{"role in other case", `{` + ok + `,"role":"Admin"}`, []string{"role"}},
 		{"is_active as a string", `{` + ok + `,"is_active":"yes"}`, []string{"is_active"}},
 		{"is_active null", `{` + ok + `,"is_active":null}`, []string{"is_active"}},
-		{"username null", `{"username":null,"email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"username a number", `{"username":42,"email":"bob@example.com","password":"12345678"}`, []string{"username"}},
-		{"email an object", `{"username":"bob","email":{"a":1},"password":"12345678"}`, []string{"email"}},
-		{"password an array", `{"username":"bob","email":"bob@example.com","password":["12345678"]}`, []string{"password"}},
+		{"username null", `{"username":null,"email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"username a number", `{"username":42,"email":"bob@example.com","password":"rq7-tz4w"}`, []string{"username"}},
+		{"email an object", `{"username":"bob","email":{"a":1},"password":"rq7-tz4w"}`, []string{"email"}},
+		{"password an array", `{"username":"bob","email":"bob@example.com","password":["rq7-tz4w"]}`, []string{"password"}},
 		{"id cannot be set", `{` + ok + `,"id":7}`, []string{"id"}},
 		{"password_hash cannot be set", `{` + ok + `,"password_hash":"$2a$04$abc"}`, []string{"password_hash"}},
 		{"created_at cannot be set", `{` + ok + `,"created_at":"2020-01-01T00:00:00Z"}`, []string{"created_at"}},
 		{"empty field name (found by FuzzUserBody)", `{` + ok + `,"":""}`, []string{`""`}},
 		{"every problem at once", `{"username":"x","email":"nope","password":"short","full_name":"\u0000","role":"god","is_active":1,"extra":true}`,
 			[]string{"is_active", "extra", "username", "email", "password", "full_name", "role"}},
-		{"injection stays data", `{"username":"bob","email":"x'); DROP TABLE users; --@example.com","password":"12345678"}`, []string{"email"}},
+		{"injection stays data", `{"username":"bob","email":"x'); DROP TABLE users; --@example.com","password":"rq7-tz4w"}`, []string{"email"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,7 +169,7 @@ func TestCreateUserValidation(t *testing.T) {
 func TestRequestBodyProblems(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	valid := `{"username":"bob","email":"bob@example.com","password":"12345678"}`
+	valid := `{"username":"bob","email":"bob@example.com","password":"rq7-tz4w"}`
 	tests := []struct {
 		name        string
 		contentType string
@@ -183,15 +184,15 @@ func TestRequestBodyProblems(t *testing.T) {
 		{"string instead of object", "application/json", `"bob"`, 400},
 		{"null body", "application/json", `null`, 400},
 		{"empty body", "application/json", ``, 400},
-		{"duplicate field", "application/json", `{"username":"bob","username":"admin","email":"bob@example.com","password":"12345678"}`, 400},
-		{"invalid UTF-8", "application/json", "{\"username\":\"bob\xff\",\"email\":\"bob@example.com\",\"password\":\"12345678\"}", 400},
+		{"duplicate field", "application/json", `{"username":"bob","username":"admin","email":"bob@example.com","password":"rq7-tz4w"}`, 400},
+		{"invalid UTF-8", "application/json", "{\"username\":\"bob\xff\",\"email\":\"bob@example.com\",\"password\":\"rq7-tz4w\"}", 400},
 		{"no content type", "", valid, 415},
 		{"text/plain", "text/plain", valid, 415},
 		{"form", "application/x-www-form-urlencoded", valid, 415},
 		{"latin1 charset", "application/json; charset=latin1", valid, 415},
 		{"unknown parameter", "application/json; version=2", valid, 415},
 		{"garbled content type", "application/json;;;=", valid, 415},
-		{"body over 1 MiB", "application/json", `{"username":"` + strings.Repeat("a", maxBodyBytes) + `"}`, 413},
+		{"body over the user limit", "application/json", `{"username":"` + strings.Repeat("a", defaultMaxBodyBytes) + `"}`, 413},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,8 +212,14 @@ func TestRequestBodyProblems(t *testing.T) {
 			t.Fatalf("got %d %s", rec.Code, rec.Body)
 		}
 	})
-	t.Run("body over 1 MiB with unknown length", func(t *testing.T) {
-		body := strings.NewReader(`{"full_name":"` + strings.Repeat("a", maxBodyBytes) + `"}`)
+	t.Run("sign-in body over its limit", func(t *testing.T) {
+		rec := app.do("POST", "/api/v1/auth/token", `{"username":"bob","password":"`+strings.Repeat("p", loginMaxBodyBytes)+`"}`)
+		if p := wantProblem(t, rec, http.StatusRequestEntityTooLarge); !strings.Contains(p.Detail, strconv.Itoa(loginMaxBodyBytes)) {
+			t.Errorf("detail: %q", p.Detail)
+		}
+	})
+	t.Run("body over the limit with unknown length", func(t *testing.T) {
+		body := strings.NewReader(`{"full_name":"` + strings.Repeat("a", defaultMaxBodyBytes) + `"}`)
 		r, _ := http.NewRequest("PATCH", "/api/v1/users/1", struct{ *strings.Reader }{body})
 		r.ContentLength = -1
 		r.Header.Set("Content-Type", "application/json")
@@ -223,16 +230,16 @@ func TestRequestBodyProblems(t *testing.T) {
 func TestUniquenessIgnoresCase(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	alice := app.createUser(`{"username":"Alice","email":"Alice@Example.com","password":"12345678"}`)
-	bob := app.createUser(`{"username":"bob","email":"bob@example.com","password":"12345678"}`)
+	alice := app.createUser(`{"username":"Alice","email":"Alice@Example.com","password":"rq7-tz4w"}`)
+	bob := app.createUser(`{"username":"bob","email":"bob@example.com","password":"rq7-tz4w"}`)
 
 	tests := []struct {
 		name, method, path, body string
 		wantField                string
 	}{
-		{"create: username in other case", "POST", "/api/v1/users", `{"username":"alice","email":"new@example.com","password":"12345678"}`, "username"},
-		{"create: same username", "POST", "/api/v1/users", `{"username":"Alice","email":"new@example.com","password":"12345678"}`, "username"},
-		{"create: email in other case", "POST", "/api/v1/users", `{"username":"carol","email":"ALICE@example.COM","password":"12345678"}`, "email"},
+		{"create: username in other case", "POST", "/api/v1/users", `{"username":"alice","email":"new@example.com","password":"rq7-tz4w"}`, "username"},
+		{"create: same username", "POST", "/api/v1/users", `{"username":"Alice","email":"new@example.com","password":"rq7-tz4w"}`, "username"},
+		{"create: email in other case", "POST", "/api/v1/users", `{"username":"carol","email":"ALICE@example.COM","password":"rq7-tz4w"}`, "email"},
 		{"update: another's username in other case", "PATCH", userPath(bob.ID), `{"username":"ALICE"}`, "username"},
 		{"update: another's email in other case", "PUT", userPath(bob.ID), `{"email":"alice@EXAMPLE.com"}`, "email"},
 	}
@@ -263,7 +270,7 @@ func TestConcurrentCreatesOfOneUsername(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Go(func() {
-			body := fmt.Sprintf(`{"username":"Racer","email":"racer%d@example.com","password":"12345678"}`, i)
+			body := fmt.Sprintf(`{"username":"Racer","email":"racer%d@example.com","password":"rq7-tz4w"}`, i)
 			if i%2 == 1 {
 				body = strings.Replace(body, "Racer", "racer", 1)
 			}
@@ -284,7 +291,7 @@ func TestConcurrentCreatesOfOneUsername(t *testing.T) {
 func TestGetUser(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	u := app.createUser(`{"username":"gina","email":"gina@example.com","password":"12345678"}`)
+	u := app.createUser(`{"username":"gina","email":"gina@example.com","password":"rq7-tz4w"}`)
 	if rec := app.do("GET", userPath(u.ID), ""); rec.Code != http.StatusOK || decodeJSON[userJSON](t, rec) != u {
 		t.Errorf("GET: got %d %s, want 200 with %+v", rec.Code, rec.Body, u)
 	}
@@ -386,7 +393,7 @@ func TestUpdateUser(t *testing.T) {
 func TestDeleteUser(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	u := app.createUser(`{"username":"ivan","email":"ivan@example.com","password":"12345678"}`)
+	u := app.createUser(`{"username":"ivan","email":"ivan@example.com","password":"rq7-tz4w"}`)
 	rec := app.do("DELETE", userPath(u.ID), "")
 	if rec.Code != http.StatusNoContent || rec.Body.Len() != 0 {
 		t.Errorf("got %d %q, want 204 with no body", rec.Code, rec.Body)
@@ -394,7 +401,7 @@ func TestDeleteUser(t *testing.T) {
 	wantProblem(t, app.do("GET", userPath(u.ID), ""), http.StatusNotFound)
 	wantProblem(t, app.do("DELETE", userPath(u.ID), ""), http.StatusNotFound)
 	// The name is free again.
-	app.createUser(`{"username":"ivan","email":"ivan@example.com","password":"12345678"}`)
+	app.createUser(`{"username":"ivan","email":"ivan@example.com","password":"rq7-tz4w"}`)
 }
 
 func TestListUsers(t *testing.T) {
@@ -416,7 +423,7 @@ func TestListUsers(t *testing.T) {
 
 	ids := []int64{app.adminID} // seven users: the admin and six more
 	for i := range 6 {
-		u := app.createUser(fmt.Sprintf(`{"username":"user%d","email":"user%d@example.com","password":"12345678"}`, i, i))
+		u := app.createUser(fmt.Sprintf(`{"username":"user%d","email":"user%d@example.com","password":"rq7-tz4w"}`, i, i))
 		ids = append(ids, u.ID)
 	}
 	link := func(page, perPage int, rel string) string {

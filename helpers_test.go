@@ -73,16 +73,20 @@ func testServer(t testing.TB) (*sql.DB, *mysql.Config) {
 }
 
 // testConfig is the service configuration the tests run with.
+// It starts from the defaults, so limits the tests do not name are the
+// ones a deployment gets.
 func testConfig() Config {
-	return Config{
-		DBMaxOpenConns:    10,
-		DBMaxIdleConns:    10,
-		DBConnMaxLifetime: time.Minute,
-		DBTimeout:         testTimeout,
-		BcryptCost:        bcrypt.MinCost,
-		BcryptWorkers:     4,
-		TokenTTL:          time.Hour,
+	cfg, err := loadConfig(func(string) string { return "" })
+	if err != nil {
+		panic(err) // the defaults are valid: TestLoadConfigDefaults
 	}
+	cfg.DBMaxOpenConns, cfg.DBMaxIdleConns = 10, 10
+	cfg.DBConnMaxLifetime = time.Minute
+	cfg.DBTimeout = testTimeout
+	cfg.BcryptCost = bcrypt.MinCost
+	cfg.BcryptWorkers = 4
+	cfg.ManagementAddr = ""
+	return cfg
 }
 
 // newTestDatabase creates an empty database of its own for the test, drops
@@ -134,12 +138,13 @@ func randomHex(n int) string {
 // testApp is the real HTTP handler on a test database, with its log kept
 // for inspection and an admin's token sent with every request by default.
 type testApp struct {
-	t         testing.TB
-	handler   http.Handler
-	db        *sql.DB
-	store     *Store
-	passwords *passwordHasher
-	logs      *syncBuffer
+	t          testing.TB
+	handler    http.Handler // the public API
+	management http.Handler // probes and metrics
+	db         *sql.DB
+	store      *Store
+	passwords  *passwordHasher
+	logs       *syncBuffer
 
 	adminID    int64
 	adminToken string
@@ -180,7 +185,8 @@ func newTestAppOn(t testing.TB, db *sql.DB, options ...func(*Config)) *testApp {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := NewStore(db, testTimeout)
-	return &testApp{t: t, handler: newServer(logger, store, passwords, cfg, nil), db: db, store: store, passwords: passwords, logs: logs}
+	public, management := newServer(logger, store, passwords, cfg, nil)
+	return &testApp{t: t, handler: public, management: management, db: db, store: store, passwords: passwords, logs: logs}
 }
 
 // bootstrapAdmin creates the test admin the way start-up does, and signs in.
@@ -238,6 +244,22 @@ func (b *syncBuffer) String() string {
 // "Authorization", "" sends the request anonymously.
 func (a *testApp) do(method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	a.t.Helper()
+	return a.serve(a.handler, method, path, body, headers...)
+}
+
+// manage is do on the management listener's handler.
+func (a *testApp) manage(method, path string, headers ...string) *httptest.ResponseRecorder {
+	a.t.Helper()
+	return a.serve(a.management, method, path, "", headers...)
+}
+
+// remoteAddr is a pseudo-header for do: the request's peer address.
+const remoteAddr = "Remote-Addr"
+
+// serve sends a request to h: with a body as JSON, with the admin's token
+// unless headers replace it, and checks the answer against openapi.json.
+func (a *testApp) serve(h http.Handler, method, path, body string, headers ...string) *httptest.ResponseRecorder {
+	a.t.Helper()
 	var reader io.Reader
 	if body != "" {
 		reader = strings.NewReader(body)
@@ -250,10 +272,14 @@ func (a *testApp) do(method, path, body string, headers ...string) *httptest.Res
 		req.Header.Set("Authorization", "Bearer "+a.adminToken)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == remoteAddr {
+			req.RemoteAddr = headers[i+1]
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	rec := httptest.NewRecorder()
-	a.handler.ServeHTTP(rec, req)
+	h.ServeHTTP(rec, req)
 	if !a.noContract {
 		checkContract(a.t, req, rec)
 	}

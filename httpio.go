@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,11 +10,91 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
+	"time"
 	"unicode/utf8"
 )
 
-// maxBodyBytes bounds every request body.
-const maxBodyBytes = 1 << 20
+// Body limits: a sign-in needs a few KiB, a user at most a few more (the
+// longest valid user, every character escaped, stays under 16 KiB).
+// MAX_BODY_BYTES raises or lowers the user routes' limit.
+const (
+	loginMaxBodyBytes   = 4 << 10
+	defaultMaxBodyBytes = 16 << 10
+	bodyBudgetWait      = 2 * time.Second // how long a body may wait for room in the budget
+)
+
+// errBodiesBusy: the bytes of bodies in flight are at their limit.
+var errBodiesBusy = &requestError{status: http.StatusServiceUnavailable,
+	detail: "The service is receiving too many request bodies at once; try again shortly.",
+	header: http.Header{"Retry-After": {"1"}}}
+
+// bodyBudget bounds the bytes all request bodies being read and held may
+// take at once, so that many large bodies cannot exhaust memory.
+type bodyBudget struct {
+	mu      sync.Mutex
+	free    int64
+	changed chan struct{} // closed and replaced whenever bytes come back
+}
+
+func newBodyBudget(total int64) *bodyBudget {
+	return &bodyBudget{free: total, changed: make(chan struct{})}
+}
+
+// acquire takes n bytes from the budget, waiting at most wait for them.
+func (b *bodyBudget) acquire(ctx context.Context, n int64, wait time.Duration) bool {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		if b.free >= n {
+			b.free -= n
+			b.mu.Unlock()
+			return true
+		}
+		changed := b.changed
+		b.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (b *bodyBudget) release(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free += n
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// limitBody bounds the body of a route's requests by limit and makes room
+// for it in the budget before the handler reads it, giving the room back
+// when the handler is done. A body declared larger than the limit is a
+// 413 at once; a body without a length takes the whole limit.
+func (s *server) limitBody(limit int64, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			s.writeError(w, r, tooLarge(limit))
+			return
+		}
+		need := limit
+		if r.ContentLength >= 0 {
+			need = r.ContentLength
+		}
+		if !s.bodies.acquire(r.Context(), need, bodyBudgetWait) {
+			s.writeError(w, r, errBodiesBusy)
+			return
+		}
+		defer s.bodies.release(need)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next(w, r)
+	}
+}
 
 // writeJSON writes v as the JSON response body with the given status.
 // It encodes first, so an encoding failure can still become a clean 500.
@@ -66,31 +147,33 @@ func readJSONObject(w http.ResponseWriter, r *http.Request) ([]jsonMember, error
 	return parseJSONObject(body)
 }
 
-// readJSONBody reads the raw request body: sent as application/json, at
-// most maxBodyBytes, valid UTF-8.
+// readJSONBody reads the raw request body: sent as application/json,
+// within the route's limit (see limitBody), valid UTF-8.
 func readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return nil, err
 	}
-	if r.ContentLength > maxBodyBytes {
-		return nil, tooLarge()
+	var buf bytes.Buffer
+	if r.ContentLength > 0 && r.ContentLength <= 1<<20 {
+		buf.Grow(int(r.ContentLength) + 1) // one allocation, not a doubling series
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, tooLarge()
+	if _, err := buf.ReadFrom(r.Body); err != nil {
+		if tooBig, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, tooLarge(tooBig.Limit)
 		}
 		return nil, badRequest("The request body could not be read.")
 	}
+	body := buf.Bytes()
 	if !utf8.Valid(body) {
 		return nil, badRequest("The request body is not valid UTF-8.")
 	}
 	return body, nil
 }
 
-func tooLarge() *requestError {
+// tooLarge is the 413 for a body over limit bytes.
+func tooLarge(limit int64) *requestError {
 	return &requestError{status: http.StatusRequestEntityTooLarge,
-		detail: fmt.Sprintf("The request body must not exceed %d bytes.", maxBodyBytes)}
+		detail: fmt.Sprintf("The request body must not exceed %d bytes.", limit)}
 }
 
 // checkJSONContentType accepts application/json with an optional UTF-8

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"hash/fnv"
 	"net/http"
 	"strconv"
 )
@@ -28,11 +29,21 @@ func requestIdempotencyKey(r *http.Request) (IdempotencyKey, error) {
 	if !valid {
 		return IdempotencyKey{}, badRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.")
 	}
-	var scope int64
+	scope := anonymousScope(clientAddress(r))
 	if caller := callerFrom(r.Context()); caller != nil {
-		scope = caller.ID
+		scope = uint64(caller.ID)
 	}
 	return IdempotencyKey{Scope: scope, Key: key}, nil
+}
+
+// anonymousScope is the key scope of anonymous callers from one client
+// address: the top bit set, which no user id has, and 63 bits of a hash
+// of the address. Callers from different addresses cannot see or squat
+// each other's keys.
+func anonymousScope(addr string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(addr))
+	return h.Sum64() | 1<<63
 }
 
 // writeRecorded sends an answer kept as a value.

@@ -14,7 +14,7 @@ import (
 func TestIdempotentCreate(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	body := `{"username":"once","email":"once@example.com","password":"12345678"}`
+	body := `{"username":"once","email":"once@example.com","password":"rq7-tz4w"}`
 	key := []string{"Idempotency-Key", "create-once-1"}
 
 	first := app.do("POST", "/api/v1/users", body, key...)
@@ -39,7 +39,7 @@ func TestIdempotentCreate(t *testing.T) {
 	// Keys belong to their caller: another admin's same key is a new request.
 	app.createUser(`{"username":"other_admin","email":"other_admin@example.com","password":"other password","role":"admin"}`)
 	other := app.login("other_admin", "other password")
-	rec := app.do("POST", "/api/v1/users", `{"username":"theirs","email":"theirs@example.com","password":"12345678"}`,
+	rec := app.do("POST", "/api/v1/users", `{"username":"theirs","email":"theirs@example.com","password":"rq7-tz4w"}`,
 		"Idempotency-Key", "create-once-1", "Authorization", "Bearer "+other)
 	if rec.Code != http.StatusCreated || rec.Header().Get("Idempotent-Replayed") != "" {
 		t.Errorf("another caller's key: %d %s", rec.Code, rec.Body)
@@ -56,24 +56,24 @@ func TestIdempotentCreateKeepsErrors(t *testing.T) {
 	if retry.Code != http.StatusBadRequest || retry.Body.String() != first.Body.String() || retry.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("retry of a 400: %d %s", retry.Code, retry.Body)
 	}
-	app.createUser(`{"username":"taken","email":"taken@example.com","password":"12345678"}`)
+	app.createUser(`{"username":"taken","email":"taken@example.com","password":"rq7-tz4w"}`)
 	conflictKey := []string{"Idempotency-Key", "conflict"}
-	body := `{"username":"TAKEN","email":"new@example.com","password":"12345678"}`
+	body := `{"username":"TAKEN","email":"new@example.com","password":"rq7-tz4w"}`
 	wantProblem(t, app.do("POST", "/api/v1/users", body, conflictKey...), http.StatusConflict, "username")
 	if retry := app.do("POST", "/api/v1/users", body, conflictKey...); retry.Code != http.StatusConflict || retry.Header().Get("Idempotent-Replayed") != "true" {
 		t.Errorf("retry of a 409: %d", retry.Code)
 	}
 	for _, bad := range []string{strings.Repeat("k", 256), "tab\tinside", "naïve"} {
-		wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"k1","email":"k1@example.com","password":"12345678"}`, "Idempotency-Key", bad), http.StatusBadRequest)
+		wantProblem(t, app.do("POST", "/api/v1/users", `{"username":"k1","email":"k1@example.com","password":"rq7-tz4w"}`, "Idempotency-Key", bad), http.StatusBadRequest)
 	}
 }
 
 func TestIdempotencyKeyInFlightStaleAndExpired(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	body := `{"username":"flight","email":"flight@example.com","password":"12345678"}`
+	body := `{"username":"flight","email":"flight@example.com","password":"rq7-tz4w"}`
 	hash := sha256.Sum256([]byte(body))
-	key := IdempotencyKey{Scope: app.adminID, Key: "in-flight"}
+	key := IdempotencyKey{Scope: uint64(app.adminID), Key: "in-flight"}
 	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &key, hash[:]); err != nil || stored != nil {
 		t.Fatalf("claim: %v %v", stored, err)
 	}
@@ -87,17 +87,17 @@ func TestIdempotencyKeyInFlightStaleAndExpired(t *testing.T) {
 	}
 	// Keys expire after 24 hours: then the key is new again.
 	mustExec(t, app, "UPDATE idempotency_keys SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE idem_key = 'in-flight'")
-	other := `{"username":"flight2","email":"flight2@example.com","password":"12345678"}`
+	other := `{"username":"flight2","email":"flight2@example.com","password":"rq7-tz4w"}`
 	if rec := app.do("POST", "/api/v1/users", other, "Idempotency-Key", "in-flight"); rec.Code != http.StatusCreated || rec.Header().Get("Idempotent-Replayed") != "" {
 		t.Errorf("an expired key with a new body: %d %s", rec.Code, rec.Body)
 	}
 	// A failure on our side releases the key for a retry.
-	released := IdempotencyKey{Scope: app.adminID, Key: "released"}
+	released := IdempotencyKey{Scope: uint64(app.adminID), Key: "released"}
 	app.store.ClaimIdempotencyKey(context.Background(), &released, hash[:])
 	if err := app.store.ReleaseIdempotencyKey(context.Background(), released); err != nil {
 		t.Fatal(err)
 	}
-	again := IdempotencyKey{Scope: app.adminID, Key: "released"}
+	again := IdempotencyKey{Scope: uint64(app.adminID), Key: "released"}
 	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &again, hash[:]); err != nil || stored != nil {
 		t.Errorf("claim after release: %v %v", stored, err)
 	}
@@ -105,7 +105,7 @@ func TestIdempotencyKeyInFlightStaleAndExpired(t *testing.T) {
 	// A first request that outlived its claim (a retry took over) can
 	// neither record its answer nor release the key.
 	mustExec(t, app, "UPDATE idempotency_keys SET created_at = NOW(6) - INTERVAL 2 MINUTE WHERE idem_key = 'released'")
-	takeover := IdempotencyKey{Scope: app.adminID, Key: "released"}
+	takeover := IdempotencyKey{Scope: uint64(app.adminID), Key: "released"}
 	if stored, err := app.store.ClaimIdempotencyKey(context.Background(), &takeover, hash[:]); err != nil || stored != nil {
 		t.Fatalf("takeover: %v %v", stored, err)
 	}
@@ -128,7 +128,7 @@ func TestNoDuplicateCreatesOnRetry(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
 	for round := range 3 {
-		body := fmt.Sprintf(`{"username":"retry%d","email":"retry%d@example.com","password":"12345678"}`, round, round)
+		body := fmt.Sprintf(`{"username":"retry%d","email":"retry%d@example.com","password":"rq7-tz4w"}`, round, round)
 		key := fmt.Sprintf("retry-round-%d", round)
 		const clients = 10
 		recs := make([]*struct {

@@ -27,7 +27,7 @@ func seedListUsers(t *testing.T, app *testApp) []userJSON {
 		if i%3 == 0 {
 			active = "false"
 		}
-		app.createUser(fmt.Sprintf(`{"username":%q,"email":"%s.%d@Example.com","password":"12345678","role":%q,"is_active":%s}`,
+		app.createUser(fmt.Sprintf(`{"username":%q,"email":"%s.%d@Example.com","password":"rq7-tz4w","role":%q,"is_active":%s}`,
 			name, strings.ToLower(name), i, role, active))
 	}
 	// Ties: four users share created_at, three share updated_at.
@@ -149,8 +149,8 @@ func TestListFilters(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
 	users := seedListUsers(t, app)
-	app.createUser(`{"username":"x_y","email":"under_score@example.org","password":"12345678"}`)
-	app.createUser(`{"username":"xzy","email":"percent@example.org","password":"12345678"}`)
+	app.createUser(`{"username":"x_y","email":"under_score@example.org","password":"rq7-tz4w"}`)
+	app.createUser(`{"username":"xzy","email":"percent@example.org","password":"rq7-tz4w"}`)
 	users = allUsers(t, app)
 	ids := func(keep func(u userJSON) bool) []int64 {
 		var out []int64
@@ -214,7 +214,7 @@ func TestListFilters(t *testing.T) {
 func TestListQueryProblems(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	app.createUser(`{"username":"one","email":"one@example.com","password":"12345678"}`)
+	app.createUser(`{"username":"one","email":"one@example.com","password":"rq7-tz4w"}`)
 	page := decodeJSON[listJSON](t, app.do("GET", "/api/v1/users?per_page=1&sort=username", ""))
 	if page.NextCursor == nil {
 		t.Fatal("no next_cursor on a page with more to come")
@@ -292,12 +292,12 @@ func TestUserCountStaysExact(t *testing.T) {
 	app := newTestApp(t)
 	var created []int64
 	for i := range 10 {
-		created = append(created, app.createUser(fmt.Sprintf(`{"username":"pre%d","email":"pre%d@example.com","password":"12345678"}`, i, i)).ID)
+		created = append(created, app.createUser(fmt.Sprintf(`{"username":"pre%d","email":"pre%d@example.com","password":"rq7-tz4w"}`, i, i)).ID)
 	}
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			app.do("POST", "/api/v1/users", fmt.Sprintf(`{"username":"con%d","email":"con%d@example.com","password":"12345678"}`, i, i))
+			app.do("POST", "/api/v1/users", fmt.Sprintf(`{"username":"con%d","email":"con%d@example.com","password":"rq7-tz4w"}`, i, i))
 		})
 	}
 	for _, id := range created {
@@ -305,7 +305,7 @@ func TestUserCountStaysExact(t *testing.T) {
 		wg.Go(func() { app.do("DELETE", userPath(id), "") }) // the same delete twice: counted once
 	}
 	wg.Go(func() {
-		app.do("POST", "/api/v1/users", `{"username":"con0","email":"dup@example.com","password":"12345678"}`)
+		app.do("POST", "/api/v1/users", `{"username":"con0","email":"dup@example.com","password":"rq7-tz4w"}`)
 	})
 	wg.Wait()
 	var rows int64
@@ -318,7 +318,7 @@ func TestUserCountStaysExact(t *testing.T) {
 func TestUserCountInitFromExistingRows(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	app.createUser(`{"username":"kept","email":"kept@example.com","password":"12345678"}`)
+	app.createUser(`{"username":"kept","email":"kept@example.com","password":"rq7-tz4w"}`)
 	mustExec(t, app, "DELETE FROM user_counts") // as if restored without it
 	fresh := newTestAppOn(t, app.db)            // a new process: applies the schema again
 	fresh.adminToken = app.adminToken

@@ -31,8 +31,8 @@ const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 15 * time.Second
 	writeTimeout      = 30 * time.Second // covers bcrypt and a slow database
-	idleTimeout       = 120 * time.Second
 	shutdownTimeout   = 10 * time.Second
+	maxHeaderBytes    = 16 << 10
 )
 
 // Bounds of the bcrypt queue: how many requests may wait per worker, and
@@ -138,36 +138,83 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer stopPreparing()
 	preparing.Go(func() { prepareDatabase(prepareCtx, store, passwords, cfg, logger, st) })
 
-	listener, err := net.Listen("tcp", cfg.HTTPAddr)
+	public, management := newServer(logger, store, passwords, cfg, st)
+	servers, err := listen(cfg, logger, public, management)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           newServer(logger, store, passwords, cfg, st),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	logger.Info("listening", "addr", listener.Addr().String(), "database", mc.Addr, "version", version)
+	logger.Info("listening", "addr", servers[0].addr, "management_addr", cfg.ManagementAddr, "database", mc.Addr, "version", version)
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(listener) }()
+	served := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() { served <- srv.Serve(srv.listener) }()
+	}
 	select {
 	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
+		err = fmt.Errorf("serve: %w", err)
+		shutdown(context.WithoutCancel(ctx), servers, logger)
+		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down", "timeout", shutdownTimeout.String())
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := shutdown(context.WithoutCancel(ctx), servers, logger); err != nil {
+		return err
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// listeningServer is an http.Server with the listener it serves.
+type listeningServer struct {
+	*http.Server
+	listener net.Listener
+	addr     string
+}
+
+// listen opens the public listener, capped at MaxConnections open
+// connections, and the management one when it is configured.
+func listen(cfg Config, logger *slog.Logger, public, management http.Handler) ([]listeningServer, error) {
+	publicListener, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	servers := []listeningServer{{newHTTPServer(public, cfg, logger), limitListener(publicListener, cfg.MaxConnections), publicListener.Addr().String()}}
+	if cfg.ManagementAddr == "" {
+		return servers, nil
+	}
+	managementListener, err := net.Listen("tcp", cfg.ManagementAddr)
+	if err != nil {
+		publicListener.Close()
+		return nil, fmt.Errorf("listen on the management address: %w", err)
+	}
+	return append(servers, listeningServer{newHTTPServer(management, cfg, logger), managementListener, managementListener.Addr().String()}), nil
+}
+
+// newHTTPServer is an http.Server with every limit set.
+func newHTTPServer(h http.Handler, cfg Config, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// shutdown stops every server gracefully: no new connections, requests
+// in flight finish for up to shutdownTimeout.
+func shutdown(ctx context.Context, servers []listeningServer, logger *slog.Logger) error {
+	logger.Info("shutting down", "timeout", shutdownTimeout.String())
+	ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown %s: %w", srv.addr, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // prepareDatabase applies the schema as soon as the database answers, so

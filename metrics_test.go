@@ -141,7 +141,7 @@ func TestMetricsExposition(t *testing.T) {
 	app.do("GET", "/api/v1/users/999999", "")
 	app.do("GET", "/nope/"+strings.Repeat("x", 10), "")
 	app.do("BREW", "/health", "")
-	rec := app.do("GET", "/metrics", "", "Authorization", "")
+	rec := app.manage("GET", "/metrics", "Authorization", "")
 	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("got %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
@@ -218,25 +218,28 @@ func TestHealthLiveAndReady(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
 	for _, path := range []string{"/health/live", "/health/ready"} {
-		if rec := app.do("GET", path, "", "Authorization", ""); rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"status":"ok"}` {
+		if rec := app.manage("GET", path, "Authorization", ""); rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != `{"status":"ok"}` {
 			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
 		}
+		// The public listener keeps only /health.
+		wantProblem(t, app.do("GET", path, "", "Authorization", ""), http.StatusNotFound)
 	}
+	wantProblem(t, app.do("GET", "/metrics", "", "Authorization", ""), http.StatusNotFound)
 	_, serverCfg := testServer(t)
 	proxy := startFaultProxy(t, serverCfg.Addr)
 	proxy.setDown(true)
 	down := newTestAppOn(t, newTestDatabase(t, proxy.addr()))
-	if rec := down.do("GET", "/health/live", ""); rec.Code != http.StatusOK {
+	if rec := down.manage("GET", "/health/live"); rec.Code != http.StatusOK {
 		t.Errorf("live with the database down: %d", rec.Code)
 	}
-	wantProblem(t, down.do("GET", "/health/ready", ""), http.StatusServiceUnavailable)
+	wantProblem(t, down.manage("GET", "/health/ready"), http.StatusServiceUnavailable)
 	proxy.setDown(false)
-	if rec := down.do("GET", "/health/ready", ""); rec.Code != http.StatusOK {
+	if rec := down.manage("GET", "/health/ready"); rec.Code != http.StatusOK {
 		t.Errorf("ready once the database is back: %d %s", rec.Code, rec.Body)
 	}
 	mustExec(t, down, "DROP TABLE auth_tokens") // schema gone under a running service
 	mustExec(t, down, "DROP TABLE users")
-	wantProblem(t, down.do("GET", "/health/ready", ""), http.StatusServiceUnavailable)
+	wantProblem(t, down.manage("GET", "/health/ready"), http.StatusServiceUnavailable)
 }
 
 func TestRouteOf(t *testing.T) {
@@ -258,7 +261,7 @@ func TestMetricsRuntimeAndProcess(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
 	app.do("GET", userPath(app.adminID), "")
-	rec := app.do("GET", "/metrics", "", "Authorization", "")
+	rec := app.manage("GET", "/metrics", "Authorization", "")
 	if rec.Code != http.StatusOK {
 		t.Fatalf("got %d", rec.Code)
 	}

@@ -55,7 +55,8 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	doc := loadOpenAPI(t)
 	paths := doc["paths"].(map[string]any)
 	registered := map[string]bool{}
-	for _, rt := range (&server{}).routes() {
+	s := &server{}
+	for _, rt := range append(s.routes(0), s.managementRoutes()...) {
 		method, path, _ := strings.Cut(rt.pattern, " ")
 		key := strings.ToLower(method) + " " + routePath(path)
 		registered[key] = true

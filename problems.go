@@ -85,7 +85,11 @@ func problemFor(err error) problemAnswer {
 		return answer(http.StatusConflict, "The password changed while this request ran; try again.")
 	case errors.As(err, &limited):
 		seconds := max(1, int(math.Ceil(limited.RetryAfter.Seconds())))
-		return answer(http.StatusTooManyRequests, "Too many failed sign-in attempts; try again later.", "Retry-After", strconv.Itoa(seconds))
+		detail := limited.Detail
+		if detail == "" {
+			detail = "Too many failed sign-in attempts; try again later."
+		}
+		return answer(http.StatusTooManyRequests, detail, "Retry-After", strconv.Itoa(seconds))
 	case errors.Is(err, ErrBusy):
 		return answer(http.StatusServiceUnavailable, "The service is busy hashing passwords; try again shortly.", "Retry-After", "1")
 	case errors.As(err, &reqErr):
@@ -111,6 +115,8 @@ func problemFor(err error) problemAnswer {
 		a := answer(http.StatusServiceUnavailable, "The database is "+down.Reason+".", "Retry-After", "1")
 		a.Database = down.Reason
 		return a
+	case errors.Is(err, ErrStarting):
+		return answer(http.StatusServiceUnavailable, "The service is starting: the schema or the bootstrap admin is not in place yet.", "Retry-After", "1")
 	case errors.Is(err, ErrNotReady):
 		return answer(http.StatusServiceUnavailable, "The database is not ready: unreachable, too slow, or without the schema.", "Retry-After", "1")
 	case errors.Is(err, ErrUnavailable):

@@ -51,7 +51,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&token)
 	resp.Body.Close()
 	req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/users",
-		strings.NewReader(`{"username":"runner","email":"runner@example.com","password":"12345678"}`))
+		strings.NewReader(`{"username":"runner","email":"runner@example.com","password":"rq7-tz4w"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token.AccessToken)
 	resp, err = http.DefaultClient.Do(req)

@@ -18,7 +18,7 @@ const (
 // IdempotencyKey is a key as stored: the caller's scope and the key, and
 // once claimed, the claim's random id.
 type IdempotencyKey struct {
-	Scope int64 // the caller's user id, 0 for an anonymous sign-up
+	Scope uint64 // the caller's user id, or for anonymous callers anonymousScope
 	Key   string
 	claim []byte
 }

@@ -369,17 +369,26 @@ func passwordProblem(password string, username, email *string) string {
 			return "must not be the same as the username or email"
 		}
 	}
+	if commonPassword(password) {
+		return "is one of the most common passwords; choose another"
+	}
 	return ""
 }
 
 // fullNameProblem says what is wrong with a trimmed, non-empty full name.
+// Bidirectional controls are refused: they can make a name display as
+// another (U+202E turns "Eve\u202Enimda" into "Eveadmin"). The joiners
+// ZWJ and ZWNJ stay: names in several scripts need them.
 func fullNameProblem(s string) string {
 	if utf8.RuneCountInString(s) > fullNameMaxRunes {
 		return "must be at most 255 characters"
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) {
+		switch {
+		case unicode.IsControl(r):
 			return "must not contain control characters"
+		case unicode.Is(unicode.Bidi_Control, r):
+			return "must not contain bidirectional control characters"
 		}
 	}
 	return ""
