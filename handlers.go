@@ -26,6 +26,8 @@ type server struct {
 	signups *attemptLimiter // sign-ups per client address
 	startup *startup
 	bodies  *bodyBudget
+
+	public, management http.Handler
 }
 
 // startup tells whether start-up work that serving depends on is done.
@@ -41,11 +43,11 @@ func (st *startup) done() bool {
 	return st == nil || !st.waitForAdmin || st.adminDone.Load()
 }
 
-// newServer returns the service's two HTTP handlers: the public API, and
-// the management one (probes and metrics). Each has every route with the
+// newServer returns the service with its two HTTP handlers: public, the
+// API, and management (probes and metrics). Each has every route with the
 // access it requires, wrapped in the middleware every request passes
 // through.
-func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config, st *startup) (public, management http.Handler) {
+func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config, st *startup) *server {
 	s := &server{
 		logger:      logger,
 		store:       store,
@@ -58,7 +60,9 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 		startup:     st,
 		bodies:      newBodyBudget(cfg.MaxBodyBytesInFlight),
 	}
-	return s.handler(s.routes(cfg.MaxBodyBytes), cfg), s.handler(s.managementRoutes(), cfg)
+	s.public = s.handler(s.routes(cfg.MaxBodyBytes), cfg)
+	s.management = s.handler(s.managementRoutes(), cfg)
+	return s
 }
 
 // handler serves routes behind the common middleware.
@@ -138,7 +142,7 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.startup.done() {
-		s.writeError(w, r, ErrStarting)
+		s.writeError(w, r, &DatabaseDownError{Reason: "starting", Err: ErrStarting})
 		return
 	}
 	s.respond(w, r, http.StatusOK, struct {

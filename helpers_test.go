@@ -139,6 +139,7 @@ func randomHex(n int) string {
 // for inspection and an admin's token sent with every request by default.
 type testApp struct {
 	t          testing.TB
+	srv        *server
 	handler    http.Handler // the public API
 	management http.Handler // probes and metrics
 	db         *sql.DB
@@ -173,11 +174,18 @@ func newTestApp(t testing.TB, options ...func(*Config)) *testApp {
 // no admin yet.
 func newTestAppOn(t testing.TB, db *sql.DB, options ...func(*Config)) *testApp {
 	t.Helper()
+	return newTestAppWith(t, db, nil, options...)
+}
+
+// newTestAppWith is newTestAppOn with the start-up state the handlers
+// see (nil: start-up done).
+func newTestAppWith(t testing.TB, db *sql.DB, st *startup, options ...func(*Config)) *testApp {
+	t.Helper()
 	cfg := testConfig()
 	for _, option := range options {
 		option(&cfg)
 	}
-	passwords, err := newPasswordHasher(cfg.BcryptCost, cfg.BcryptWorkers, 64, 5*time.Second)
+	passwords, err := newPasswordHasher(cfg.BcryptCost, cfg.BcryptWorkers, bcryptQueuePerWorker*cfg.BcryptWorkers, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +193,8 @@ func newTestAppOn(t testing.TB, db *sql.DB, options ...func(*Config)) *testApp {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := NewStore(db, testTimeout)
-	public, management := newServer(logger, store, passwords, cfg, nil)
-	return &testApp{t: t, handler: public, management: management, db: db, store: store, passwords: passwords, logs: logs}
+	s := newServer(logger, store, passwords, cfg, st)
+	return &testApp{t: t, srv: s, handler: s.public, management: s.management, db: db, store: store, passwords: passwords, logs: logs}
 }
 
 // bootstrapAdmin creates the test admin the way start-up does, and signs in.
@@ -245,6 +253,19 @@ func (b *syncBuffer) String() string {
 func (a *testApp) do(method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	a.t.Helper()
 	return a.serve(a.handler, method, path, body, headers...)
+}
+
+// server is the service behind the handlers, for tests that look inside.
+func (a *testApp) server() *server { return a.srv }
+
+// userID is the id of the user with the given username.
+func (a *testApp) userID(username string) int64 {
+	a.t.Helper()
+	var id int64
+	if err := a.db.QueryRow("SELECT id FROM users WHERE username = ?", username).Scan(&id); err != nil {
+		a.t.Fatal(err)
+	}
+	return id
 }
 
 // manage is do on the management listener's handler.

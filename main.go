@@ -138,8 +138,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer stopPreparing()
 	preparing.Go(func() { prepareDatabase(prepareCtx, store, passwords, cfg, logger, st) })
 
-	public, management := newServer(logger, store, passwords, cfg, st)
-	servers, err := listen(cfg, logger, public, management)
+	s := newServer(logger, store, passwords, cfg, st)
+	servers, err := listen(cfg, logger, s.public, s.management)
 	if err != nil {
 		return err
 	}

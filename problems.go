@@ -54,6 +54,7 @@ const (
 	detailInternal    = "An unexpected error occurred; it has been logged."
 	wwwAuthenticate   = `Bearer realm="usersvc"`
 	detailKeyInFlight = "A request with this Idempotency-Key is still running; retry once it has finished."
+	detailStarting    = "The service is starting: the schema or the bootstrap admin is not in place yet."
 )
 
 // problemFor maps any error to the answer the client gets. It is the only
@@ -112,11 +113,15 @@ func problemFor(err error) problemAnswer {
 	case errors.Is(err, ErrKeyInFlight), errors.Is(err, ErrClaimLost):
 		return answer(http.StatusConflict, detailKeyInFlight)
 	case errors.As(err, &down):
-		a := answer(http.StatusServiceUnavailable, "The database is "+down.Reason+".", "Retry-After", "1")
+		detail := "The database is " + down.Reason + "."
+		if errors.Is(down.Err, ErrStarting) {
+			detail = detailStarting
+		}
+		a := answer(http.StatusServiceUnavailable, detail, "Retry-After", "1")
 		a.Database = down.Reason
 		return a
 	case errors.Is(err, ErrStarting):
-		return answer(http.StatusServiceUnavailable, "The service is starting: the schema or the bootstrap admin is not in place yet.", "Retry-After", "1")
+		return answer(http.StatusServiceUnavailable, detailStarting, "Retry-After", "1")
 	case errors.Is(err, ErrNotReady):
 		return answer(http.StatusServiceUnavailable, "The database is not ready: unreachable, too slow, or without the schema.", "Retry-After", "1")
 	case errors.Is(err, ErrUnavailable):
