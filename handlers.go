@@ -199,6 +199,7 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := readJSONBody(w, r)
 	if err != nil {
+		cancelSignup(r)
 		s.writeError(w, r, err)
 		return
 	}
@@ -217,6 +218,13 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 // signupKey holds an anonymous create's reservation in the sign-up limit,
 // taken back when the body turns out invalid (no hash was computed).
 type signupKey struct{}
+
+// cancelSignup takes back the request's sign-up reservation, if any.
+func cancelSignup(r *http.Request) {
+	if signup, ok := r.Context().Value(signupKey{}).(reservation); ok {
+		signup.cancel()
+	}
+}
 
 // createUser creates the user the body describes and returns the 201
 // answer. With key, the answer is recorded under the idempotency key in
@@ -248,9 +256,7 @@ func (s *server) insertUser(r *http.Request, nu NewUser, key *IdempotencyKey) (R
 func (s *server) newUserFrom(r *http.Request, body []byte) (NewUser, error) {
 	nu, err := parseNewUser(r, body)
 	if err != nil {
-		if signup, ok := r.Context().Value(signupKey{}).(reservation); ok {
-			signup.cancel()
-		}
+		cancelSignup(r)
 		return NewUser{}, err
 	}
 	source := clientAddress(r)
