@@ -55,6 +55,16 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string { return e.Field + " is already taken" }
 
+// FieldError ties a domain error to the field of the request that caused
+// it: the role or active flag a last-admin refusal is about, say.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
 // ForbiddenError refuses an authenticated caller: Reason says why, and
 // Field names the field they may not set, if that is the reason.
 type ForbiddenError struct {

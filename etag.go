@@ -67,7 +67,8 @@ func ifMatch(r *http.Request) (VersionMatch, error) {
 	}
 	et, ok := parseEntityTags(value)
 	if !ok {
-		return VersionMatch{}, badRequest(`If-Match must be * or a list of entity tags such as "3".`)
+		return VersionMatch{}, badRequest(`If-Match must be * or a list of entity tags such as "3".`,
+			fieldError{Field: "If-Match", Message: `must be * or a list of entity tags such as "3"`})
 	}
 	if et.any {
 		return VersionMatch{}, nil

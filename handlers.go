@@ -391,7 +391,8 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 		return User{}, err
 	}
 	if len(members) == 0 {
-		return User{}, badRequest("The body must contain at least one field to change.")
+		return User{}, badRequest("The body must contain at least one field to change.",
+			fieldError{Field: "body", Message: "must contain at least one field to change"})
 	}
 	fields, errs := parseUserFields(members)
 	if !caller.isAdmin() {
@@ -417,8 +418,15 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 	}
 	changes.IfVersion = ifVersion
 	user, err := s.store.UpdateUser(r.Context(), id, changes)
-	if err == nil {
+	switch {
+	case err == nil:
 		s.logSensitiveChanges(r, id, changes)
+	case errors.Is(err, ErrLastAdmin) && changes.IsActive != nil && !*changes.IsActive:
+		err = &FieldError{Field: "is_active", Err: err}
+	case errors.Is(err, ErrLastAdmin):
+		err = &FieldError{Field: "role", Err: err}
+	case errors.Is(err, ErrPasswordChanged):
+		err = &FieldError{Field: "current_password", Err: err}
 	}
 	return user, err
 }
@@ -546,6 +554,9 @@ func (s *server) deleteUser(r *http.Request) error {
 		return err
 	}
 	if err := s.store.DeleteUser(r.Context(), id, ifVersion); err != nil {
+		if errors.Is(err, ErrLastAdmin) {
+			return &FieldError{Field: "id", Err: err}
+		}
 		return err
 	}
 	s.security(r, "user.deleted", slog.Int64("user_id", id))

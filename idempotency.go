@@ -27,7 +27,8 @@ func requestIdempotencyKey(r *http.Request) (IdempotencyKey, error) {
 		valid = key[i] >= 0x20 && key[i] <= 0x7e
 	}
 	if !valid {
-		return IdempotencyKey{}, badRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.")
+		return IdempotencyKey{}, badRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.",
+			fieldError{Field: "Idempotency-Key", Message: "must be 1 to 255 printable ASCII characters"})
 	}
 	scope := anonymousScope(clientAddress(r))
 	if caller := callerFrom(r.Context()); caller != nil {

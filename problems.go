@@ -45,7 +45,13 @@ type requestError struct {
 
 func (e *requestError) Error() string { return e.detail }
 
+// badRequest is a 400 naming what is wrong: the fields given, or without
+// any, the body as a whole (field "body"), so that every 400 carries
+// errors[].
 func badRequest(detail string, fields ...fieldError) *requestError {
+	if len(fields) == 0 {
+		fields = fieldErrors{{Field: "body", Message: detail}}
+	}
 	return &requestError{status: http.StatusBadRequest, detail: detail, fields: fields}
 }
 
@@ -81,9 +87,10 @@ func problemFor(err error) problemAnswer {
 		}
 		return a
 	case errors.Is(err, ErrLastAdmin):
-		return answer(http.StatusConflict, "This is the last active admin: it cannot be deleted, deactivated or demoted. Make another user an active admin first.")
+		return conflictOn(err, "This is the last active admin: it cannot be deleted, deactivated or demoted. Make another user an active admin first.",
+			"would leave no active admin")
 	case errors.Is(err, ErrPasswordChanged):
-		return answer(http.StatusConflict, "The password changed while this request ran; try again.")
+		return conflictOn(err, "The password changed while this request ran; try again.", "no longer matches the stored password")
 	case errors.As(err, &limited):
 		seconds := max(1, int(math.Ceil(limited.RetryAfter.Seconds())))
 		detail := limited.Detail
@@ -111,7 +118,9 @@ func problemFor(err error) problemAnswer {
 	case errors.Is(err, ErrKeyReused):
 		return answer(http.StatusUnprocessableEntity, "This Idempotency-Key was used with a different request body; use a new key for a new request.")
 	case errors.Is(err, ErrKeyInFlight), errors.Is(err, ErrClaimLost):
-		return answer(http.StatusConflict, detailKeyInFlight)
+		a := answer(http.StatusConflict, detailKeyInFlight)
+		a.Errors = fieldErrors{{Field: "Idempotency-Key", Message: "is in use by a request still running"}}
+		return a
 	case errors.As(err, &down):
 		detail := "The database is " + down.Reason + "."
 		if errors.Is(down.Err, ErrStarting) {
@@ -129,6 +138,18 @@ func problemFor(err error) problemAnswer {
 	default:
 		return answer(http.StatusInternalServerError, detailInternal)
 	}
+}
+
+// conflictOn is a 409 whose errors[] names the field the request changed
+// that caused it (a *FieldError around err), or the body.
+func conflictOn(err error, detail, message string) problemAnswer {
+	a := answer(http.StatusConflict, detail)
+	field := "body"
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		field = fe.Field
+	}
+	a.Errors = fieldErrors{{Field: field, Message: message}}
+	return a
 }
 
 // answer is a problem with the status's title and headers given as
