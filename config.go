@@ -21,6 +21,9 @@ type Config struct {
 	// apart from the public API; "" turns that listener off.
 	ManagementAddr string
 
+	// CORSAllowedOrigins may call the API from a browser ("*": any).
+	CORSAllowedOrigins corsOrigins
+
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 	// MaxConnections caps the open client connections; IdleTimeout closes
@@ -69,6 +72,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		HTTPAddr:             r.addr("HTTP_ADDR", ":8080"),
 		ManagementAddr:       r.optionalAddr("MANAGEMENT_ADDR", "127.0.0.1:9090"),
 		TrustedProxies:       r.prefixes("TRUSTED_PROXIES"),
+		CORSAllowedOrigins:   r.origins("CORS_ALLOWED_ORIGINS"),
 		MaxConnections:       r.intRange("MAX_CONNECTIONS", 1024, 1, 1_000_000),
 		IdleTimeout:          r.duration("IDLE_TIMEOUT", 30*time.Second),
 		MaxBodyBytes:         int64(r.intRange("MAX_BODY_BYTES", defaultMaxBodyBytes, 4<<10, 1<<20)),
@@ -193,6 +197,15 @@ func (r *envReader) optionalAddr(name, fallback string) string {
 		return ""
 	}
 	return r.addr(name, fallback)
+}
+
+// origins reads a list of CORS origins.
+func (r *envReader) origins(name string) corsOrigins {
+	origins, bad := parseOrigins(r.getenv(name))
+	for _, item := range bad {
+		r.fail(name, "must be * or origins such as https://app.example.com (scheme, host, optional port, lower case), got %q", item)
+	}
+	return origins
 }
 
 // prefixes reads a comma-separated list of CIDR prefixes or single

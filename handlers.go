@@ -60,13 +60,14 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 		startup:     st,
 		bodies:      newBodyBudget(cfg.MaxBodyBytesInFlight),
 	}
-	s.public = s.handler(s.routes(cfg.MaxBodyBytes), cfg)
-	s.management = s.handler(s.managementRoutes(), cfg)
+	s.public = s.handler(s.routes(cfg.MaxBodyBytes), cfg, cfg.CORSAllowedOrigins)
+	s.management = s.handler(s.managementRoutes(), cfg, nil)
 	return s
 }
 
-// handler serves routes behind the common middleware.
-func (s *server) handler(routes []route, cfg Config) http.Handler {
+// handler serves routes behind the common middleware, answering CORS for
+// origins when there are any.
+func (s *server) handler(routes []route, cfg Config, origins corsOrigins) http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		if rt.maxBody > 0 {
@@ -75,6 +76,9 @@ func (s *server) handler(routes []route, cfg Config) http.Handler {
 		mux.HandleFunc(rt.pattern, s.guard(rt))
 	}
 	var h http.Handler = problemsForUnmatched(mux)
+	if len(origins) > 0 {
+		h = s.cors(origins, h)
+	}
 	h = recoverPanics(s.logger, h)
 	h = observeRequests(s.logger, s.metrics, cfg.TrustedProxies, h)
 	return commonHeaders(h)
@@ -386,27 +390,9 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 		return User{}, err
 	}
 	id := ref.resolve(caller)
-	members, err := readJSONObject(w, r)
+	fields, err := s.readChanges(w, r, id, caller)
 	if err != nil {
 		return User{}, err
-	}
-	if len(members) == 0 {
-		return User{}, badRequest("The body must contain at least one field to change.",
-			fieldError{Field: "body", Message: "must contain at least one field to change"})
-	}
-	fields, errs := parseUserFields(members)
-	if !caller.isAdmin() {
-		if fields.Role != nil {
-			return User{}, errRoleByAdmin
-		}
-		if fields.IsActive != nil {
-			return User{}, errActiveByAdmin
-		}
-	}
-	fields.normalize()
-	errs = append(errs, fields.validatePresent()...)
-	if len(errs) > 0 {
-		return User{}, badRequest("The changes are not valid.", errs...)
 	}
 	ifVersion, err := ifMatch(r)
 	if err != nil {
@@ -429,6 +415,64 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 		err = &FieldError{Field: "current_password", Err: err}
 	}
 	return user, err
+}
+
+// updateMediaTypes are the bodies PUT and PATCH take: PATCH also as a JSON
+// merge patch (RFC 7396), whose meaning is the same here: the members
+// present change, and null clears full_name.
+var updateMediaTypes = map[string][]string{
+	http.MethodPut:   {"application/json"},
+	http.MethodPatch: {"application/json", "application/merge-patch+json"},
+}
+
+// readChanges reads and validates an update's body. It takes back what a
+// GET gave: id must be the path's, created_at and updated_at are ignored,
+// and a caller who is not an admin may send role and is_active unchanged.
+func (s *server) readChanges(w http.ResponseWriter, r *http.Request, id int64, caller *Caller) (userFields, error) {
+	members, err := readJSONObject(w, r, updateMediaTypes[r.Method]...)
+	if err != nil {
+		return userFields{}, err
+	}
+	fields, errs := parseUserFields(members)
+	if fields.ID != nil && *fields.ID != id {
+		errs.add("id", fmt.Sprintf("must be the id in the path, %d, when sent", id))
+	}
+	if len(errs) == 0 && !fields.changesSomething() {
+		return userFields{}, badRequest("The body must contain at least one field to change.",
+			fieldError{Field: "body", Message: "must contain at least one field to change"})
+	}
+	if !caller.isAdmin() {
+		if err := s.dropUnchangedAccess(r, id, &fields); err != nil {
+			return userFields{}, err
+		}
+	}
+	fields.normalize()
+	errs = append(errs, fields.validatePresent()...)
+	if len(errs) > 0 {
+		return userFields{}, badRequest("The changes are not valid.", errs...)
+	}
+	return fields, nil
+}
+
+// dropUnchangedAccess lets a caller who is not an admin send back the role
+// and active flag they have (a GET-modify-PUT does), and refuses any
+// other value: only admins change those.
+func (s *server) dropUnchangedAccess(r *http.Request, id int64, f *userFields) error {
+	if f.Role == nil && f.IsActive == nil {
+		return nil
+	}
+	current, _, err := s.store.UserWithPasswordHash(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if f.Role != nil && Role(*f.Role) != current.Role {
+		return errRoleByAdmin
+	}
+	if f.IsActive != nil && *f.IsActive != current.IsActive {
+		return errActiveByAdmin
+	}
+	f.Role, f.IsActive = nil, nil
+	return nil
 }
 
 // logSensitiveChanges writes a security event for each change that moves

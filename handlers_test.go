@@ -594,3 +594,41 @@ func TestPanicIsAProblemAndServingGoesOn(t *testing.T) {
 		}
 	}
 }
+
+// TestGetModifyPut: what GET gives, PUT takes back, changed: the
+// read-only members are accepted (id must match), for an admin and for a
+// user on themselves; PATCH also takes a JSON merge patch.
+func TestGetModifyPut(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	me, token := app.newUser("roundtrip")
+	for _, who := range []struct {
+		name    string
+		headers []string
+	}{{"admin", nil}, {"self", as(token)}} {
+		t.Run(who.name, func(t *testing.T) {
+			got := app.do("GET", userPath(me.ID), "", who.headers...)
+			var user map[string]any
+			if err := json.Unmarshal(got.Body.Bytes(), &user); err != nil {
+				t.Fatal(err)
+			}
+			user["full_name"] = "Round Trip " + who.name
+			body, _ := json.Marshal(user)
+			rec := app.do("PUT", userPath(me.ID), string(body), append(who.headers, "If-Match", got.Header().Get("ETag"))...)
+			if rec.Code != http.StatusOK || decodeJSON[userJSON](t, rec).FullName == nil {
+				t.Fatalf("PUT of the GET body: %d %s", rec.Code, rec.Body)
+			}
+			user["id"] = me.ID + 1
+			body, _ = json.Marshal(user)
+			wantProblem(t, app.do("PUT", userPath(me.ID), string(body), who.headers...), http.StatusBadRequest, "id")
+		})
+	}
+	patch := app.do("PATCH", userPath(me.ID), `{"full_name":null}`, "Content-Type", "application/merge-patch+json")
+	if patch.Code != http.StatusOK || decodeJSON[userJSON](t, patch).FullName != nil {
+		t.Errorf("merge patch: %d %s", patch.Code, patch.Body)
+	}
+	wantProblem(t, app.do("PUT", userPath(me.ID), `{"full_name":null}`, "Content-Type", "application/merge-patch+json"),
+		http.StatusUnsupportedMediaType)
+	wantProblem(t, app.do("POST", "/api/v1/users", `{"id":5,"username":"readonly","email":"ro@example.com","password":"user password"}`),
+		http.StatusBadRequest, "id")
+}

@@ -9,7 +9,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -135,22 +137,23 @@ type jsonMember struct {
 
 func (m jsonMember) isNull() bool { return string(m.Value) == "null" }
 
-// readJSONObject reads the request body, which must be one JSON object of
-// at most maxBodyBytes sent as application/json, and returns its members
-// in order. A name that appears twice is an error: a proxy reading the
+// readJSONObject reads the request body, which must be one JSON object
+// within the route's limit sent as application/json (or one of
+// mediaTypes), and returns its members in order. A name that appears twice is an error: a proxy reading the
 // first and us the last must never disagree on what was sent.
-func readJSONObject(w http.ResponseWriter, r *http.Request) ([]jsonMember, error) {
-	body, err := readJSONBody(w, r)
+func readJSONObject(w http.ResponseWriter, r *http.Request, mediaTypes ...string) ([]jsonMember, error) {
+	body, err := readJSONBody(w, r, mediaTypes...)
 	if err != nil {
 		return nil, err
 	}
 	return parseJSONObject(body)
 }
 
-// readJSONBody reads the raw request body: sent as application/json,
-// within the route's limit (see limitBody), valid UTF-8.
-func readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+// readJSONBody reads the raw request body: sent as application/json (or
+// one of mediaTypes), within the route's limit (see limitBody), valid
+// UTF-8.
+func readJSONBody(w http.ResponseWriter, r *http.Request, mediaTypes ...string) ([]byte, error) {
+	if err := checkJSONContentType(r.Header.Get("Content-Type"), mediaTypes...); err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
@@ -176,12 +179,16 @@ func tooLarge(limit int64) *requestError {
 		detail: fmt.Sprintf("The request body must not exceed %d bytes.", limit)}
 }
 
-// checkJSONContentType accepts application/json with an optional UTF-8
-// charset, the only encoding JSON has (RFC 8259 section 8.1).
-func checkJSONContentType(header string) error {
-	const want = "The request body must be sent as Content-Type: application/json."
+// checkJSONContentType accepts application/json, or one of mediaTypes
+// when given, with an optional UTF-8 charset, the only encoding JSON has
+// (RFC 8259 section 8.1).
+func checkJSONContentType(header string, mediaTypes ...string) error {
+	if len(mediaTypes) == 0 {
+		mediaTypes = []string{"application/json"}
+	}
+	want := "The request body must be sent as Content-Type: " + strings.Join(mediaTypes, " or ") + "."
 	mediaType, params, err := mime.ParseMediaType(header)
-	if err != nil || mediaType != "application/json" {
+	if err != nil || !slices.Contains(mediaTypes, mediaType) {
 		return &requestError{status: http.StatusUnsupportedMediaType, detail: want}
 	}
 	for name, value := range params {

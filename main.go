@@ -146,7 +146,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("listening", "addr", servers[0].addr, "management_addr", cfg.ManagementAddr, "database", mc.Addr, "version", version)
+	managementAddr := "off"
+	if len(servers) > 1 {
+		managementAddr = servers[1].addr
+	}
+	logger.Info("listening", "addr", servers[0].addr, "management_addr", managementAddr, "database", mc.Addr, "version", version)
 
 	served := make(chan error, len(servers))
 	for _, srv := range servers {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -221,6 +222,14 @@ func commonHeaders(next http.Handler) http.Handler {
 // redirects to a cleaned path go on to the mux.
 func problemsForUnmatched(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
+			// The mux would redirect with an HTML body; a path that is not
+			// in canonical form names no route here.
+			writeProblem(w, problemFor(&requestError{status: http.StatusNotFound,
+				detail: fmt.Sprintf("No route matches %s; paths are not cleaned: send %s.",
+					truncate(r.URL.Path, maxLoggedPath), truncate(clean, maxLoggedPath))}))
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern != "" {
 			mux.ServeHTTP(w, r)
 			return
@@ -235,6 +244,22 @@ func problemsForUnmatched(mux *http.ServeMux) http.Handler {
 			detail: fmt.Sprintf("%s does not allow %s; allowed: %s.", truncate(r.URL.Path, maxLoggedPath), r.Method, allow),
 			header: http.Header{"Allow": {allow}}}))
 	})
+}
+
+// cleanPath is the canonical form of p, as the mux computes it: no
+// empty, "." or ".." segments, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	clean := path.Clean(p)
+	if p[len(p)-1] == '/' && clean != "/" {
+		clean += "/"
+	}
+	return clean
 }
 
 // routeMethods are the methods allowedMethods tries.

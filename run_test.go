@@ -16,7 +16,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	db.QueryRow("SELECT DATABASE()").Scan(&dbName)
 	host, port := splitAddr(t, serverCfg.Addr)
 	env := map[string]string{
-		"HTTP_ADDR": "127.0.0.1:0", "DB_HOST": host, "DB_PORT": port, "DB_USER": serverCfg.User,
+		"HTTP_ADDR": "127.0.0.1:0", "MANAGEMENT_ADDR": "127.0.0.1:0", "DB_HOST": host, "DB_PORT": port, "DB_USER": serverCfg.User,
 		"DB_PASSWORD": serverCfg.Passwd, "DB_NAME": dbName, "BCRYPT_COST": "4",
 		"ENV_FILE":       t.TempDir() + "/absent.env",
 		"ADMIN_USERNAME": "boot", "ADMIN_EMAIL": "boot@example.com", "ADMIN_PASSWORD": "boot password",
@@ -28,6 +28,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	go func() { done <- run(ctx, []string{"usersvc"}, getenv, stdout) }()
 
 	addr := waitForLogField(t, stdout, "listening", "addr")
+	managementAddr := waitForLogField(t, stdout, "listening", "management_addr")
 	env["HTTP_ADDR"] = addr
 	var out syncBuffer
 	deadline := time.Now().Add(10 * time.Second)
@@ -42,6 +43,13 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	waitForLogField(t, stdout, "bootstrap admin created", "username")
+	for _, probe := range []string{"/health/ready", "/metrics"} {
+		resp, err := http.Get("http://" + managementAddr + probe)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s on the management listener: %v %v", probe, resp, err)
+		}
+		resp.Body.Close()
+	}
 	resp, err := http.Post("http://"+addr+"/api/v1/auth/token", "application/json",
 		strings.NewReader(`{"username":"boot","password":"boot password"}`))
 	if err != nil || resp.StatusCode != http.StatusOK {

@@ -131,8 +131,14 @@ type userFields struct {
 	Role        *string
 	IsActive    *bool
 
-	// CurrentPassword proves who changes their own password.
+	// CurrentPassword proves who changes their own password or email.
 	CurrentPassword *string
+
+	// The read-only members of a user as GET gives it, which a PUT or
+	// PATCH may send back: ID must then be the path's id, and the
+	// timestamps are ignored (If-Match is the concurrency check).
+	ID       *int64
+	ReadOnly []string // the read-only members present, by name
 }
 
 // fieldError names one problem with one field of a request.
@@ -185,6 +191,12 @@ func parseUserFields(members []jsonMember) (userFields, fieldErrors) {
 			f.IsActive = decodeBool(m, &errs)
 		case "current_password":
 			f.CurrentPassword = decodeString(m, &errs)
+		case "id":
+			f.ReadOnly = append(f.ReadOnly, m.Name)
+			f.ID = decodeID(m, &errs)
+		case "created_at", "updated_at":
+			f.ReadOnly = append(f.ReadOnly, m.Name)
+			decodeString(m, &errs)
 		default:
 			if unknown++; unknown <= maxUnknownFieldsReported {
 				errs.add(fieldName(m.Name), "is not a known field")
@@ -192,6 +204,16 @@ func parseUserFields(members []jsonMember) (userFields, fieldErrors) {
 		}
 	}
 	return f, errs
+}
+
+// decodeID decodes a user id: a positive integer.
+func decodeID(m jsonMember, errs *fieldErrors) *int64 {
+	id, ok := parsePositiveInt(string(m.Value))
+	if !ok {
+		errs.add(m.Name, "must be a positive integer")
+		return nil
+	}
+	return &id
 }
 
 func decodeString(m jsonMember, errs *fieldErrors) *string {
@@ -253,7 +275,19 @@ func (f *userFields) validateForCreate(decodeErrs fieldErrors) fieldErrors {
 			errs.add(r.field, "is required")
 		}
 	}
+	for _, name := range f.ReadOnly {
+		if !decodeErrs.has(name) {
+			errs.add(name, "is set by the service; leave it out")
+		}
+	}
 	return append(errs, f.validatePresent()...)
+}
+
+// changesSomething reports whether the fields ask for any change: the
+// read-only members alone do not.
+func (f *userFields) changesSomething() bool {
+	return f.Username != nil || f.Email != nil || f.Password != nil || f.HasFullName ||
+		f.Role != nil || f.IsActive != nil || f.CurrentPassword != nil
 }
 
 // validatePresent checks each field that is present against its rules.
