@@ -5,13 +5,16 @@ FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download && go mod verify
-COPY *.go schema.sql openapi.json docs.html ./
+COPY *.go schema.sql openapi.json docs.html common-passwords.txt ./
 # The version reported by `usersvc version`, /health and /metrics.
 ARG VERSION=dev
 RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/usersvc .
 
-# Run stage: no shell, no package manager, a non-root user.
-FROM gcr.io/distroless/static-debian12:nonroot
+# Run stage: no shell, no package manager, a non-root user. Debian 13's
+# static image (static-debian12 is deprecated). For reproducible builds pin
+# it by digest: docker buildx imagetools inspect gcr.io/distroless/static-debian13:nonroot
+# prints it; write FROM gcr.io/distroless/static-debian13:nonroot@sha256:<digest>.
+FROM gcr.io/distroless/static-debian13:nonroot
 COPY --from=build /out/usersvc /usersvc
 USER nonroot:nonroot
 EXPOSE 8080
