@@ -1,12 +1,16 @@
 # Shared by bench/run.sh and bench/soak.sh: settings, the database client,
 # building, seeding, starting the service, and running wrk. Source it
-# after setting USERS; it cleans up on exit.
+# after setting USERS and DB_NAME; it cleans up on exit, dropping the
+# database only if it created it. It changes the server's settings only
+# when asked: BENCH_BUFFER_POOL=1 raises innodb_buffer_pool_size to 1 GiB
+# for the run (and restores it).
 
 DB_HOST=${BENCH_DB_HOST:-127.0.0.1}
 DB_PORT=${BENCH_DB_PORT:-3306}
 DB_USER=${BENCH_DB_USER:-root}
 DB_PASSWORD=${BENCH_DB_PASSWORD:-}
-DB_NAME=usersvc_bench
+DB_NAME=${DB_NAME:-usersvc_bench_$RANDOM$RANDOM}
+created_db=""
 PORT=${BENCH_PORT:-18080}
 CONNS=${CONNS:-64}
 WORK=$(mktemp -d)
@@ -24,6 +28,9 @@ cleanup() {
   if [ -n "$buffer_pool_before" ]; then
     sql -e "SET GLOBAL innodb_buffer_pool_size = $buffer_pool_before" || true
   fi
+  if [ -n "$created_db" ]; then
+    sql -e "DROP DATABASE IF EXISTS $created_db" || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -36,7 +43,7 @@ trap cleanup EXIT
 warm_buffer_pool() {
   local size
   size=$(sql -N -e 'SELECT @@innodb_buffer_pool_size')
-  if ((size < 1073741824)); then
+  if [ "${BENCH_BUFFER_POOL:-0}" = 1 ] && ((size < 1073741824)); then
     buffer_pool_before=$size
     sql -e 'SET GLOBAL innodb_buffer_pool_size = 1073741824'
     sleep 2 # the resize runs in the background
@@ -51,15 +58,20 @@ build() {
   go build -o "$WORK/ceilings" ./bench/ceilings
 }
 
-# seed_users COST: a fresh usersvc_bench with USERS users, all with the
+# seed_users COST: a new database DB_NAME with USERS users, all with the
 # password "bench password" hashed once at COST, in one INSERT ... SELECT.
+# A database of that name that exists already is left alone: the run stops.
 seed_users() {
   local cost=$1
   echo "== seeding $USERS users" >&2
   local hash digits from="" expr="" place=1 t
   hash=$("$WORK/ceilings" hash -cost "$cost" -password "bench password")
   digits="(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
-  sql -e "DROP DATABASE IF EXISTS $DB_NAME; CREATE DATABASE $DB_NAME CHARACTER SET utf8mb4"
+  if ! sql -e "CREATE DATABASE $DB_NAME CHARACTER SET utf8mb4"; then
+    echo "database $DB_NAME exists or cannot be created; name a new one" >&2
+    exit 1
+  fi
+  created_db=$DB_NAME
   sql "$DB_NAME" < schema.sql
   # n runs over 0 .. 10^k - 1 for the fewest k digit tables that reach USERS.
   while ((place < USERS)); do

@@ -2,10 +2,11 @@
 # Load test of the users service against its ceilings, measured side by
 # side in one run on this machine:
 #
-#   bench/run.sh [USERS] [DURATION]      e.g. bench/run.sh 1000000 10s
+#   bench/run.sh [USERS] [DURATION] [DB_NAME]     e.g. bench/run.sh 1000000 10s
 #
 # It builds the service and bench/ceilings, seeds USERS users (default
-# 10000) into the database usersvc_bench with one INSERT ... SELECT and one
+# 10000) into a new database (DB_NAME, default usersvc_bench_<random>,
+# dropped at the end; an existing one is never touched) with one INSERT ... SELECT and one
 # precomputed hash, starts the service as deployed (authentication on,
 # access logs on), and drives each scenario with wrk at 64 connections for
 # DURATION (default 10s). It prints one table, each figure with its ratio
@@ -19,6 +20,7 @@ cd "$(dirname "$0")/.."
 
 USERS=${1:-10000}
 DURATION=${2:-10s}
+DB_NAME=${3:-}
 COST=${BCRYPT_COST:-12}
 BARE_PORT=$((${BENCH_PORT:-18080} + 1))
 HTTPSELECT_PORT=$((${BENCH_PORT:-18080} + 2))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak test: the real binary under a mixed workload for a long time.
 #
-#   bench/soak.sh [DURATION] [USERS]     e.g. bench/soak.sh 10m 100000
+#   bench/soak.sh [DURATION] [USERS] [DB_NAME]     e.g. bench/soak.sh 10m 100000
 #
 # Seeds USERS users (default 100000), starts the service as deployed, and
 # drives bench/lua/mixed.lua with wrk (32 connections) for DURATION
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${1:-10m}
 USERS=${2:-100000}
+DB_NAME=${3:-}
 CONNS=32
 source bench/lib.sh
 
