@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -19,27 +22,39 @@ import (
 //
 // BenchmarkRawPointSelect is the ceiling for BenchmarkGetUser: the same
 // primary-key select through database/sql at the same parallelism.
+// BenchmarkRawUpdateFullName is the baseline of the writes: one UPDATE of
+// a random user's full_name, autocommitted, at the same parallelism as
+// BenchmarkPatchFullName, BenchmarkCreateUser and BenchmarkDeleteUser.
 
 // benchUsers is how many users the benchmark database holds.
 const benchUsers = 10_000
 
-// newBenchApp returns an app on a database seeded with benchUsers users.
+// newBenchApp returns an app on a database seeded with benchUsers users
+// (ids 2 to benchUsers+1; the admin is 1).
 func newBenchApp(b *testing.B) *testApp {
 	b.Helper()
 	app := newTestApp(b)
+	seedBenchUsers(b, app, "bench", benchUsers)
+	return app
+}
+
+// seedBenchUsers inserts n users named prefix1, prefix2, ... with one
+// INSERT ... SELECT over a table of digits, and counts them.
+func seedBenchUsers(b *testing.B, app *testApp, prefix string, n int) {
+	b.Helper()
 	digits := "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4" +
 		" UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
 	if _, err := app.db.Exec(`INSERT INTO users (username, email, password_hash, full_name)
-		SELECT CONCAT('bench', n), CONCAT('bench', n, '@example.com'), 'x', CONCAT('Bench User ', n) FROM
-		(SELECT a.d + 10*b.d + 100*c.d + 1000*d.d + 1 AS n
-		 FROM `+digits+` a, `+digits+` b, `+digits+` c, `+digits+` d) AS nums
-		WHERE n <= ?`, benchUsers); err != nil {
+		SELECT CONCAT(?, n), CONCAT(?, n, '@example.com'), 'x', CONCAT('Bench User ', n) FROM
+		(SELECT a.d + 10*b.d + 100*c.d + 1000*d.d + 10000*e.d + 100000*f.d + 1 AS n
+		 FROM `+digits+` a, `+digits+` b, `+digits+` c, `+digits+` d, `+digits+` e, `+digits+` f
+		 WHERE e.d*10000 + f.d*100000 < ?) AS nums
+		WHERE n <= ? ORDER BY n`, prefix, prefix, n, n); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := app.db.Exec("UPDATE user_counts SET n = n + ? WHERE slot = 0", benchUsers); err != nil {
+	if _, err := app.db.Exec("UPDATE user_counts SET n = n + ? WHERE slot = 0", n); err != nil {
 		b.Fatal(err)
 	}
-	return app
 }
 
 func benchGet(b *testing.B, app *testApp, path string) {
@@ -108,6 +123,76 @@ func BenchmarkListDeepPageByCursor(b *testing.B) {
 
 func BenchmarkListDeepPageByNumber(b *testing.B) {
 	benchGet(b, newBenchApp(b), fmt.Sprintf("/api/v1/users?per_page=20&page=%d", benchUsers/20-5))
+}
+
+// benchWrite runs request(i) from parallel goroutines, i counting up from
+// 0 across all of them, and fails on any status but want.
+func benchWrite(b *testing.B, app *testApp, want int, request func(i int64) *http.Request) {
+	b.Helper()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := request(next.Add(1) - 1)
+			req.Header.Set("Authorization", "Bearer "+app.adminToken)
+			rec := httptest.NewRecorder()
+			app.handler.ServeHTTP(rec, req)
+			if rec.Code != want {
+				b.Fatalf("%s %s: %d %s", req.Method, req.URL, rec.Code, rec.Body)
+			}
+		}
+	})
+}
+
+func BenchmarkRawUpdateFullName(b *testing.B) {
+	app := newBenchApp(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := 2 + rand.Int64N(benchUsers)
+			if _, err := app.db.ExecContext(context.Background(),
+				"UPDATE users SET full_name = ?, version = version + 1 WHERE id = ?", fmt.Sprint("Name ", id), id); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkPatchFullName(b *testing.B) {
+	app := newBenchApp(b)
+	benchWrite(b, app, http.StatusOK, func(int64) *http.Request {
+		id := 2 + rand.Int64N(benchUsers)
+		req := httptest.NewRequest("PATCH", userPath(id), strings.NewReader(fmt.Sprintf(`{"full_name":"Name %d"}`, id)))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	})
+}
+
+// BenchmarkCreateUser creates users through the API; bcrypt runs at the
+// tests' minimum cost, so the database work is most of it.
+func BenchmarkCreateUser(b *testing.B) {
+	app := newBenchApp(b)
+	benchWrite(b, app, http.StatusCreated, func(i int64) *http.Request {
+		req := httptest.NewRequest("POST", "/api/v1/users",
+			strings.NewReader(fmt.Sprintf(`{"username":"new%d","email":"new%d@example.com","password":"bench password"}`, i, i)))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	})
+}
+
+// BenchmarkDeleteUser deletes b.N users seeded for it, in id order.
+func BenchmarkDeleteUser(b *testing.B) {
+	app := newTestApp(b)
+	seedBenchUsers(b, app, "doomed", b.N)
+	var first int64
+	if err := app.db.QueryRow("SELECT MIN(id) FROM users WHERE username LIKE 'doomed%'").Scan(&first); err != nil {
+		b.Fatal(err)
+	}
+	benchWrite(b, app, http.StatusNoContent, func(i int64) *http.Request {
+		return httptest.NewRequest("DELETE", userPath(first+i), nil)
+	})
 }
 
 // BenchmarkEncodePage compares the hand-written page encoding with
