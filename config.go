@@ -55,6 +55,9 @@ type Config struct {
 	TokenTTL    time.Duration
 	AllowSignup bool
 
+	// EventsRetention is how long events are kept; 0 keeps them all.
+	EventsRetention time.Duration
+
 	// The admin created at start-up when no active admin exists; all three
 	// are set, or none.
 	AdminUsername string
@@ -91,6 +94,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		BcryptWorkers:        r.intRange("BCRYPT_WORKERS", runtime.GOMAXPROCS(0), 1, 1024),
 		TokenTTL:             r.duration("TOKEN_TTL", time.Hour),
 		AllowSignup:          r.boolean("ALLOW_SIGNUP", false),
+		EventsRetention:      r.durationOrZero("EVENTS_RETENTION", 90*24*time.Hour),
 		AdminUsername:        strings.TrimSpace(r.str("ADMIN_USERNAME", "")),
 		AdminEmail:           strings.ToLower(strings.TrimSpace(r.str("ADMIN_EMAIL", ""))),
 		AdminPassword:        r.str("ADMIN_PASSWORD", ""),
@@ -164,6 +168,21 @@ func (r *envReader) duration(name string, fallback time.Duration) time.Duration 
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		r.fail(name, "must be a positive duration such as 30s or 3m, got %q", v)
+		return fallback
+	}
+	return d
+}
+
+// durationOrZero reads a duration that may be 0 (which turns its feature
+// off) or positive.
+func (r *envReader) durationOrZero(name string, fallback time.Duration) time.Duration {
+	v := r.getenv(name)
+	if v == "" {
+		return fallback
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		r.fail(name, "must be 0 or a positive duration such as 720h, got %q", v)
 		return fallback
 	}
 	return d

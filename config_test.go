@@ -22,6 +22,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxBodyBytes: 16 << 10, MaxBodyBytesInFlight: 32 << 20, SignupsPerHour: 10, DBHost: "127.0.0.1", DBPort: 3306, DBUser: "root", DBName: "users",
 		DBMaxOpenConns: 20, DBMaxIdleConns: 20, DBConnMaxLifetime: 3 * time.Minute, DBTimeout: 5 * time.Second,
 		BcryptCost: 12, BcryptWorkers: runtime.GOMAXPROCS(0), TokenTTL: time.Hour, LogLevel: slog.LevelInfo,
+		EventsRetention: 2160 * time.Hour,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
@@ -41,6 +42,7 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		"BCRYPT_WORKERS":       "0",
 		"TOKEN_TTL":            "forever",
 		"ALLOW_SIGNUP":         "maybe",
+		"EVENTS_RETENTION":     "-1h",
 	}
 	_, err := loadConfig(func(name string) string { return env[name] })
 	if err == nil {
@@ -49,6 +51,24 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 	for name := range env {
 		if !strings.Contains(err.Error(), name+" ") {
 			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
+}
+
+// TestLoadConfigEventsRetention: 0 keeps every event; a duration sets the
+// horizon; anything else is refused by name.
+func TestLoadConfigEventsRetention(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]time.Duration{"0": 0, "0s": 0, "720h": 720 * time.Hour, "90m": 90 * time.Minute} {
+		cfg, err := loadConfig(func(name string) string { return map[string]string{"EVENTS_RETENTION": value}[name] })
+		if err != nil || cfg.EventsRetention != want {
+			t.Errorf("EVENTS_RETENTION=%s: got %v, %v; want %v", value, cfg.EventsRetention, err, want)
+		}
+	}
+	for _, value := range []string{"90d", "-1s", "forever"} {
+		_, err := loadConfig(func(name string) string { return map[string]string{"EVENTS_RETENTION": value}[name] })
+		if err == nil || !strings.Contains(err.Error(), "EVENTS_RETENTION ") {
+			t.Errorf("EVENTS_RETENTION=%s: got %v, want an error naming it", value, err)
 		}
 	}
 }

@@ -46,6 +46,11 @@ var (
 	// ErrClaimLost: a retry took over this request's claim on its
 	// Idempotency-Key, so this request must not record its answer.
 	ErrClaimLost = errors.New("idempotency claim lost")
+
+	// ErrCursorPruned: an event feed cursor points before the retention
+	// horizon: events after it have been deleted, so following it would
+	// skip them.
+	ErrCursorPruned = errors.New("event cursor older than the retention horizon")
 )
 
 // ConflictError says a unique field already belongs to another user.

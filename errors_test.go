@@ -38,6 +38,7 @@ func TestProblemFor(t *testing.T) {
 		{"key reused", ErrKeyReused, 422, "This Idempotency-Key was used with a different request body; use a new key for a new request.", nil, nil},
 		{"key in flight", ErrKeyInFlight, 409, detailKeyInFlight, []string{"Idempotency-Key"}, nil},
 		{"claim lost", ErrClaimLost, 409, detailKeyInFlight, []string{"Idempotency-Key"}, nil},
+		{"cursor pruned", wrap(ErrCursorPruned), 410, detailCursorPruned, []string{"after"}, nil},
 		{"rate limited", &RateLimitedError{RetryAfter: 1500 * time.Millisecond}, 429, "Too many failed sign-in attempts; try again later.", nil,
 			map[string]string{"Retry-After": "2"}},
 		{"rate limited, nearly over", &RateLimitedError{RetryAfter: time.Millisecond}, 429, "Too many failed sign-in attempts; try again later.", nil,

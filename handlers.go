@@ -114,6 +114,8 @@ func (s *server) routes(userBody int64) []route {
 		{"PUT /api/v1/users/{id}", selfOrAdmin, tokenFirst, userBody, s.handleUpdateUser},
 		{"PATCH /api/v1/users/{id}", selfOrAdmin, tokenFirst, userBody, s.handleUpdateUser},
 		{"DELETE /api/v1/users/{id}", adminOnly, tokenFirst, 0, s.handleDeleteUser},
+		{"GET /api/v1/users/{id}/events", adminOnly, tokenFirst, 0, s.handleUserEvents},
+		{"GET /api/v1/events", adminOnly, tokenFirst, 0, s.handleEvents},
 	}
 }
 
@@ -183,7 +185,7 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 // handleMetrics writes the metrics in the Prometheus text format.
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats()); err != nil {
+	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats()); err != nil {
 		s.logger.WarnContext(r.Context(), "write metrics", "error", err, "request_id", requestID(r.Context()))
 	}
 }
@@ -244,7 +246,7 @@ func (s *server) createUser(r *http.Request, body []byte, key *IdempotencyKey) (
 // insertUser inserts a validated user with its hash, recording the 201
 // answer under key when there is one.
 func (s *server) insertUser(r *http.Request, nu NewUser, key *IdempotencyKey) (RecordedAnswer, error) {
-	pending, err := s.store.InsertUser(r.Context(), nu)
+	pending, err := s.store.InsertUser(r.Context(), nu, s.actor(r))
 	if err != nil {
 		return RecordedAnswer{}, err
 	}
@@ -403,7 +405,7 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 		return User{}, err
 	}
 	changes.IfVersion = ifVersion
-	user, err := s.store.UpdateUser(r.Context(), id, changes)
+	user, err := s.store.UpdateUser(r.Context(), id, changes, s.actor(r))
 	switch {
 	case err == nil:
 		s.logSensitiveChanges(r, id, changes)
@@ -597,7 +599,7 @@ func (s *server) deleteUser(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteUser(r.Context(), id, ifVersion); err != nil {
+	if err := s.store.DeleteUser(r.Context(), id, ifVersion, s.actor(r)); err != nil {
 		if errors.Is(err, ErrLastAdmin) {
 			return &FieldError{Field: "id", Err: err}
 		}

@@ -192,7 +192,8 @@ func (l *loginLimits) addressBlocked(addr string) error {
 
 // handleLogout revokes the token the request came with.
 func (s *server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	if err := s.store.RevokeToken(r.Context(), callerFrom(r.Context()).TokenHash); err != nil {
+	caller := callerFrom(r.Context())
+	if err := s.store.RevokeToken(r.Context(), caller.ID, caller.TokenHash, s.actor(r)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

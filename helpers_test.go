@@ -150,6 +150,10 @@ type testApp struct {
 	adminID    int64
 	adminToken string
 
+	// stopWorkers stops the event sequencer and pruner, as serve does
+	// when it ends, and waits for them.
+	stopWorkers func()
+
 	// noContract skips checking responses against openapi.json, for
 	// handlers that are not the service's.
 	noContract bool
@@ -193,8 +197,11 @@ func newTestAppWith(t testing.TB, db *sql.DB, st *startup, options ...func(*Conf
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := NewStore(db, testTimeout)
+	stopWorkers := sync.OnceFunc(startEventWorkers(context.Background(), store, cfg.EventsRetention, logger))
+	t.Cleanup(stopWorkers)
 	s := newServer(logger, store, passwords, cfg, st)
-	return &testApp{t: t, srv: s, handler: s.public, management: s.management, db: db, store: store, passwords: passwords, logs: logs}
+	return &testApp{t: t, srv: s, handler: s.public, management: s.management, db: db, store: store, passwords: passwords, logs: logs,
+		stopWorkers: stopWorkers}
 }
 
 // bootstrapAdmin creates the test admin the way start-up does, and signs in.

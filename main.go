@@ -140,6 +140,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer stopPreparing()
 	preparing.Go(func() { prepareDatabase(prepareCtx, store, passwords, cfg, logger, st) })
 	preparing.Go(func() { trimMemory(prepareCtx, memoryTrimInterval) })
+	defer startEventWorkers(ctx, store, cfg.EventsRetention, logger)()
 
 	s := newServer(logger, store, passwords, cfg, st)
 	servers, err := listen(cfg, logger, s.public, s.management)
@@ -266,7 +267,8 @@ func bootstrapAdmin(ctx context.Context, store *Store, passwords *passwordHasher
 	if err != nil {
 		return fmt.Errorf("bootstrap admin: %w", err)
 	}
-	created, err := store.BootstrapAdmin(ctx, NewUser{Username: cfg.AdminUsername, Email: cfg.AdminEmail, PasswordHash: hash})
+	created, err := store.BootstrapAdmin(ctx, NewUser{Username: cfg.AdminUsername, Email: cfg.AdminEmail, PasswordHash: hash},
+		Actor{Type: ActorSystem})
 	var conflict *ConflictError
 	switch {
 	case errors.As(err, &conflict):

@@ -110,7 +110,7 @@ type hasherStats struct {
 }
 
 // write writes every metric in the text exposition format (version 0.0.4).
-func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats) error {
+func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats, events eventStats) error {
 	bw := bufio.NewWriter(w)
 	e := &expositionWriter{w: bw}
 
@@ -153,6 +153,8 @@ func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats) error {
 	e.gauge("usersvc_bcrypt_waiting", "Password hashing jobs queued or running.", float64(hasher.waiting))
 	e.counter("usersvc_bcrypt_runs_total", "bcrypt computations run.", float64(hasher.runs))
 	e.counter("usersvc_bcrypt_rejected_total", "Password hashing jobs refused because the queue was full or the wait too long.", float64(hasher.rejected))
+	e.counter("usersvc_events_written_total", "Events of the audit trail written by this process (committed with their change).", float64(events.written))
+	e.counter("usersvc_events_pruned_total", "Events deleted by this process's pruner, past EVENTS_RETENTION.", float64(events.pruned))
 	e.family("usersvc_build_info", "gauge", "The running build: always 1, with the version and Go version as labels.")
 	e.sample("usersvc_build_info", labels("version", version, "goversion", runtime.Version()), 1)
 	writeRuntimeMetrics(e)

@@ -57,10 +57,11 @@ func badRequest(detail string, fields ...fieldError) *requestError {
 
 // Details of the answers written in more than one place.
 const (
-	detailInternal    = "An unexpected error occurred; it has been logged."
-	wwwAuthenticate   = `Bearer realm="usersvc"`
-	detailKeyInFlight = "A request with this Idempotency-Key is still running; retry once it has finished."
-	detailStarting    = "The service is starting: the schema or the bootstrap admin is not in place yet."
+	detailInternal     = "An unexpected error occurred; it has been logged."
+	wwwAuthenticate    = `Bearer realm="usersvc"`
+	detailKeyInFlight  = "A request with this Idempotency-Key is still running; retry once it has finished."
+	detailStarting     = "The service is starting: the schema or the bootstrap admin is not in place yet."
+	detailCursorPruned = "The cursor is older than the retention horizon: events after it have been deleted. Restart from the beginning (without after)."
 )
 
 // problemFor maps any error to the answer the client gets. It is the only
@@ -120,6 +121,10 @@ func problemFor(err error) problemAnswer {
 	case errors.Is(err, ErrKeyInFlight), errors.Is(err, ErrClaimLost):
 		a := answer(http.StatusConflict, detailKeyInFlight)
 		a.Errors = fieldErrors{{Field: "Idempotency-Key", Message: "is in use by a request still running"}}
+		return a
+	case errors.Is(err, ErrCursorPruned):
+		a := answer(http.StatusGone, detailCursorPruned)
+		a.Errors = fieldErrors{{Field: "after", Message: "is older than the retention horizon"}}
 		return a
 	case errors.As(err, &down):
 		detail := "The database is " + down.Reason + "."

@@ -83,3 +83,44 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (scope, idem_key),
     KEY idempotency_keys_expires (expires_at)
 ) ENGINE = InnoDB;
+
+-- The audit trail and change feed (docs/events.md). One row per change,
+-- inserted in the transaction that makes the change, so an event exists
+-- if and only if its change committed. No foreign key to users: the events
+-- outlive the user. id is internal (on Galera, auto-increment ids are
+-- neither contiguous nor in commit order); seq is the feed position,
+-- NULL until the sequencer (store_events.go) numbers the committed row.
+-- changes is JSON text made by the service: TEXT, not JSON, since
+-- MariaDB's JSON is a LONGTEXT alias and MySQL's JSON has no collation.
+-- The unique key on seq also serves the sequencer's "seq IS NULL ORDER BY
+-- id": NULLs sort first, and InnoDB appends the primary key to it.
+CREATE TABLE IF NOT EXISTS user_events (
+    id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    seq            BIGINT UNSIGNED NULL,
+    type           VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    occurred_at    DATETIME(6) NOT NULL,
+    user_id        BIGINT UNSIGNED NOT NULL,
+    actor_type     VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    actor_id       BIGINT UNSIGNED NULL,
+    request_id     VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    client_address VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    changes        TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY user_events_seq (seq),
+    -- The feed's filters, each in feed order.
+    KEY user_events_user_seq (user_id, seq),
+    KEY user_events_actor_seq (actor_id, seq),
+    KEY user_events_type_seq (type, seq)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- The one row the sequencer locks and writes: the last seq handed out, and
+-- the highest seq the pruner deleted (every seq up to it is gone).
+CREATE TABLE IF NOT EXISTS event_sequencer (
+    id             TINYINT UNSIGNED NOT NULL,
+    last_seq       BIGINT UNSIGNED NOT NULL,
+    pruned_through BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (id)
+) ENGINE = InnoDB;
+
+INSERT INTO event_sequencer (id, last_seq, pruned_through) VALUES (1, 0, 0)
+    ON DUPLICATE KEY UPDATE id = id;

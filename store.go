@@ -96,6 +96,8 @@ type Store struct {
 	// statements holds the read statements prepared so far, by their text.
 	statements   map[string]*sql.Stmt
 	statementsMu sync.Mutex
+
+	events eventSignals
 }
 
 // maxPreparedStatements bounds the statements a store keeps prepared. The
@@ -166,7 +168,9 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) (*sql.R
 
 // NewStore returns a store on db. The schema is applied on first use.
 func NewStore(db *sql.DB, timeout time.Duration) *Store {
-	return &Store{db: db, timeout: timeout, schemaLock: make(chan struct{}, 1), statements: map[string]*sql.Stmt{}}
+	s := &Store{db: db, timeout: timeout, schemaLock: make(chan struct{}, 1), statements: map[string]*sql.Stmt{}}
+	s.events.nudge = make(chan struct{}, 1)
+	return s
 }
 
 // callContext starts a store call that runs outside a transaction: it

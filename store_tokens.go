@@ -101,17 +101,26 @@ func authenticate(ctx context.Context, q queryer, tokenHash []byte) (*Caller, er
 	return c, nil
 }
 
-// RevokeToken deletes one token: a logout.
-func (s *Store) RevokeToken(ctx context.Context, tokenHash []byte) error {
-	ctx, cancel, err := s.callContext(ctx)
-	if err != nil {
-		return err
+// RevokeToken deletes one token of the user userID, a logout, and records
+// it as a user.tokens_revoked event by actor. A token already gone (a
+// concurrent logout) is no change and leaves no event.
+func (s *Store) RevokeToken(ctx context.Context, userID int64, tokenHash []byte, actor Actor) error {
+	revoked := false
+	err := s.inTx(ctx, "revoke token", func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE token_hash = ?", tokenHash)
+		if err != nil {
+			return dbError("revoke token", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return nil
+		}
+		revoked = true
+		return insertEvents(ctx, tx, actor, revocationEvent(userID, revokedLogout))
+	})
+	if err == nil && revoked {
+		s.eventsCommitted(1)
 	}
-	defer cancel()
-	if _, err := s.db.ExecContext(ctx, "DELETE FROM auth_tokens WHERE token_hash = ?", tokenHash); err != nil {
-		return dbError("revoke token", err)
-	}
-	return nil
+	return err
 }
 
 // UpgradePasswordHash replaces the user's hash by newHash, a hash of the

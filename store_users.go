@@ -76,11 +76,11 @@ func getUser(ctx context.Context, q queryer, id int64) (User, error) {
 	return u, nil
 }
 
-// CreateUser inserts u and returns it as stored. A taken username or email
-// is a *ConflictError: the unique indexes decide, so concurrent creates of
-// one name cannot both succeed.
-func (s *Store) CreateUser(ctx context.Context, u NewUser) (User, error) {
-	pending, err := s.InsertUser(ctx, u)
+// CreateUser inserts u, made by actor, and returns it as stored. A taken
+// username or email is a *ConflictError: the unique indexes decide, so
+// concurrent creates of one name cannot both succeed.
+func (s *Store) CreateUser(ctx context.Context, u NewUser, actor Actor) (User, error) {
+	pending, err := s.InsertUser(ctx, u, actor)
 	if err != nil {
 		return User{}, err
 	}
@@ -98,22 +98,24 @@ type PendingUser struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	tx     *sql.Tx
+	store  *Store
 }
 
-// InsertUser inserts u and counts it in a new transaction, and reads it
-// back for the server-set columns (MySQL has no INSERT ... RETURNING).
-// The caller must call Commit or Rollback.
-func (s *Store) InsertUser(ctx context.Context, u NewUser) (*PendingUser, error) {
+// InsertUser inserts u, counts it and records its user.created event by
+// actor in a new transaction, and reads it back for the server-set
+// columns (MySQL has no INSERT ... RETURNING). The caller must call Commit
+// or Rollback.
+func (s *Store) InsertUser(ctx context.Context, u NewUser, actor Actor) (*PendingUser, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p := &PendingUser{ctx: ctx, cancel: cancel}
+	p := &PendingUser{ctx: ctx, cancel: cancel, store: s}
 	if p.tx, err = s.db.BeginTx(ctx, nil); err != nil {
 		cancel()
 		return nil, dbError("create user: begin", err)
 	}
-	id, err := insertUser(ctx, p.tx, u)
+	id, err := insertUser(ctx, p.tx, u, actor)
 	if err == nil {
 		p.User, err = getUser(ctx, p.tx, id)
 	}
@@ -136,6 +138,7 @@ func (p *PendingUser) Commit(key *IdempotencyKey, answer RecordedAnswer) error {
 	if err := p.tx.Commit(); err != nil {
 		return dbError("create user: commit", err)
 	}
+	p.store.eventsCommitted(1)
 	return nil
 }
 
@@ -145,8 +148,9 @@ func (p *PendingUser) Rollback() {
 	p.cancel()
 }
 
-// insertUser inserts u and counts it, inside tx, and returns its id.
-func insertUser(ctx context.Context, tx *sql.Tx, u NewUser) (int64, error) {
+// insertUser inserts u, counts it and records its creation by actor,
+// inside tx, and returns its id.
+func insertUser(ctx context.Context, tx *sql.Tx, u NewUser, actor Actor) (int64, error) {
 	res, err := tx.ExecContext(ctx,
 		"INSERT INTO users (username, email, password_hash, full_name, role, is_active) VALUES (?, ?, ?, ?, ?, ?)",
 		u.Username, u.Email, u.PasswordHash, u.FullName, u.Role, u.IsActive)
@@ -156,6 +160,9 @@ func insertUser(ctx context.Context, tx *sql.Tx, u NewUser) (int64, error) {
 	id, err := res.LastInsertId()
 	if err != nil {
 		return 0, dbError("create user: last insert id", err)
+	}
+	if err := insertEvents(ctx, tx, actor, newEvent{Type: EventUserCreated, UserID: id}); err != nil {
+		return 0, err
 	}
 	return id, addToUserCount(ctx, tx, 1)
 }
@@ -246,8 +253,11 @@ func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, strin
 // set, the update happens only if the stored hash is still that one (the
 // current password was checked against it). Bumping the version changes
 // the row, so updated_at moves by its ON UPDATE clause on every update.
-func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (User, error) {
+// The events of the update (updateEvents), by actor, are recorded in the
+// same transaction.
+func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, actor Actor) (User, error) {
 	var updated User
+	var events []newEvent
 	err := s.inTx(ctx, "update user", func(ctx context.Context, tx *sql.Tx) error {
 		cur, err := lockUser(ctx, tx, id)
 		if err != nil {
@@ -268,24 +278,37 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges) (
 		if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
 			return dbError("update user", err)
 		}
-		if changes.revokesTokens(cur) {
-			if _, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id); err != nil {
+		events = updateEvents(id, cur, changes)
+		if reason := changes.revocationReason(cur); reason != "" {
+			revoked, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id)
+			if err != nil {
 				return dbError("update user: revoke tokens", err)
 			}
+			if n, err := revoked.RowsAffected(); err == nil && n > 0 {
+				events = append(events, revocationEvent(id, reason))
+			}
+		}
+		if err := insertEvents(ctx, tx, actor, events...); err != nil {
+			return err
 		}
 		updated, err = getUser(ctx, tx, id)
 		return err
 	})
+	if err == nil {
+		s.eventsCommitted(len(events))
+	}
 	return updated, err
 }
 
 // lockedUser is what the rules of an update or delete need to know of the
-// row they lock.
+// row they lock, and what its events compare the changes with.
 type lockedUser struct {
-	role         Role
-	isActive     bool
-	passwordHash string
-	version      int64
+	username, email string
+	fullName        *string
+	role            Role
+	isActive        bool
+	passwordHash    string
+	version         int64
 }
 
 func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
@@ -294,13 +317,18 @@ func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isAct
 // change it before this one ends.
 func lockUser(ctx context.Context, tx *sql.Tx, id int64) (lockedUser, error) {
 	var u lockedUser
-	err := tx.QueryRowContext(ctx, "SELECT role, is_active, password_hash, version FROM users WHERE id = ? FOR UPDATE", id).
-		Scan(&u.role, &u.isActive, &u.passwordHash, &u.version)
+	var fullName sql.NullString
+	err := tx.QueryRowContext(ctx,
+		"SELECT username, email, full_name, role, is_active, password_hash, version FROM users WHERE id = ? FOR UPDATE", id).
+		Scan(&u.username, &u.email, &fullName, &u.role, &u.isActive, &u.passwordHash, &u.version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return lockedUser{}, ErrNotFound
 	}
 	if err != nil {
 		return lockedUser{}, dbError("lock user", err)
+	}
+	if fullName.Valid {
+		u.fullName = &fullName.String
 	}
 	return u, nil
 }
@@ -356,10 +384,11 @@ func (c UserChanges) assignments() (string, []any) {
 
 // DeleteUser deletes the user with the given id, or returns ErrNotFound.
 // The last active admin cannot be deleted. The user's tokens go with it
-// (ON DELETE CASCADE). ifVersion is checked against the user's version
+// (ON DELETE CASCADE), without an event of their own: user.deleted, by
+// actor, says it all. ifVersion is checked against the user's version
 // under the row lock: a mismatch is ErrPreconditionFailed.
-func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch) error {
-	return s.inTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) error {
+func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch, actor Actor) error {
+	err := s.inTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) error {
 		cur, err := lockUser(ctx, tx, id)
 		if err != nil {
 			return err
@@ -375,14 +404,22 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch
 		if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
 			return dbError("delete user", err)
 		}
+		if err := insertEvents(ctx, tx, actor, newEvent{Type: EventUserDeleted, UserID: id}); err != nil {
+			return err
+		}
 		return addToUserCount(ctx, tx, -1)
 	})
+	if err == nil {
+		s.eventsCommitted(1)
+	}
+	return err
 }
 
-// BootstrapAdmin creates u, an admin, unless an active admin exists. It
-// reports whether it created one. Replicas starting together may race:
-// the unique indexes let one win, and the others find its admin.
-func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser) (bool, error) {
+// BootstrapAdmin creates u, an admin, unless an active admin exists, and
+// records it as made by actor (the system). It reports whether it created
+// one. Replicas starting together may race: the unique indexes let one
+// win, and the others find its admin.
+func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser, actor Actor) (bool, error) {
 	created := false
 	err := s.inTx(ctx, "bootstrap admin", func(ctx context.Context, tx *sql.Tx) error {
 		var id int64
@@ -394,11 +431,14 @@ func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser) (bool, error) {
 			return dbError("bootstrap admin: find admin", err)
 		}
 		u.Role, u.IsActive = RoleAdmin, true
-		if _, err := insertUser(ctx, tx, u); err != nil {
+		if _, err := insertUser(ctx, tx, u, actor); err != nil {
 			return err
 		}
 		created = true
 		return nil
 	})
+	if created && err == nil {
+		s.eventsCommitted(1)
+	}
 	return created && err == nil, err
 }

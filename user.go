@@ -112,12 +112,19 @@ func (c UserChanges) removesAdmin() bool {
 	return c.Role != nil && *c.Role != RoleAdmin || c.IsActive != nil && !*c.IsActive
 }
 
-// revokesTokens reports whether the changes end the user's sessions: a
-// new password, another role, or a deactivation.
-func (c UserChanges) revokesTokens(cur lockedUser) bool {
-	return c.PasswordHash != nil ||
-		c.Role != nil && *c.Role != cur.role ||
-		c.IsActive != nil && !*c.IsActive && cur.isActive
+// revocationReason says why the changes end the user's sessions, or is
+// "" when they do not: a deactivation, another role, or a new password,
+// named in that order when several apply.
+func (c UserChanges) revocationReason(cur lockedUser) string {
+	switch {
+	case c.IsActive != nil && !*c.IsActive && cur.isActive:
+		return revokedDeactivated
+	case c.Role != nil && *c.Role != cur.role:
+		return revokedRoleChanged
+	case c.PasswordHash != nil:
+		return revokedPasswordChanged
+	}
+	return ""
 }
 
 // userFields are the fields a client may send to create or update a user,

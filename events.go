@@ -1,0 +1,342 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EventType names a kind of change in the audit trail (docs/events.md).
+type EventType string
+
+const (
+	EventUserCreated     EventType = "user.created"
+	EventUserUpdated     EventType = "user.updated"
+	EventPasswordChanged EventType = "user.password_changed"
+	EventUserDeleted     EventType = "user.deleted"
+	EventTokensRevoked   EventType = "user.tokens_revoked"
+)
+
+// eventTypes are every type an event may have, for the type filter.
+var eventTypes = []EventType{EventUserCreated, EventUserUpdated, EventPasswordChanged, EventUserDeleted, EventTokensRevoked}
+
+// ActorType says who made a change.
+type ActorType string
+
+const (
+	// ActorUser: a signed-in user, named by Actor.ID.
+	ActorUser ActorType = "user"
+	// ActorSystem: the service itself (the bootstrap admin).
+	ActorSystem ActorType = "system"
+	// ActorAnonymous: a caller without a token (a sign-up).
+	ActorAnonymous ActorType = "anonymous"
+)
+
+// Actor is who made a change, and through which request. The store
+// records it with every event; the handler builds it (server.actor).
+type Actor struct {
+	Type          ActorType
+	ID            int64 // the acting user's id; 0 unless Type is ActorUser
+	RequestID     string
+	ClientAddress string
+}
+
+// The reasons a user.tokens_revoked event gives.
+const (
+	revokedLogout          = "logout"
+	revokedDeactivated     = "deactivated"
+	revokedRoleChanged     = "role_changed"
+	revokedPasswordChanged = "password_changed"
+)
+
+// newEvent is an event a store transaction is about to insert: what
+// happened to which user. The actor and the time are the transaction's.
+type newEvent struct {
+	Type    EventType
+	UserID  int64
+	Changes []byte // a JSON object, or nil
+}
+
+// Event is one recorded change, as the feed serves it.
+type Event struct {
+	Seq     int64 // the feed position, the event's id in JSON
+	Type    EventType
+	Time    time.Time
+	UserID  int64
+	Actor   Actor
+	Changes []byte // a JSON object made by the service, or nil
+}
+
+// valueChange is the old and new value of role or is_active.
+type valueChange[T any] struct {
+	Old T `json:"old"`
+	New T `json:"new"`
+}
+
+// updateChanges is the changes member of a user.updated event: the names
+// of the fields whose value changed, and for role and is_active, when
+// they changed, the old and new values. Never a password or its hash.
+type updateChanges struct {
+	Fields   []string           `json:"fields"`
+	Role     *valueChange[Role] `json:"role,omitempty"`
+	IsActive *valueChange[bool] `json:"is_active,omitempty"`
+}
+
+// mustJSON encodes v, which holds only strings, bools and slices of them.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // strings, bools and slices always encode
+	}
+	return b
+}
+
+// updateEvents are the events of an update of the user id, whose row held
+// cur before it, in the order they are recorded:
+//
+//   - user.password_changed when a password is set (a new hash is a change,
+//     even for the same password);
+//   - user.updated when any other field changes value, naming those fields
+//     (with old and new values for role and is_active);
+//   - user.updated with no fields when nothing changes at all: the write
+//     still moves version (the ETag) and updated_at, and a feed that
+//     mirrors users must hear of it;
+//   - user.tokens_revoked (revocation) when the update deleted tokens; the
+//     caller adds it, once it knows.
+func updateEvents(id int64, cur lockedUser, c UserChanges) []newEvent {
+	var events []newEvent
+	if c.PasswordHash != nil {
+		events = append(events, newEvent{Type: EventPasswordChanged, UserID: id})
+	}
+	changes := updateChanges{Fields: []string{}}
+	if c.Username != nil && *c.Username != cur.username {
+		changes.Fields = append(changes.Fields, "username")
+	}
+	if c.Email != nil && *c.Email != cur.email {
+		changes.Fields = append(changes.Fields, "email")
+	}
+	if c.SetFullName && !sameOptional(c.FullName, cur.fullName) {
+		changes.Fields = append(changes.Fields, "full_name")
+	}
+	if c.Role != nil && *c.Role != cur.role {
+		changes.Fields = append(changes.Fields, "role")
+		changes.Role = &valueChange[Role]{Old: cur.role, New: *c.Role}
+	}
+	if c.IsActive != nil && *c.IsActive != cur.isActive {
+		changes.Fields = append(changes.Fields, "is_active")
+		changes.IsActive = &valueChange[bool]{Old: cur.isActive, New: *c.IsActive}
+	}
+	if len(changes.Fields) > 0 || c.PasswordHash == nil {
+		events = append(events, newEvent{Type: EventUserUpdated, UserID: id, Changes: mustJSON(changes)})
+	}
+	return events
+}
+
+// sameOptional reports whether two optional strings are both absent or
+// both present and equal.
+func sameOptional(a, b *string) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
+
+// revocationEvent records that the user's tokens were revoked, and why.
+func revocationEvent(userID int64, reason string) newEvent {
+	return newEvent{Type: EventTokensRevoked, UserID: userID, Changes: mustJSON(struct {
+		Reason string `json:"reason"`
+	}{reason})}
+}
+
+// eventCursorPrefix starts every event cursor: a cursor of the users list
+// can never pass for one.
+const eventCursorPrefix = "ev1_"
+
+// eventCursor is the opaque form of a feed position (a seq): the prefix,
+// then the seq as 8 big-endian bytes in unpadded base64url.
+func eventCursor(seq int64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(seq))
+	return eventCursorPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// parseEventCursor reads a cursor made by eventCursor, and nothing else:
+// whatever does not encode back to the same text is refused.
+func parseEventCursor(s string) (int64, bool) {
+	rest, ok := strings.CutPrefix(s, eventCursorPrefix)
+	if !ok || len(rest) != 11 {
+		return 0, false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(rest)
+	if err != nil || len(b) != 8 {
+		return 0, false
+	}
+	seq := binary.BigEndian.Uint64(b)
+	if seq > 1<<63-1 || eventCursor(int64(seq)) != s {
+		return 0, false
+	}
+	return int64(seq), true
+}
+
+// Limits of the event feed.
+const (
+	defaultEventsPerPage = 100
+	maxEventsPerPage     = 1000
+)
+
+// eventQuery is a parsed, validated request for a page of the feed.
+type eventQuery struct {
+	After   *int64 // the seq to continue after; nil: from the oldest kept
+	PerPage int
+	UserID  *int64
+	ActorID *int64
+	Type    *EventType
+}
+
+// parseEventQuery reads the feed's query parameters, reporting every
+// problem at once; unknown or repeated parameters are errors. userID is
+// the user of /users/{id}/events (nil for /events, where user_id is a
+// parameter).
+func parseEventQuery(values url.Values, userID *int64) (eventQuery, error) {
+	q := eventQuery{PerPage: defaultEventsPerPage, UserID: userID}
+	known := []string{"after", "per_page", "actor_id", "type"}
+	if userID == nil {
+		known = append(known, "user_id")
+	}
+	var errs fieldErrors
+	one := func(name string) (string, bool) {
+		v, present := values[name]
+		if !present {
+			return "", false
+		}
+		if len(v) != 1 {
+			errs.add(name, "must be given once")
+			return "", false
+		}
+		return v[0], true
+	}
+	for _, name := range slices.Sorted(maps.Keys(values)) {
+		if !slices.Contains(known, name) && len(errs) < maxUnknownFieldsReported {
+			errs.add(fieldName(name), "is not a known query parameter")
+		}
+	}
+	if v, ok := one("after"); ok {
+		if seq, valid := parseEventCursor(v); valid {
+			q.After = &seq
+		} else {
+			errs.add("after", "is not a cursor of the event feed: send a next_cursor as it came")
+		}
+	}
+	if v, ok := one("per_page"); ok {
+		if n, valid := parsePositiveInt(v); valid && n <= maxEventsPerPage {
+			q.PerPage = int(n)
+		} else {
+			errs.add("per_page", "must be an integer from 1 to "+strconv.Itoa(maxEventsPerPage))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dest **int64
+	}{{"user_id", &q.UserID}, {"actor_id", &q.ActorID}} {
+		if !slices.Contains(known, f.name) {
+			continue
+		}
+		if v, ok := one(f.name); ok {
+			if id, valid := parsePositiveInt(v); valid {
+				*f.dest = &id
+			} else {
+				errs.add(f.name, "must be a positive decimal integer")
+			}
+		}
+	}
+	if v, ok := one("type"); ok {
+		if t := EventType(v); slices.Contains(eventTypes, t) {
+			q.Type = &t
+		} else {
+			errs.add("type", fmt.Sprintf("must be one of %s", joinTypes(eventTypes)))
+		}
+	}
+	if len(errs) > 0 {
+		return eventQuery{}, badRequest("The query parameters are not valid.", errs...)
+	}
+	return q, nil
+}
+
+func joinTypes(types []EventType) string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
+}
+
+// eventPage is one page of the feed as read from the store, with the
+// pruning horizon read in the same statement.
+type eventPage struct {
+	Events        []Event
+	PrunedThrough int64 // every seq up to this one has been deleted
+}
+
+// nextCursor is where the consumer goes on from: after the last event
+// of the page, or, on an empty page, where it was (after), or the oldest
+// position kept when it started from the beginning.
+func (p *eventPage) nextCursor(q eventQuery) string {
+	switch {
+	case len(p.Events) > 0:
+		return eventCursor(p.Events[len(p.Events)-1].Seq)
+	case q.After != nil:
+		return eventCursor(*q.After)
+	default:
+		return eventCursor(p.PrunedThrough)
+	}
+}
+
+// appendJSON appends the page as the feed's body: items and next_cursor.
+func (p *eventPage) appendJSON(b []byte, q eventQuery) []byte {
+	b = append(b, `{"items":[`...)
+	for i := range p.Events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendEventJSON(b, &p.Events[i])
+	}
+	b = append(b, `],"next_cursor":`...)
+	b = appendJSONString(b, p.nextCursor(q))
+	return append(b, '}')
+}
+
+// appendEventJSON appends e as a JSON object. changes is JSON the service
+// made itself (mustJSON), so it goes in as it is.
+func appendEventJSON(b []byte, e *Event) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, string(e.Type))
+	b = append(b, `,"time":`...)
+	b = appendTimestamp(b, e.Time)
+	b = append(b, `,"user_id":`...)
+	b = strconv.AppendInt(b, e.UserID, 10)
+	b = append(b, `,"actor_type":`...)
+	b = appendJSONString(b, string(e.Actor.Type))
+	b = append(b, `,"actor_id":`...)
+	if e.Actor.Type == ActorUser {
+		b = strconv.AppendInt(b, e.Actor.ID, 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, e.Actor.RequestID)
+	b = append(b, `,"client_address":`...)
+	b = appendJSONString(b, e.Actor.ClientAddress)
+	b = append(b, `,"changes":`...)
+	if e.Changes == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, e.Changes...)
+	}
+	return append(b, '}')
+}

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// The audit trail and change feed, and why the feed never skips an event.
+//
+// Writers insert each event with seq NULL in the transaction of the change
+// it records (insertEvents): one more INSERT, nothing serialized, so an
+// event exists if and only if its change committed. The sequencer
+// (SequenceEvents, run by every replica) then numbers committed events in
+// short transactions that each lock and write the one row of
+// event_sequencer, read its last_seq, give the next unnumbered events the
+// consecutive seqs last_seq+1, last_seq+2, ... and store the new last_seq.
+// Consumers page by seq ("WHERE seq > ? ORDER BY seq").
+//
+// Why a consumer that has read up to seq N can never later find an event
+// with a seq at or below N:
+//
+//   - a row gets a seq only after its own transaction committed, since the
+//     sequencer can only see committed rows, so no event can turn up late
+//     with a small number because its writer was slow to commit;
+//   - numbering transactions run one at a time (the row lock; on Galera,
+//     certification: two that wrote the row concurrently on two nodes
+//     conflict, and the loser gets error 1213 and runs again), and each
+//     starts from the last_seq the previous one committed, so seqs only
+//     grow, batch after batch;
+//   - a batch becomes visible at once, at its commit, and a batch commits
+//     before the next one starts; a reader's statement sees a snapshot
+//     that holds every transaction committed before it. So a reader that
+//     sees seq N sees every batch up to N's: every event that will ever
+//     have a seq at or below N is already visible to it.
+//
+// Auto-increment ids play no part in this: on Galera they are neither
+// contiguous nor in commit order. They only order the events of one batch.
+
+// eventLimits of the stored text columns; longer values are cut, since a
+// strict server would refuse them and the change with them.
+const (
+	eventRequestIDMax     = 128
+	eventClientAddressMax = 64
+)
+
+// eventSignals count events for /metrics and wake the sequencer.
+type eventSignals struct {
+	written atomic.Int64
+	pruned  atomic.Int64
+	nudge   chan struct{} // one pending wake-up at most
+}
+
+// eventStats are the event counters at one moment.
+type eventStats struct {
+	written, pruned int64
+}
+
+// EventStats returns the events written and pruned by this process.
+func (s *Store) EventStats() eventStats {
+	return eventStats{written: s.events.written.Load(), pruned: s.events.pruned.Load()}
+}
+
+// EventsWritten wakes whoever waits for new events: the sequencer.
+func (s *Store) EventsWritten() <-chan struct{} { return s.events.nudge }
+
+// eventsCommitted counts n events whose transaction committed and wakes
+// the sequencer without waiting for it.
+func (s *Store) eventsCommitted(n int) {
+	if n == 0 {
+		return
+	}
+	s.events.written.Add(int64(n))
+	select {
+	case s.events.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// insertEvents inserts events made by actor, unnumbered, inside tx: one
+// statement however many there are.
+func insertEvents(ctx context.Context, tx *sql.Tx, actor Actor, events ...newEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	var actorID any // NULL unless a user acts
+	if actor.Type == ActorUser {
+		actorID = actor.ID
+	}
+	rows := make([]string, len(events))
+	args := make([]any, 0, 7*len(events))
+	for i, e := range events {
+		rows[i] = "(?, UTC_TIMESTAMP(6), ?, ?, ?, ?, ?, ?)"
+		var changes any // NULL without changes
+		if e.Changes != nil {
+			changes = string(e.Changes)
+		}
+		args = append(args, string(e.Type), e.UserID, string(actor.Type), actorID,
+			cut(actor.RequestID, eventRequestIDMax), cut(actor.ClientAddress, eventClientAddressMax), changes)
+	}
+	_, err := tx.ExecContext(ctx, "INSERT INTO user_events (type, occurred_at, user_id, actor_type, actor_id, request_id, client_address, changes) VALUES "+
+		strings.Join(rows, ", "), args...)
+	if err != nil {
+		return dbError("record event", err)
+	}
+	return nil
+}
+
+// cut shortens s to at most n bytes (the values it gets are ASCII).
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// sequencerBatch is the most events one numbering transaction takes.
+const sequencerBatch = 1000
+
+// errSequenceRace: rows this sequencer meant to number had been numbered
+// by another one (possible only where the lock does not hold, and then
+// its transaction rolls back).
+var errSequenceRace = errors.New("sequence events: numbered concurrently")
+
+// SequenceEvents numbers up to sequencerBatch committed events in one
+// transaction, in id order, and returns how many it numbered (the
+// argument at the top of this file says why the feed then never skips).
+// A cheap read first skips the lock when there is nothing to number.
+func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	var one int
+	err = s.db.QueryRowContext(ctx, "SELECT 1 FROM user_events WHERE seq IS NULL LIMIT 1").Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, dbError("sequence events: probe", err)
+	}
+	numbered := 0
+	err = s.inTx(ctx, "sequence events", func(ctx context.Context, tx *sql.Tx) error {
+		var last int64
+		if err := tx.QueryRowContext(ctx, "SELECT last_seq FROM event_sequencer WHERE id = 1 FOR UPDATE").Scan(&last); err != nil {
+			return dbError("sequence events: lock", err)
+		}
+		// A plain (consistent) read, taken under the lock: a locking read
+		// would lock the gap new events go into and hold up their writers.
+		ids, err := int64Column(ctx, tx, "SELECT id FROM user_events WHERE seq IS NULL ORDER BY id LIMIT ?", sequencerBatch)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		if err := numberEvents(ctx, tx, ids, last); err != nil {
+			return err
+		}
+		last += int64(len(ids))
+		if _, err := tx.ExecContext(ctx, "UPDATE event_sequencer SET last_seq = ? WHERE id = 1", last); err != nil {
+			return dbError("sequence events: advance", err)
+		}
+		numbered = len(ids)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return numbered, nil
+}
+
+// numberEvents gives the events ids the seqs after last, in order, in one
+// statement (a CASE, which both MySQL and MariaDB run; no user variables,
+// whose assignment in expressions MySQL 8 deprecates). Rows are found by
+// primary key, so only they are locked, no gap. An event numbered since
+// it was read fails the whole batch.
+func numberEvents(ctx context.Context, tx *sql.Tx, ids []int64, last int64) error {
+	var cases, in strings.Builder
+	args := make([]any, 0, 3*len(ids))
+	for i, id := range ids {
+		cases.WriteString(" WHEN ? THEN ?")
+		args = append(args, id, last+int64(i)+1)
+	}
+	for i, id := range ids {
+		if i > 0 {
+			in.WriteString(", ")
+		}
+		in.WriteByte('?')
+		args = append(args, id)
+	}
+	res, err := tx.ExecContext(ctx, "UPDATE user_events SET seq = CASE id"+cases.String()+" END WHERE id IN ("+in.String()+") AND seq IS NULL", args...)
+	if err != nil {
+		return dbError("sequence events: number", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
+		return errSequenceRace
+	}
+	return nil
+}
+
+// int64Column runs a query of one integer column in tx and returns its
+// values.
+func int64Column(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, dbError("read ids", err)
+	}
+	defer rows.Close()
+	var values []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, dbError("read ids", err)
+		}
+		values = append(values, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError("read ids", err)
+	}
+	return values, nil
+}
+
+// pruneBatch is the most events one pruning transaction deletes.
+const pruneBatch = 500
+
+// PruneEvents deletes, in one short transaction, up to pruneBatch of the
+// oldest numbered events, as long as they happened before horizon, and
+// records the highest seq deleted as pruned_through. It deletes only a
+// prefix of the feed, so every seq up to pruned_through is gone and every
+// later one is kept: a cursor below pruned_through has missed events
+// (410). It returns how many it deleted.
+func (s *Store) PruneEvents(ctx context.Context, horizon time.Time) (int, error) {
+	deleted := 0
+	err := s.inTx(ctx, "prune events", func(ctx context.Context, tx *sql.Tx) error {
+		var through int64
+		if err := tx.QueryRowContext(ctx, "SELECT pruned_through FROM event_sequencer WHERE id = 1 FOR UPDATE").Scan(&through); err != nil {
+			return dbError("prune events: lock", err)
+		}
+		ids, last, err := prunablePrefix(ctx, tx, through, horizon)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		in := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
+		}
+		// By primary key: only these rows are locked, not the gap where
+		// new events go.
+		res, err := tx.ExecContext(ctx, "DELETE FROM user_events WHERE id IN ("+in+")", args...)
+		if err != nil {
+			return dbError("prune events: delete", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
+			return errors.New("prune events: deleted concurrently")
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE event_sequencer SET pruned_through = ? WHERE id = 1", last); err != nil {
+			return dbError("prune events: record", err)
+		}
+		deleted = len(ids)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.events.pruned.Add(int64(deleted))
+	return deleted, nil
+}
+
+// prunablePrefix returns the ids of the events that follow seq through
+// in the feed and happened before horizon, up to the first that did not,
+// and the seq of the last of them.
+func prunablePrefix(ctx context.Context, tx *sql.Tx, through int64, horizon time.Time) ([]int64, int64, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT id, seq, occurred_at FROM user_events WHERE seq > ? ORDER BY seq LIMIT ?", through, pruneBatch)
+	if err != nil {
+		return nil, 0, dbError("prune events: read", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	last := through
+	for rows.Next() {
+		var id, seq int64
+		var at time.Time
+		if err := rows.Scan(&id, &seq, &at); err != nil {
+			return nil, 0, dbError("prune events: read", err)
+		}
+		if !at.Before(horizon) {
+			break
+		}
+		ids, last = append(ids, id), seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, dbError("prune events: read", err)
+	}
+	return ids, last, nil
+}
+
+// eventColumns are an event's columns as ListEvents reads them.
+const eventColumns = "seq, type, occurred_at, user_id, actor_type, actor_id, request_id, client_address, changes"
+
+// ListEvents reads one page of the feed, and the pruning horizon, in one
+// statement: one snapshot, so a page can never start past events the
+// pruner deleted while the horizon read says they were kept. The page's
+// filters each have an index that ends in seq.
+func (s *Store) ListEvents(ctx context.Context, q eventQuery) (eventPage, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return eventPage{}, err
+	}
+	defer cancel()
+	conds, args := []string{"seq > ?"}, []any{int64(0)}
+	if q.After != nil {
+		args[0] = *q.After
+	}
+	if q.UserID != nil {
+		conds, args = append(conds, "user_id = ?"), append(args, *q.UserID)
+	}
+	if q.ActorID != nil {
+		conds, args = append(conds, "actor_id = ?"), append(args, *q.ActorID)
+	}
+	if q.Type != nil {
+		conds, args = append(conds, "type = ?"), append(args, string(*q.Type))
+	}
+	args = append(args, q.PerPage)
+	// The sequencer row is a constant table: the LEFT JOIN gives one row
+	// (all event columns NULL) when the page is empty.
+	query := s.bounded("SELECT s.pruned_through, " + prefixed("e", eventColumns) +
+		" FROM event_sequencer s LEFT JOIN (SELECT " + eventColumns + " FROM user_events WHERE " + strings.Join(conds, " AND ") +
+		" ORDER BY seq LIMIT ?) e ON 1 = 1 WHERE s.id = 1 ORDER BY e.seq")
+	rows, err := s.queryRows(ctx, query, args...)
+	if err != nil {
+		return eventPage{}, dbError("list events", err)
+	}
+	defer rows.Close()
+	page := eventPage{Events: make([]Event, 0, q.PerPage)}
+	for rows.Next() {
+		e, ok, err := scanEvent(rows, &page.PrunedThrough)
+		if err != nil {
+			return eventPage{}, dbError("list events", err)
+		}
+		if ok {
+			page.Events = append(page.Events, e)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return eventPage{}, dbError("list events", err)
+	}
+	return page, nil
+}
+
+// scanEvent scans pruned_through and eventColumns, each of which may be
+// NULL; ok is false when the row holds no event.
+func scanEvent(row rowScanner, prunedThrough *int64) (Event, bool, error) {
+	var (
+		seq, userID, actorID sql.NullInt64
+		typ, actorType       sql.NullString
+		requestID, address   sql.NullString
+		changes              sql.NullString
+		at                   sql.NullTime
+	)
+	if err := row.Scan(prunedThrough, &seq, &typ, &at, &userID, &actorType, &actorID, &requestID, &address, &changes); err != nil {
+		return Event{}, false, err
+	}
+	if !seq.Valid {
+		return Event{}, false, nil
+	}
+	e := Event{Seq: seq.Int64, Type: EventType(typ.String), Time: at.Time, UserID: userID.Int64,
+		Actor: Actor{Type: ActorType(actorType.String), ID: actorID.Int64, RequestID: requestID.String, ClientAddress: address.String}}
+	if changes.Valid {
+		e.Changes = []byte(changes.String)
+	}
+	return e, true, nil
+}
