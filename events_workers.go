@@ -14,6 +14,10 @@ const (
 	// the nudge of each write of this process: events written by other
 	// replicas wait at most this long.
 	sequencerTick = 250 * time.Millisecond
+	// sequencerSettle is how long the sequencer waits after a nudge, so
+	// that under a stream of writes one round (one commit) numbers the
+	// events of many, instead of adding a commit to each.
+	sequencerSettle = 5 * time.Millisecond
 	// pruneEvery is how often the pruner looks for events past the
 	// retention horizon, and prunePause the rest between two batches, so
 	// pruning a backlog never holds locks or the disk for long.
@@ -50,6 +54,11 @@ func runSequencer(ctx context.Context, store *Store, logger *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case <-store.EventsWritten():
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(sequencerSettle):
+			}
 		case <-tick.C:
 		}
 	}

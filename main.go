@@ -140,7 +140,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer stopPreparing()
 	preparing.Go(func() { prepareDatabase(prepareCtx, store, passwords, cfg, logger, st) })
 	preparing.Go(func() { trimMemory(prepareCtx, memoryTrimInterval) })
-	defer startEventWorkers(ctx, store, cfg.EventsRetention, logger)()
+	// The event workers outlive ctx until Shutdown has returned, so the
+	// events of requests finishing during shutdown are numbered at once.
+	defer startEventWorkers(context.WithoutCancel(ctx), store, cfg.EventsRetention, logger)()
 
 	s := newServer(logger, store, passwords, cfg, st)
 	servers, err := listen(cfg, logger, s.public, s.management)

@@ -92,8 +92,10 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 -- NULL until the sequencer (store_events.go) numbers the committed row.
 -- changes is JSON text made by the service: TEXT, not JSON, since
 -- MariaDB's JSON is a LONGTEXT alias and MySQL's JSON has no collation.
--- The unique key on seq also serves the sequencer's "seq IS NULL ORDER BY
--- id": NULLs sort first, and InnoDB appends the primary key to it.
+-- The unique key on seq also finds the sequencer's unnumbered rows (seq IS
+-- NULL, a range at its start). They are few, those committed since the
+-- last round, so sorting them by id costs less than a second index that
+-- every insert would have to maintain.
 CREATE TABLE IF NOT EXISTS user_events (
     id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     seq            BIGINT UNSIGNED NULL,
