@@ -121,6 +121,7 @@ func TestEveryChangeLeavesItsEvents(t *testing.T) {
 	admin := app.adminID
 
 	// The bootstrap admin is the system's doing, and the feed's first event.
+	app.waitSequenced()
 	first := app.eventsPage("/api/v1/events", "per_page", "1")
 	if len(first.Items) != 1 {
 		t.Fatalf("feed start: %+v", first)

@@ -185,7 +185,7 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 // handleMetrics writes the metrics in the Prometheus text format.
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats()); err != nil {
+	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats(), s.store.TxRetries()); err != nil {
 		s.logger.WarnContext(r.Context(), "write metrics", "error", err, "request_id", requestID(r.Context()))
 	}
 }
@@ -246,13 +246,17 @@ func (s *server) createUser(r *http.Request, body []byte, key *IdempotencyKey) (
 // insertUser inserts a validated user with its hash, recording the 201
 // answer under key when there is one.
 func (s *server) insertUser(r *http.Request, nu NewUser, key *IdempotencyKey) (RecordedAnswer, error) {
-	pending, err := s.store.InsertUser(r.Context(), nu, s.actor(r))
+	var created RecordedAnswer
+	err := s.store.Retry(r.Context(), func() error {
+		pending, err := s.store.InsertUser(r.Context(), nu, s.actor(r))
+		if err != nil {
+			return err
+		}
+		defer pending.Rollback()
+		created = createdAnswer(&pending.User)
+		return pending.Commit(key, created)
+	})
 	if err != nil {
-		return RecordedAnswer{}, err
-	}
-	defer pending.Rollback()
-	created := createdAnswer(&pending.User)
-	if err := pending.Commit(key, created); err != nil {
 		return RecordedAnswer{}, err
 	}
 	return created, nil

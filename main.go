@@ -236,7 +236,10 @@ func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHashe
 	for {
 		err := store.EnsureSchema(ctx)
 		if err == nil {
-			logger.Info("database schema in place")
+			logger.Info("database schema in place", "galera", store.Galera())
+			if store.Galera() {
+				logger.Info("the database is a Galera cluster node: conflicting transactions run again, reads that decide access are causal (wsrep_sync_wait=1)")
+			}
 			err = bootstrapAdmin(ctx, store, passwords, cfg, logger)
 		}
 		if err == nil {

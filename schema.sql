@@ -126,3 +126,17 @@ CREATE TABLE IF NOT EXISTS event_sequencer (
 
 INSERT INTO event_sequencer (id, last_seq, pruned_through) VALUES (1, 0, 0)
     ON DUPLICATE KEY UPDATE id = id;
+
+-- The row every removal of an active admin (demotion, deactivation,
+-- deletion) writes, in its transaction. The last-admin rule reads other
+-- admins' rows under locks it does not write; on a Galera cluster those
+-- locks hold only on one node, so two nodes could each remove a different
+-- admin, each seeing the other admin still there (write skew). Writing
+-- this one row makes any two such transactions conflict: on one server the
+-- second waits for the first, on Galera one fails certification and runs
+-- again, and either way the second sees the truth.
+CREATE TABLE IF NOT EXISTS admin_guard (
+    id       TINYINT UNSIGNED NOT NULL,
+    removals BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

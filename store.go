@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -98,6 +99,13 @@ type Store struct {
 	statementsMu sync.Mutex
 
 	events eventSignals
+
+	// galera is set when the server is a Galera cluster node: reads that
+	// decide who may do what then wait for the node to apply what other
+	// nodes committed (causal reads).
+	galera        atomic.Bool
+	countSlotBase atomic.Int32 // the first user_counts slot this node writes
+	txRetries     atomic.Int64 // transactions run again after a conflict
 }
 
 // maxPreparedStatements bounds the statements a store keeps prepared. The
@@ -138,8 +146,85 @@ func (s *Store) bounded(query string) string {
 	if !ok {
 		return query
 	}
+	if s.galera.Load() { // MariaDB: the comment's content, with the causal read
+		return fmt.Sprintf("SET STATEMENT max_statement_time=%g, wsrep_sync_wait=1 FOR SELECT %s", s.timeout.Seconds(), rest)
+	}
 	return fmt.Sprintf("/*M!100301 SET STATEMENT max_statement_time=%g FOR */ SELECT /*+ MAX_EXECUTION_TIME(%d) */ %s",
 		s.timeout.Seconds(), s.timeout.Milliseconds(), rest)
+}
+
+// causal makes a read that decides who may do what causal on a Galera
+// node: wsrep_sync_wait=1 waits until the node has applied every write set
+// the cluster certified before the read began, so a token revoked through
+// another node is refused here too, at once. Elsewhere it returns query
+// unchanged. (SET STATEMENT is MariaDB's; Galera here is MariaDB Galera.)
+func (s *Store) causal(query string) string {
+	if !s.galera.Load() {
+		return query
+	}
+	return "SET STATEMENT wsrep_sync_wait=1 FOR " + query
+}
+
+// detectGalera sets s.galera when the server is a Galera node with
+// replication on (MySQL has no wsrep_on variable, and MariaDB without
+// Galera says OFF), and then the node's own user_counts slots: Galera
+// gives each node its auto_increment_offset (1, 2, 3, ...).
+func (s *Store) detectGalera(ctx context.Context) error {
+	var name, value string
+	err := s.db.QueryRowContext(ctx, "SHOW VARIABLES LIKE 'wsrep_on'").Scan(&name, &value)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return dbError("detect galera", err)
+	}
+	on := strings.EqualFold(value, "ON")
+	s.galera.Store(on)
+	if !on {
+		return nil
+	}
+	var offset int
+	if err := s.db.QueryRowContext(ctx, "SELECT @@auto_increment_offset").Scan(&offset); err != nil {
+		return dbError("detect galera: node offset", err)
+	}
+	s.countSlotBase.Store(int32((offset - 1) % 32 * userCountSlots)) // slot is a TINYINT UNSIGNED: 32 nodes of 8
+	return nil
+}
+
+// Galera reports whether the server is a Galera cluster node.
+func (s *Store) Galera() bool { return s.galera.Load() }
+
+// TxRetries is how many transactions ran again after a conflict.
+func (s *Store) TxRetries() int64 { return s.txRetries.Load() }
+
+// maxTxAttempts bounds how often a transaction runs when it keeps losing
+// conflicts; the last error is then the answer (a 503).
+const maxTxAttempts = 6
+
+// retryable reports whether err ended a transaction that may simply run
+// again: a deadlock victim, or on Galera the loser of a certification
+// conflict, which gets the same error 1213 at COMMIT even without any
+// lock wait.
+func retryable(err error) bool {
+	myErr, ok := errors.AsType[*mysql.MySQLError](err)
+	return ok && myErr.Number == errDeadlock
+}
+
+// Retry runs fn, and again while it fails with a conflict, at most
+// maxTxAttempts times, after a random pause that doubles each time (up to
+// 4, 8, 16, 32, 64 ms), so that two writers that collided do not collide
+// again in step. fn must be a whole transaction.
+func (s *Store) Retry(ctx context.Context, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !retryable(err) || attempt == maxTxAttempts {
+			return err
+		}
+		s.txRetries.Add(1)
+		pause := time.Duration(rand.Int64N(int64(2 * time.Millisecond << attempt)))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
 }
 
 // queryRows runs a read through its prepared statement when it has one.
@@ -187,6 +272,11 @@ func (s *Store) callContext(ctx context.Context) (context.Context, context.Cance
 // inTx runs fn in a transaction, the one shape every write has: bounded by
 // the store's timeout, BeginTx, work, Commit, and a rollback on any error.
 func (s *Store) inTx(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.Retry(ctx, func() error { return s.runTx(ctx, op, fn) })
+}
+
+// runTx runs fn in one transaction, once.
+func (s *Store) runTx(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return err
@@ -227,6 +317,9 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 		}
 	}
 	if err := s.initUserCount(ctx); err != nil {
+		return err
+	}
+	if err := s.detectGalera(ctx); err != nil {
 		return err
 	}
 	s.schemaApplied.Store(true)

@@ -16,6 +16,7 @@ import (
 // MySQL server error numbers the store acts on.
 const (
 	errDupEntry = 1062
+	errDeadlock = 1213 // a deadlock victim, or a Galera certification conflict
 )
 
 // unavailableErrors are server errors that mean "try again later" rather

@@ -300,10 +300,17 @@ func prunablePrefix(ctx context.Context, tx *sql.Tx, through int64, horizon time
 // eventColumns are an event's columns as ListEvents reads them.
 const eventColumns = "seq, type, occurred_at, user_id, actor_type, actor_id, request_id, client_address, changes"
 
-// ListEvents reads one page of the feed, and the pruning horizon, in one
+// ListEvents reads one page of the feed with the pruning horizon, in one
 // statement: one snapshot, so a page can never start past events the
-// pruner deleted while the horizon read says they were kept. The page's
-// filters each have an index that ends in seq.
+// pruner deleted while the horizon read says they were kept. The horizon
+// is a scalar subquery on every row; an empty page reads it alone, which
+// is enough: a page with nothing in it skipped nothing. The page's filters
+// each have an index that ends in seq.
+//
+// (It was one statement with the page as a derived table LEFT JOINed to
+// the sequencer row; MariaDB 10.11.19 crashed running that as a prepared
+// statement, freeing the derived table's temporary table. Plain reads
+// only here.)
 func (s *Store) ListEvents(ctx context.Context, q eventQuery) (eventPage, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
@@ -324,30 +331,41 @@ func (s *Store) ListEvents(ctx context.Context, q eventQuery) (eventPage, error)
 		conds, args = append(conds, "type = ?"), append(args, string(*q.Type))
 	}
 	args = append(args, q.PerPage)
-	// The sequencer row is a constant table: the LEFT JOIN gives one row
-	// (all event columns NULL) when the page is empty.
-	query := s.bounded("SELECT s.pruned_through, " + prefixed("e", eventColumns) +
-		" FROM event_sequencer s LEFT JOIN (SELECT " + eventColumns + " FROM user_events WHERE " + strings.Join(conds, " AND ") +
-		" ORDER BY seq LIMIT ?) e ON 1 = 1 WHERE s.id = 1 ORDER BY e.seq")
+	query := s.bounded("SELECT (SELECT pruned_through FROM event_sequencer WHERE id = 1), " + eventColumns +
+		" FROM user_events WHERE " + strings.Join(conds, " AND ") + " ORDER BY seq LIMIT ?")
+	page := eventPage{Events: make([]Event, 0, q.PerPage)}
+	if err := s.readEvents(ctx, &page, query, args); err != nil {
+		return eventPage{}, err
+	}
+	if len(page.Events) == 0 {
+		err := s.db.QueryRowContext(ctx, "SELECT pruned_through FROM event_sequencer WHERE id = 1").Scan(&page.PrunedThrough)
+		if err != nil {
+			return eventPage{}, dbError("list events: horizon", err)
+		}
+	}
+	return page, nil
+}
+
+// readEvents runs a page statement and appends its events to page.
+func (s *Store) readEvents(ctx context.Context, page *eventPage, query string, args []any) error {
 	rows, err := s.queryRows(ctx, query, args...)
 	if err != nil {
-		return eventPage{}, dbError("list events", err)
+		return dbError("list events", err)
 	}
 	defer rows.Close()
-	page := eventPage{Events: make([]Event, 0, q.PerPage)}
 	for rows.Next() {
 		e, ok, err := scanEvent(rows, &page.PrunedThrough)
 		if err != nil {
-			return eventPage{}, dbError("list events", err)
+			return dbError("list events", err)
 		}
 		if ok {
 			page.Events = append(page.Events, e)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return eventPage{}, dbError("list events", err)
+		return dbError("list events", err)
 	}
-	return page, nil
+	return nil
 }
 
 // scanEvent scans pruned_through and eventColumns, each of which may be

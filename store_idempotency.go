@@ -84,9 +84,9 @@ func (s *Store) existingIdempotencyKey(ctx context.Context, key IdempotencyKey, 
 		body                        []byte
 		expired, stale              bool
 	)
-	err := s.db.QueryRowContext(ctx,
+	err := s.db.QueryRowContext(ctx, s.causal(
 		"SELECT request_hash, status, content_type, location, etag, body, expires_at <= NOW(6),"+
-			" created_at <= NOW(6) - INTERVAL ? MICROSECOND FROM idempotency_keys WHERE scope = ? AND idem_key = ?",
+			" created_at <= NOW(6) - INTERVAL ? MICROSECOND FROM idempotency_keys WHERE scope = ? AND idem_key = ?"),
 		idempotencyStaleRun.Microseconds(), key.Scope, key.Key).
 		Scan(&storedHash, &status, &contentType, &location, &etag, &body, &expired, &stale)
 	if errors.Is(err, sql.ErrNoRows) {

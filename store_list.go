@@ -28,8 +28,8 @@ func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, q listQuery) 
 		return nil, listPage{}, err
 	}
 	if len(page.Users) == 0 {
-		err := s.db.QueryRowContext(ctx,
-			"SELECT t.user_id, t.role, (SELECT COALESCE(SUM(n), 0) FROM user_counts) FROM auth_tokens t WHERE "+tokenValidSQL, tokenHash).
+		err := s.db.QueryRowContext(ctx, s.causal(
+			"SELECT t.user_id, t.role, (SELECT COALESCE(SUM(n), 0) FROM user_counts) FROM auth_tokens t WHERE "+tokenValidSQL), tokenHash).
 			Scan(&caller.ID, &caller.Role, &page.Total)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, listPage{}, ErrUnauthenticated

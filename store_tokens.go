@@ -32,7 +32,7 @@ func (s *Store) CredentialsFor(ctx context.Context, login string) (Credentials, 
 		column, login = "email", strings.ToLower(login)
 	}
 	var c Credentials
-	err = s.db.QueryRowContext(ctx, "SELECT id, is_active, password_hash FROM users WHERE "+column+" = ?", login).
+	err = s.db.QueryRowContext(ctx, s.causal("SELECT id, is_active, password_hash FROM users WHERE "+column+" = ?"), login).
 		Scan(&c.UserID, &c.IsActive, &c.PasswordHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Credentials{}, ErrNotFound
@@ -84,13 +84,18 @@ func (s *Store) Authenticate(ctx context.Context, tokenHash []byte) (*Caller, er
 		return nil, err
 	}
 	defer cancel()
-	return authenticate(ctx, s.db, tokenHash)
+	return authenticate(ctx, s.db, s.causal(authenticateSQL), tokenHash)
 }
 
 // authenticate reads the caller holding the token through q.
-func authenticate(ctx context.Context, q queryer, tokenHash []byte) (*Caller, error) {
+// authenticateSQL reads the holder of a valid token.
+const authenticateSQL = "SELECT t.user_id, t.role FROM auth_tokens t WHERE " + tokenValidSQL
+
+// authenticate reads the caller holding the token through q, with query
+// (authenticateSQL, made causal where that is needed).
+func authenticate(ctx context.Context, q queryer, query string, tokenHash []byte) (*Caller, error) {
 	c := &Caller{TokenHash: tokenHash}
-	err := q.QueryRowContext(ctx, "SELECT t.user_id, t.role FROM auth_tokens t WHERE "+tokenValidSQL, tokenHash).
+	err := q.QueryRowContext(ctx, query, tokenHash).
 		Scan(&c.ID, &c.Role)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrUnauthenticated

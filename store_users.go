@@ -115,7 +115,7 @@ func (s *Store) InsertUser(ctx context.Context, u NewUser, actor Actor) (*Pendin
 		cancel()
 		return nil, dbError("create user: begin", err)
 	}
-	id, err := insertUser(ctx, p.tx, u, actor)
+	id, err := s.insertUser(ctx, p.tx, u, actor)
 	if err == nil {
 		p.User, err = getUser(ctx, p.tx, id)
 	}
@@ -150,7 +150,7 @@ func (p *PendingUser) Rollback() {
 
 // insertUser inserts u, counts it and records its creation by actor,
 // inside tx, and returns its id.
-func insertUser(ctx context.Context, tx *sql.Tx, u NewUser, actor Actor) (int64, error) {
+func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u NewUser, actor Actor) (int64, error) {
 	res, err := tx.ExecContext(ctx,
 		"INSERT INTO users (username, email, password_hash, full_name, role, is_active) VALUES (?, ?, ?, ?, ?, ?)",
 		u.Username, u.Email, u.PasswordHash, u.FullName, u.Role, u.IsActive)
@@ -164,18 +164,22 @@ func insertUser(ctx context.Context, tx *sql.Tx, u NewUser, actor Actor) (int64,
 	if err := insertEvents(ctx, tx, actor, newEvent{Type: EventUserCreated, UserID: id}); err != nil {
 		return 0, err
 	}
-	return id, addToUserCount(ctx, tx, 1)
+	return id, s.addToUserCount(ctx, tx, 1)
 }
 
-// userCountSlots is how many rows the user count is spread over.
+// userCountSlots is how many rows the user count is spread over per
+// database node: each write picks one at random, so concurrent creates do
+// not all queue on one row lock.
 const userCountSlots = 8
 
 // addToUserCount adds delta to one slot of the user count, inside the
-// transaction that inserts or deletes the user.
-func addToUserCount(ctx context.Context, tx *sql.Tx, delta int) error {
+// transaction that inserts or deletes the user. On Galera each node writes
+// its own slots (countSlotBase), so counting never makes writes on two
+// nodes conflict.
+func (s *Store) addToUserCount(ctx context.Context, tx *sql.Tx, delta int) error {
 	_, err := tx.ExecContext(ctx,
 		"INSERT INTO user_counts (slot, n) VALUES (?, ?) ON DUPLICATE KEY UPDATE n = n + ?",
-		rand.IntN(userCountSlots), delta, delta)
+		int(s.countSlotBase.Load())+rand.IntN(userCountSlots), delta, delta)
 	if err != nil {
 		return dbError("count users", err)
 	}
@@ -206,7 +210,7 @@ func (s *Store) UserAs(ctx context.Context, tokenHash []byte, ref userRef) (*Cal
 	if !ref.self {
 		query, args = callerAndUserSQL, []any{ref.id, tokenHash}
 	}
-	row, err := s.queryRow(ctx, query, args...)
+	row, err := s.queryRow(ctx, s.causal(query), args...)
 	if err != nil {
 		return nil, nil, dbError("get user", err)
 	}
@@ -234,7 +238,7 @@ func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, strin
 	}
 	defer cancel()
 	var hash string
-	u, err := scanUser(s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM users WHERE id = ?", id), &hash)
+	u, err := scanUser(s.db.QueryRowContext(ctx, s.causal("SELECT "+userColumns+", password_hash FROM users WHERE id = ?"), id), &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, "", ErrNotFound
 	}
@@ -335,10 +339,17 @@ func lockUser(ctx context.Context, tx *sql.Tx, id int64) (lockedUser, error) {
 
 // ensureOtherActiveAdmin returns ErrLastAdmin unless an active admin other
 // than id exists, and locks that admin's row so it cannot be demoted by a
-// concurrent transaction until this one ends. Two transactions demoting
-// the last two admins lock each other's rows: the database picks one as
-// a deadlock victim (a 503 to retry) and the survivor sees the truth.
+// concurrent transaction until this one ends. Every caller first writes
+// the admin guard row, so two removals of admins never run side by side:
+// the second waits (or, on Galera, fails certification and runs again)
+// and then sees the first's outcome.
 func ensureOtherActiveAdmin(ctx context.Context, tx *sql.Tx, id int64) error {
+	// Write the guard row first (see schema.sql): concurrent removals of
+	// admins then conflict, on one server and across Galera nodes.
+	if _, err := tx.ExecContext(ctx,
+		"INSERT INTO admin_guard (id, removals) VALUES (1, 1) ON DUPLICATE KEY UPDATE removals = removals + 1"); err != nil {
+		return dbError("guard admin removal", err)
+	}
 	var other int64
 	err := tx.QueryRowContext(ctx,
 		"SELECT id FROM users WHERE role = 'admin' AND is_active = TRUE AND id <> ? LIMIT 1 FOR UPDATE", id).Scan(&other)
@@ -407,7 +418,7 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch
 		if err := insertEvents(ctx, tx, actor, newEvent{Type: EventUserDeleted, UserID: id}); err != nil {
 			return err
 		}
-		return addToUserCount(ctx, tx, -1)
+		return s.addToUserCount(ctx, tx, -1)
 	})
 	if err == nil {
 		s.eventsCommitted(1)
@@ -431,7 +442,7 @@ func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser, actor Actor) (boo
 			return dbError("bootstrap admin: find admin", err)
 		}
 		u.Role, u.IsActive = RoleAdmin, true
-		if _, err := insertUser(ctx, tx, u, actor); err != nil {
+		if _, err := s.insertUser(ctx, tx, u, actor); err != nil {
 			return err
 		}
 		created = true
