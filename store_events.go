@@ -308,9 +308,9 @@ const eventColumns = "seq, type, occurred_at, user_id, actor_type, actor_id, req
 // each have an index that ends in seq.
 //
 // (It was one statement with the page as a derived table LEFT JOINed to
-// the sequencer row; MariaDB 10.11.19 crashed running that as a prepared
-// statement, freeing the derived table's temporary table. Plain reads
-// only here.)
+// the sequencer row. MariaDB 10.11.19 once crashed freeing that derived
+// table's temporary table, while a second server on the machine shared
+// its tmpdir; this form needs no temporary table at all.)
 func (s *Store) ListEvents(ctx context.Context, q eventQuery) (eventPage, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
