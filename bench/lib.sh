@@ -59,7 +59,9 @@ build() {
 }
 
 # seed_users COST: a new database DB_NAME with USERS users, all with the
-# password "bench password" hashed once at COST, in one INSERT ... SELECT.
+# password "bench password" hashed once at COST, in one INSERT ... SELECT,
+# with the ids 1 to USERS the scenarios draw from (on Galera, ids left to
+# auto-increment would step by the number of nodes).
 # A database of that name that exists already is left alone: the run stops.
 seed_users() {
   local cost=$1
@@ -81,8 +83,8 @@ seed_users() {
     place=$((place * 10))
   done
   sql "$DB_NAME" -e "
-    INSERT INTO users (username, email, password_hash, full_name)
-    SELECT CONCAT('bench', n), CONCAT('bench', n, '@example.com'), '$hash', CONCAT('Bench User ', n) FROM
+    INSERT INTO users (id, username, email, password_hash, full_name)
+    SELECT n, CONCAT('bench', n), CONCAT('bench', n, '@example.com'), '$hash', CONCAT('Bench User ', n) FROM
       (SELECT $expr + 1 AS n FROM $from WHERE $expr < $USERS) AS nums;
     INSERT INTO user_counts (slot, n) SELECT 0, COUNT(*) FROM users;
     ANALYZE TABLE users;" >/dev/null
