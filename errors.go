@@ -90,8 +90,9 @@ func (e *RateLimitedError) Error() string {
 	return fmt.Sprintf("rate limited for %s", e.RetryAfter)
 }
 
-// DatabaseDownError says the database did not answer a health check, and
-// Reason says why in a word ("unreachable", "timeout").
+// DatabaseDownError says the database failed a health check, and Reason
+// says why in a few words: "unreachable", "timeout", or the reason of a
+// DatabaseSetupError.
 type DatabaseDownError struct {
 	Reason string
 	Err    error
@@ -99,6 +100,22 @@ type DatabaseDownError struct {
 
 func (e *DatabaseDownError) Error() string { return "database " + e.Reason + ": " + e.Err.Error() }
 func (e *DatabaseDownError) Unwrap() error { return e.Err }
+
+// DatabaseSetupError says the database refuses the service for a reason
+// no retry cures and an operator must fix: Reason is "access denied",
+// "missing grant", "tls required", "tls", "tls unsupported by server",
+// "unknown database" or "schema missing"; Number is the server's error
+// number (0 for a failure on the client's side, such as TLS). It is a
+// kind of ErrUnavailable: requests answer it as the database being
+// unavailable.
+type DatabaseSetupError struct {
+	Reason string
+	Number uint16
+	Err    error
+}
+
+func (e *DatabaseSetupError) Error() string   { return "database " + e.Reason + ": " + e.Err.Error() }
+func (e *DatabaseSetupError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
 
 // The refusals of the access rules.
 var (

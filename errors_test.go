@@ -1,12 +1,16 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // TestProblemFor holds the one map from errors to answers: every kind of
@@ -46,7 +50,16 @@ func TestProblemFor(t *testing.T) {
 		{"busy hasher", wrap(ErrBusy), 503, "The service is busy hashing passwords; try again shortly.", nil, map[string]string{"Retry-After": "1"}},
 		{"database unavailable", wrap(fmt.Errorf("%w: timeout", ErrUnavailable)), 503, "The database is unavailable; try again shortly.", nil,
 			map[string]string{"Retry-After": "1"}},
-		{"health", &DatabaseDownError{Reason: "timeout", Err: ErrUnavailable}, 503, "The database is timeout.", nil, map[string]string{"Retry-After": "1"}},
+		{"health", &DatabaseDownError{Reason: "timeout", Err: ErrUnavailable}, 503, "The database check failed: timeout.", nil, map[string]string{"Retry-After": "1"}},
+		{"health, setup", databaseDown(&DatabaseSetupError{Reason: reasonMissingGrant, Number: 1142, Err: errors.New("x")}), 503,
+			"The database check failed: missing grant.", nil, map[string]string{"Retry-After": "1"}},
+		{"database setup", wrap(&DatabaseSetupError{Reason: reasonAccessDenied, Number: 1045, Err: errors.New("Access denied for user 'u'")}), 503,
+			"The database is unavailable; try again shortly.", nil, map[string]string{"Retry-After": "1"}},
+		{"sort aborted", dbError("list users", &mysql.MySQLError{Number: 1028, Message: "Sort aborted"}), 503,
+			"The database is unavailable; try again shortly.", nil, map[string]string{"Retry-After": "1"}},
+		{"tls failure", dbError("ping", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), 503,
+			"The database is unavailable; try again shortly.", nil, map[string]string{"Retry-After": "1"}},
+		{"unknown column", dbError("get user", &mysql.MySQLError{Number: 1054, Message: "Unknown column 'x'"}), 500, detailInternal, nil, nil},
 		{"not ready", fmt.Errorf("%w: %w", ErrNotReady, ErrUnavailable), 503, "The database is not ready: unreachable, too slow, or without the schema.", nil,
 			map[string]string{"Retry-After": "1"}},
 		{"bad request", badRequest("The user is not valid.", fieldError{Field: "email", Message: "is required"}), 400, "The user is not valid.", []string{"email"}, nil},
@@ -87,6 +100,9 @@ func TestProblemForHealthNamesTheReason(t *testing.T) {
 	t.Parallel()
 	if got := problemFor(&DatabaseDownError{Reason: "unreachable", Err: ErrUnavailable}); got.Database != "unreachable" {
 		t.Errorf("database member: got %q", got.Database)
+	}
+	if got := problemFor(databaseDown(&DatabaseSetupError{Reason: reasonSchemaMissing, Number: 1146, Err: errors.New("x")})); got.Database != "schema missing" {
+		t.Errorf("database member of a setup failure: got %q", got.Database)
 	}
 	if got := problemFor(ErrUnavailable); got.Database != "" {
 		t.Errorf("database member outside /health: %q", got.Database)

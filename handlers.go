@@ -135,18 +135,15 @@ const healthPingTimeout = time.Second
 
 // handleHealth answers 200 when the database answers within a second with
 // the schema in place and start-up is done, and a 503 problem naming the
-// reason otherwise.
+// reason otherwise (see databaseDown).
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
 	defer cancel()
 	if err := s.store.Ready(ctx); err != nil {
-		reason := "unreachable"
-		if errors.Is(err, context.DeadlineExceeded) {
-			reason = "timeout"
-		}
-		s.writeError(w, r, &DatabaseDownError{Reason: reason, Err: err})
+		s.writeError(w, r, databaseDown(err))
 		return
 	}
+	s.store.trouble.resolved(ctx, s.logger)
 	if !s.startup.done() {
 		s.writeError(w, r, &DatabaseDownError{Reason: "starting", Err: ErrStarting})
 		return
@@ -156,6 +153,21 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		Database string `json:"database"`
 		Version  string `json:"version"`
 	}{"ok", "ok", version})
+}
+
+// databaseDown says in a few words why the database failed a health
+// check: the reason of a setup failure ("access denied", "schema
+// missing"...), "timeout", or "unreachable".
+func databaseDown(err error) *DatabaseDownError {
+	var setup *DatabaseSetupError
+	switch {
+	case errors.As(err, &setup):
+		return &DatabaseDownError{Reason: setup.Reason, Err: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &DatabaseDownError{Reason: "timeout", Err: err}
+	default:
+		return &DatabaseDownError{Reason: "unreachable", Err: err}
+	}
 }
 
 // handleLive answers whether the process is up, without touching the
@@ -172,11 +184,12 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
 	defer cancel()
 	if err := s.store.Ready(ctx); err != nil {
-		s.writeError(w, r, fmt.Errorf("%w: %w", ErrNotReady, err))
+		s.writeError(w, r, databaseDown(err))
 		return
 	}
+	s.store.trouble.resolved(ctx, s.logger)
 	if !s.startup.done() {
-		s.writeError(w, r, ErrStarting)
+		s.writeError(w, r, &DatabaseDownError{Reason: "starting", Err: ErrStarting})
 		return
 	}
 	s.respond(w, r, http.StatusOK, map[string]string{"status": "ok"})
@@ -677,11 +690,13 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // logAnswer logs an error answered with a 5xx status: an unexpected one
-// as an error, an unavailable database as a warning. Busy hashers and
-// 4xx answers are the clients' business and the access log's.
+// as an error, a database setup failure once per change of its reason,
+// an unavailable database as a warning. Busy hashers and 4xx answers are
+// the clients' business and the access log's.
 func (s *server) logAnswer(r *http.Request, status int, err error) {
 	ctx := r.Context()
 	switch {
+	case s.store.trouble.report(ctx, s.logger, err):
 	case status == http.StatusInternalServerError:
 		s.logger.ErrorContext(ctx, "internal error", "error", err, "request_id", requestID(ctx))
 	case status == http.StatusServiceUnavailable && !errors.Is(err, ErrBusy):

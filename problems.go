@@ -127,7 +127,7 @@ func problemFor(err error) problemAnswer {
 		a.Errors = fieldErrors{{Field: "after", Message: "is older than the retention horizon"}}
 		return a
 	case errors.As(err, &down):
-		detail := "The database is " + down.Reason + "."
+		detail := "The database check failed: " + down.Reason + "."
 		if errors.Is(down.Err, ErrStarting) {
 			detail = detailStarting
 		}

@@ -90,9 +90,15 @@ func openDB(mc *mysql.Config, cfg Config) (*sql.DB, error) {
 type Store struct {
 	db      *sql.DB
 	timeout time.Duration
+	// statementLimit is how long the server itself lets a bounded SELECT
+	// run (see bounded); the timeout, unless a test makes it tiny.
+	statementLimit time.Duration
 
 	schemaApplied atomic.Bool
 	schemaLock    chan struct{} // a mutex that respects contexts
+
+	// trouble is the database setup failure last logged (see setupTrouble).
+	trouble setupTrouble
 
 	// statements holds the read statements prepared so far, by their text.
 	statements   map[string]*sql.Stmt
@@ -135,22 +141,25 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 }
 
 // bounded makes the database itself stop the SELECT query after the
-// store's timeout. Cancelling the request's context only drops the
+// store's statement limit. Cancelling the request's context only drops the
 // connection: the server would go on scanning, say, a deep OFFSET page
 // for no one. MySQL reads the MAX_EXECUTION_TIME hint and ignores the
 // MariaDB-only comment; MariaDB runs the comment (SET STATEMENT
 // max_statement_time) and ignores the hint. Either answers an
-// interrupted query with an error that dbError maps to 503.
+// interrupted query with an error that dbError maps to 503: 3024 on
+// MySQL (1028, "sort aborted", when the limit strikes inside a filesort),
+// 1969 on MariaDB.
 func (s *Store) bounded(query string) string {
 	rest, ok := strings.CutPrefix(query, "SELECT ")
 	if !ok {
 		return query
 	}
 	if s.galera.Load() { // MariaDB: the comment's content, with the causal read
-		return fmt.Sprintf("SET STATEMENT max_statement_time=%g, wsrep_sync_wait=1 FOR SELECT %s", s.timeout.Seconds(), rest)
+		return fmt.Sprintf("SET STATEMENT max_statement_time=%g, wsrep_sync_wait=1 FOR SELECT %s", s.statementLimit.Seconds(), rest)
 	}
+	// MAX_EXECUTION_TIME(0) would mean no limit: a limit is at least 1 ms.
 	return fmt.Sprintf("/*M!100301 SET STATEMENT max_statement_time=%g FOR */ SELECT /*+ MAX_EXECUTION_TIME(%d) */ %s",
-		s.timeout.Seconds(), s.timeout.Milliseconds(), rest)
+		s.statementLimit.Seconds(), max(1, s.statementLimit.Milliseconds()), rest)
 }
 
 // causal makes a read that decides who may do what causal on a Galera
@@ -253,7 +262,7 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) (*sql.R
 
 // NewStore returns a store on db. The schema is applied on first use.
 func NewStore(db *sql.DB, timeout time.Duration) *Store {
-	s := &Store{db: db, timeout: timeout, schemaLock: make(chan struct{}, 1), statements: map[string]*sql.Stmt{}}
+	s := &Store{db: db, timeout: timeout, statementLimit: timeout, schemaLock: make(chan struct{}, 1), statements: map[string]*sql.Stmt{}}
 	s.events.nudge = make(chan struct{}, 1)
 	return s
 }

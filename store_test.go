@@ -1,9 +1,20 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -25,22 +36,108 @@ func TestDuplicateKeyField(t *testing.T) {
 	}
 }
 
+// TestDBErrorClassification is the table of every database error the
+// service knows: each number or driver error lands in exactly one class.
 func TestDBErrorClassification(t *testing.T) {
 	t.Parallel()
+	const (
+		busy  = "busy"  // ErrUnavailable: 503, try again
+		bug   = "bug"   // 500
+		setup = "setup" // DatabaseSetupError: 503 with a reason for /health
+	)
+	num := func(n uint16) error { return fmt.Errorf("driver: %w", &mysql.MySQLError{Number: n, Message: "text"}) }
+	tests := []struct {
+		name       string
+		err        error
+		wantClass  string
+		wantReason string
+	}{
+		{"1028 sort aborted (MySQL timeout in a filesort)", num(1028), busy, ""},
+		{"1037 out of memory", num(1037), busy, ""},
+		{"1038 out of sort memory", num(1038), busy, ""},
+		{"1040 too many connections", num(1040), busy, ""},
+		{"1041 out of memory", num(1041), busy, ""},
+		{"1047 Galera node not ready", num(1047), busy, ""},
+		{"1053 shutdown", num(1053), busy, ""},
+		{"1158 net read error", num(1158), busy, ""},
+		{"1159 net read timeout", num(1159), busy, ""},
+		{"1160 net write error", num(1160), busy, ""},
+		{"1161 net write timeout", num(1161), busy, ""},
+		{"1180 commit failed in the engine", num(1180), busy, ""},
+		{"1203 max_user_connections", num(1203), busy, ""},
+		{"1205 lock wait timeout", num(1205), busy, ""},
+		{"1213 deadlock", num(1213), busy, ""},
+		{"1226 resource limit", num(1226), busy, ""},
+		{"1290 read-only", num(1290), busy, ""},
+		{"1317 interrupted", num(1317), busy, ""},
+		{"1461 too many prepared statements", num(1461), busy, ""},
+		{"1615 re-prepare", num(1615), busy, ""},
+		{"1836 read-only mode", num(1836), busy, ""},
+		{"1927 connection killed", num(1927), busy, ""},
+		{"1969 MariaDB statement timeout", num(1969), busy, ""},
+		{"2013 lost connection", num(2013), busy, ""},
+		{"3024 MySQL statement timeout", num(3024), busy, ""},
+		{"3101 group replication rollback", num(3101), busy, ""},
+		{"4031 idle connection closed", num(4031), busy, ""},
+		{"bad connection", driver.ErrBadConn, busy, ""},
+		{"invalid connection", mysql.ErrInvalidConn, busy, ""},
+		{"EOF", io.EOF, busy, ""},
+		{"unexpected EOF", io.ErrUnexpectedEOF, busy, ""},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, busy, ""},
+		{"deadline", context.DeadlineExceeded, busy, ""},
+		{"cancelled", context.Canceled, busy, ""},
+		{"connection done", sql.ErrConnDone, busy, ""},
+
+		{"1044 no rights on the database", num(1044), setup, reasonAccessDenied},
+		{"1045 access denied", num(1045), setup, reasonAccessDenied},
+		{"1698 access denied (unix_socket account)", num(1698), setup, reasonAccessDenied},
+		{"1142 table command denied", num(1142), setup, reasonMissingGrant},
+		{"1143 column command denied", num(1143), setup, reasonMissingGrant},
+		{"1227 privilege needed", num(1227), setup, reasonMissingGrant},
+		{"3159 TLS required", num(3159), setup, reasonTLSRequired},
+		{"1049 unknown database", num(1049), setup, reasonUnknownDB},
+		{"1146 table missing", num(1146), setup, reasonSchemaMissing},
+		{"certificate not trusted", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, setup, reasonTLS},
+		{"certificate for another name", fmt.Errorf("dial: %w", x509.HostnameError{Host: "db"}), setup, reasonTLS},
+		{"expired certificate", x509.CertificateInvalidError{Reason: x509.Expired}, setup, reasonTLS},
+		{"not a TLS server", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, setup, reasonTLS},
+		{"server without TLS", mysql.ErrNoTLS, setup, reasonTLSUnsupported},
+
+		{"1064 syntax", num(1064), bug, ""},
+		{"1054 unknown column", num(1054), bug, ""},
+		{"1267 illegal mix of collations", num(1267), bug, ""},
+		{"1366 incorrect value", num(1366), bug, ""},
+		{"1062 on another key", &mysql.MySQLError{Number: 1062, Message: "Duplicate entry '1' for key 'PRIMARY'"}, bug, ""},
+		{"argument type", errors.New("sql: converting argument $1 type: unsupported type"), bug, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := dbError("op", tt.err)
+			var setupErr *DatabaseSetupError
+			gotClass, gotReason := bug, ""
+			switch {
+			case errors.As(err, &setupErr):
+				gotClass, gotReason = setup, setupErr.Reason
+				if !errors.Is(err, ErrUnavailable) {
+					t.Error("a setup failure is not a kind of ErrUnavailable")
+				}
+				if me, ok := errors.AsType[*mysql.MySQLError](tt.err); ok && setupErr.Number != me.Number {
+					t.Errorf("number: got %d, want %d", setupErr.Number, me.Number)
+				}
+			case errors.Is(err, ErrUnavailable):
+				gotClass = busy
+			}
+			if gotClass != tt.wantClass || gotReason != tt.wantReason {
+				t.Errorf("got %s %q, want %s %q (%v)", gotClass, gotReason, tt.wantClass, tt.wantReason, err)
+			}
+			if !errors.Is(err, tt.err) {
+				t.Errorf("the cause is lost: %v", err)
+			}
+		})
+	}
 	conflict := dbError("op", &mysql.MySQLError{Number: 1062, Message: "Duplicate entry 'a' for key 'users_email_unique'"})
 	if c, ok := errors.AsType[*ConflictError](conflict); !ok || c.Field != "email" {
 		t.Errorf("1062: got %v", conflict)
-	}
-	for _, n := range []uint16{1040, 1205, 1213, 1146} {
-		if err := dbError("op", &mysql.MySQLError{Number: n}); !errors.Is(err, ErrUnavailable) {
-			t.Errorf("%d: got %v, want unavailable", n, err)
-		}
-	}
-	if err := dbError("op", &mysql.MySQLError{Number: 1064, Message: "syntax"}); errors.Is(err, ErrUnavailable) {
-		t.Errorf("a syntax error is a bug, not unavailability: %v", err)
-	}
-	if err := dbError("op", mysql.ErrInvalidConn); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("a broken connection: got %v, want unavailable", err)
 	}
 }
 
@@ -52,5 +149,32 @@ func TestSplitSQL(t *testing.T) {
 	}
 	if stmts := splitSQL(schemaSQL); len(stmts) != 8 {
 		t.Errorf("schema.sql: got %d statements", len(stmts))
+	}
+}
+
+// TestSortTimeoutIsUnavailable: a list whose sort the server itself stops
+// (the statement limit strikes inside a filesort) answers 503 with
+// Retry-After, not 500.
+func TestSortTimeoutIsUnavailable(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	// Enough users that the prefix filter (an index merge) and the sort by
+	// created_at (then a filesort) take far longer than a millisecond.
+	if _, err := app.db.Exec(`INSERT INTO users (username, email, password_hash)
+		WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+		SELECT CONCAT('sorted', a.i + 1000 * b.i), CONCAT('sorted', a.i + 1000 * b.i, '@example.com'), 'x'
+		FROM n a CROSS JOIN n b WHERE b.i <= 30`); err != nil {
+		t.Fatal(err)
+	}
+	app.store.statementLimit = time.Millisecond
+	rec := app.do("GET", "/api/v1/users?q=sorted&sort=-created_at&per_page=100", "")
+	wantProblem(t, rec, http.StatusServiceUnavailable)
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	// The server stopped the statement: MariaDB says 1969, MySQL 3024 or
+	// 1028; not the client's context (the store's timeout is seconds).
+	if logs := app.logs.String(); !strings.Contains(logs, "Error 1969") && !strings.Contains(logs, "Error 3024") && !strings.Contains(logs, "Error 1028") {
+		t.Errorf("the log does not show the server's statement timeout:\n%s", logs)
 	}
 }
