@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,8 @@ type Config struct {
 	DBMaxIdleConns    int
 	DBConnMaxLifetime time.Duration
 	DBTimeout         time.Duration // limit on every database call and on dialing
+	DBTLS             string        // false, preferred, true or skip-verify (dbtls.go)
+	DBTLSCA           string        // PEM file of the CAs DB_TLS=true trusts; "": the system's
 
 	BcryptCost    int
 	BcryptWorkers int // bcrypt computations at once
@@ -90,6 +93,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		DBMaxIdleConns:       r.intRange("DB_MAX_IDLE_CONNS", 20, 0, 10000),
 		DBConnMaxLifetime:    r.duration("DB_CONN_MAX_LIFETIME", 3*time.Minute),
 		DBTimeout:            r.duration("DB_TIMEOUT", 5*time.Second),
+		DBTLS:                r.oneOf("DB_TLS", dbTLSOff, dbTLSModes),
+		DBTLSCA:              r.str("DB_TLS_CA", ""),
 		BcryptCost:           r.intRange("BCRYPT_COST", 12, bcrypt.MinCost, bcrypt.MaxCost),
 		BcryptWorkers:        r.intRange("BCRYPT_WORKERS", runtime.GOMAXPROCS(0), 1, 1024),
 		TokenTTL:             r.duration("TOKEN_TTL", time.Hour),
@@ -102,6 +107,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	if cfg.DBMaxIdleConns > cfg.DBMaxOpenConns {
 		r.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS (%d)", cfg.DBMaxOpenConns)
+	}
+	if cfg.DBTLSCA != "" && cfg.DBTLS != dbTLSOn {
+		r.fail("DB_TLS_CA", "needs DB_TLS=true (preferred and skip-verify verify nothing)")
 	}
 	checkBootstrapAdmin(&r, cfg)
 	if err := errors.Join(r.errs...); err != nil {
@@ -199,6 +207,15 @@ func (r *envReader) boolean(name string, fallback bool) bool {
 		return fallback
 	}
 	return b
+}
+
+func (r *envReader) oneOf(name, fallback string, allowed []string) string {
+	v := r.str(name, fallback)
+	if !slices.Contains(allowed, v) {
+		r.fail(name, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+		return fallback
+	}
+	return v
 }
 
 func (r *envReader) addr(name, fallback string) string {

@@ -20,7 +20,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := Config{
 		HTTPAddr: ":8080", ManagementAddr: "127.0.0.1:9090", MaxConnections: 1024, IdleTimeout: 30 * time.Second,
 		MaxBodyBytes: 16 << 10, MaxBodyBytesInFlight: 32 << 20, SignupsPerHour: 10, DBHost: "127.0.0.1", DBPort: 3306, DBUser: "root", DBName: "users",
-		DBMaxOpenConns: 20, DBMaxIdleConns: 20, DBConnMaxLifetime: 3 * time.Minute, DBTimeout: 5 * time.Second,
+		DBMaxOpenConns: 20, DBMaxIdleConns: 20, DBConnMaxLifetime: 3 * time.Minute, DBTimeout: 5 * time.Second, DBTLS: "false",
 		BcryptCost: 12, BcryptWorkers: runtime.GOMAXPROCS(0), TokenTTL: time.Hour, LogLevel: slog.LevelInfo,
 		EventsRetention: 2160 * time.Hour,
 	}

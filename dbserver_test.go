@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -248,15 +249,27 @@ func (s *privateServer) run(mariadbd string, args []string) error {
 	cmd := exec.Command(mariadbd, args...)
 	cmd.Dir = s.Dir
 	setParentDeathSignal(cmd) // no server outlives a killed test binary
-	if err := cmd.Start(); err != nil {
-		return err
-	}
+	// The parent-death signal fires when the OS thread that started the
+	// server ends, not the process: Go ends a thread whose goroutine exits
+	// locked to it (the bcrypt workers do), so a server started from any
+	// pooled thread could be killed mid-test. The server is started from
+	// a thread locked to this goroutine, which lives as long as the server.
 	exited := make(chan struct{})
+	started := make(chan error)
 	var waitErr error
 	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		waitErr = cmd.Wait()
 		close(exited)
 	}()
+	if err := <-started; err != nil {
+		return err
+	}
 	s.cmd, s.exited = cmd, exited
 
 	db := s.rootDB()

@@ -114,7 +114,10 @@ func withDotenvFile(getenv func(string) string, path string) (func(string) strin
 // it stops accepting, lets requests in flight finish for up to
 // shutdownTimeout, and closes the database pool.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	mc := mysqlConfig(cfg)
+	mc, err := mysqlConfig(cfg)
+	if err != nil {
+		return err
+	}
 	mc.Logger = driverLogger{logger}
 	db, err := openDB(mc, cfg)
 	if err != nil {

@@ -34,8 +34,9 @@ func (d driverLogger) Print(v ...any) {
 	d.logger.Warn("mysql driver", "message", strings.TrimSpace(fmt.Sprint(v...)))
 }
 
-// mysqlConfig is the driver configuration for cfg.
-func mysqlConfig(cfg Config) *mysql.Config {
+// mysqlConfig is the driver configuration for cfg. It fails only when
+// DB_TLS_CA cannot be read.
+func mysqlConfig(cfg Config) (*mysql.Config, error) {
 	mc := mysql.NewConfig()
 	mc.Net = "tcp"
 	mc.Addr = net.JoinHostPort(cfg.DBHost, strconv.Itoa(cfg.DBPort))
@@ -43,7 +44,10 @@ func mysqlConfig(cfg Config) *mysql.Config {
 	mc.Passwd = cfg.DBPassword
 	mc.DBName = cfg.DBName
 	applySessionSettings(mc, cfg.DBTimeout)
-	return mc
+	if err := applyDBTLS(mc, cfg); err != nil {
+		return nil, err
+	}
+	return mc, nil
 }
 
 // applySessionSettings sets what every connection of the service needs,
