@@ -1,18 +1,26 @@
 -- Schema of the users service. Idempotent: it runs at every start-up of the
 -- service and from the MySQL image's /docker-entrypoint-initdb.d.
--- It must run unchanged on MySQL 8.0 and MariaDB 10.11, so it names a
--- collation both have (utf8mb4_unicode_ci, not utf8mb4_0900_*).
+-- It must run unchanged on MySQL 8.4 and MariaDB 10.11, so it names a
+-- collation both have (utf8mb4_unicode_ci, not utf8mb4_0900_*), on every
+-- table and every text column: left to the server, a table gets
+-- utf8mb4_0900_ai_ci on MySQL 8.4 and the server's default on MariaDB,
+-- and the first comparison across the two fails with error 1267
+-- ("Illegal mix of collations") on one server and not the other.
+-- Binary columns (BINARY, VARBINARY, BLOB) have no collation.
+-- An existing table created otherwise is converted when the schema is
+-- applied (Store.convertCollations): CREATE TABLE IF NOT EXISTS alone
+-- would leave it as it is.
 --
 -- username and email hold ASCII only (the service validates this), and their
 -- case-insensitive collation makes the unique indexes the single judge of
 -- uniqueness: with 'Alice' stored, 'alice' is a duplicate key.
 CREATE TABLE IF NOT EXISTS users (
     id            BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
-    username      VARCHAR(50)  NOT NULL,
-    email         VARCHAR(254) NOT NULL,
-    password_hash VARCHAR(255) NOT NULL,
-    full_name     VARCHAR(255) NULL,
-    role          ENUM('admin', 'user') NOT NULL DEFAULT 'user',
+    username      VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    email         VARCHAR(254) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    password_hash VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    full_name     VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    role          ENUM('admin', 'user') CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL DEFAULT 'user',
     is_active     BOOLEAN NOT NULL DEFAULT TRUE,
     created_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     updated_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
@@ -42,7 +50,7 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS auth_tokens (
     token_hash BINARY(32) NOT NULL,
     user_id    BIGINT UNSIGNED NOT NULL,
-    role       ENUM('admin', 'user') NOT NULL,
+    role       ENUM('admin', 'user') CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
     created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     expires_at DATETIME(6) NOT NULL,
     PRIMARY KEY (token_hash),
@@ -59,7 +67,7 @@ CREATE TABLE IF NOT EXISTS user_counts (
     slot TINYINT UNSIGNED NOT NULL,
     n    BIGINT NOT NULL,
     PRIMARY KEY (slot)
-) ENGINE = InnoDB;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Idempotency keys of POST /api/v1/users: the first request with a key
 -- runs and its answer is kept here for 24 hours, so that a retry gets the
@@ -74,15 +82,15 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     request_hash BINARY(32) NOT NULL,
     claim        BINARY(16) NOT NULL,
     status       SMALLINT NULL,
-    content_type VARCHAR(64) NULL,
-    location     VARCHAR(255) NULL,
-    etag         VARCHAR(64) NULL,
+    content_type VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    location     VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    etag         VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
     body         MEDIUMBLOB NULL,
     created_at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     expires_at   DATETIME(6) NOT NULL,
     PRIMARY KEY (scope, idem_key),
     KEY idempotency_keys_expires (expires_at)
-) ENGINE = InnoDB;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- The audit trail and change feed (docs/events.md). One row per change,
 -- inserted in the transaction that makes the change, so an event exists
@@ -122,7 +130,7 @@ CREATE TABLE IF NOT EXISTS event_sequencer (
     last_seq       BIGINT UNSIGNED NOT NULL,
     pruned_through BIGINT UNSIGNED NOT NULL,
     PRIMARY KEY (id)
-) ENGINE = InnoDB;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 INSERT INTO event_sequencer (id, last_seq, pruned_through) VALUES (1, 0, 0)
     ON DUPLICATE KEY UPDATE id = id;

@@ -98,6 +98,9 @@ type Store struct {
 	// run (see bounded); the timeout, unless a test makes it tiny.
 	statementLimit time.Duration
 
+	// applySchema: EnsureSchema runs schema.sql; otherwise it only checks
+	// the tables exist (SCHEMA_APPLY=false, for an account without DDL).
+	applySchema   bool
 	schemaApplied atomic.Bool
 	schemaLock    chan struct{} // a mutex that respects contexts
 
@@ -266,7 +269,7 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) (*sql.R
 
 // NewStore returns a store on db. The schema is applied on first use.
 func NewStore(db *sql.DB, timeout time.Duration) *Store {
-	s := &Store{db: db, timeout: timeout, statementLimit: timeout, schemaLock: make(chan struct{}, 1), statements: map[string]*sql.Stmt{}}
+	s := &Store{db: db, timeout: timeout, statementLimit: timeout, applySchema: true, schemaLock: make(chan struct{}, 1), statements: map[string]*sql.Stmt{}}
 	s.events.nudge = make(chan struct{}, 1)
 	return s
 }
@@ -309,8 +312,10 @@ func (s *Store) runTx(ctx context.Context, op string, fn func(ctx context.Contex
 	return nil
 }
 
-// EnsureSchema applies schema.sql once per process. Until it succeeds,
-// every call tries again, so the service heals when the database appears.
+// EnsureSchema applies schema.sql once per process, or with applySchema
+// off (SCHEMA_APPLY=false) only checks that its tables exist, running no
+// DDL. Until it succeeds, every call tries again, so the service heals
+// when the database, or the schema, appears.
 func (s *Store) EnsureSchema(ctx context.Context) error {
 	if s.schemaApplied.Load() {
 		return nil
@@ -324,10 +329,12 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	if s.schemaApplied.Load() {
 		return nil
 	}
-	for _, stmt := range splitSQL(schemaSQL) {
-		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
-			return dbError("apply schema", err)
-		}
+	check := s.applySchemaSQL
+	if !s.applySchema {
+		check = s.checkSchema
+	}
+	if err := check(ctx); err != nil {
+		return err
 	}
 	if err := s.initUserCount(ctx); err != nil {
 		return err

@@ -178,3 +178,72 @@ func TestSortTimeoutIsUnavailable(t *testing.T) {
 		t.Errorf("the log does not show the server's statement timeout:\n%s", logs)
 	}
 }
+
+// TestSchemaCollations: every table and text column of the schema is in
+// utf8mb4_unicode_ci, whatever the server's and the database's defaults.
+func TestSchemaCollations(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	wantOneCollation(t, db)
+}
+
+// TestSchemaConvertsOtherCollations: a database made by an older schema,
+// which named no collation, is converted when the schema is applied.
+func TestSchemaConvertsOtherCollations(t *testing.T) {
+	t.Parallel()
+	db := newTestDatabase(t, "")
+	for _, stmt := range []string{
+		"CREATE TABLE user_counts (slot TINYINT UNSIGNED NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (slot)) ENGINE = InnoDB DEFAULT CHARSET = latin1",
+		`CREATE TABLE idempotency_keys (scope BIGINT UNSIGNED NOT NULL, idem_key VARBINARY(255) NOT NULL,
+			request_hash BINARY(32) NOT NULL, claim BINARY(16) NOT NULL, status SMALLINT NULL,
+			content_type VARCHAR(64) NULL, location VARCHAR(255) NULL, etag VARCHAR(64) NULL, body MEDIUMBLOB NULL,
+			created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), expires_at DATETIME(6) NOT NULL,
+			PRIMARY KEY (scope, idem_key), KEY idempotency_keys_expires (expires_at))
+			ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_general_ci`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := NewStore(db, testTimeout)
+	if err := store.EnsureSchema(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantOneCollation(t, db)
+	if tables, err := store.tablesInOtherCollations(context.Background()); err != nil || len(tables) != 0 {
+		t.Errorf("after the conversion: %v, %v", tables, err)
+	}
+}
+
+// wantOneCollation fails the test on any table or column of db in
+// another collation than utf8mb4_unicode_ci.
+func wantOneCollation(t *testing.T, db *sql.DB) {
+	t.Helper()
+	rows, err := db.Query(`SELECT TABLE_NAME, '', TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
+		UNION ALL
+		SELECT TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = DATABASE() AND COLLATION_NAME IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	for rows.Next() {
+		var table, column, collation string
+		if err := rows.Scan(&table, &column, &collation); err != nil {
+			t.Fatal(err)
+		}
+		seen[table] = true
+		if collation != schemaCollation {
+			t.Errorf("%s %s: collation %s, want %s", table, column, collation, schemaCollation)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range schemaTables {
+		if !seen[table] {
+			t.Errorf("table %s not found", table)
+		}
+	}
+}

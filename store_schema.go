@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// schemaCollation is the one collation of every table and text column:
+// MySQL 8.4 and MariaDB 10.11 both have it (utf8mb4_0900_ai_ci, MySQL's
+// default, does not exist on MariaDB).
+const schemaCollation = "utf8mb4_unicode_ci"
+
+// schemaTables are the tables schema.sql creates, in its order.
+var schemaTables = func() []string {
+	var names []string
+	for _, m := range regexp.MustCompile(`(?m)^CREATE TABLE IF NOT EXISTS (\w+)`).FindAllStringSubmatch(schemaSQL, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}()
+
+// applySchemaSQL runs schema.sql, then converts any of its tables that
+// an older schema, or a server default, left in another collation.
+func (s *Store) applySchemaSQL(ctx context.Context) error {
+	for _, stmt := range splitSQL(schemaSQL) {
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return dbError("apply schema", err)
+		}
+	}
+	return s.convertCollations(ctx)
+}
+
+// checkSchema checks, without DDL, that every table of schema.sql exists
+// and can be read: a missing one is error 1146 ("schema missing"), an
+// unreadable one 1142 ("missing grant").
+func (s *Store) checkSchema(ctx context.Context) error {
+	for _, table := range schemaTables {
+		rows, err := s.db.QueryContext(ctx, "SELECT * FROM "+table+" LIMIT 0")
+		if err != nil {
+			return dbError("check schema", err)
+		}
+		rows.Close()
+	}
+	return nil
+}
+
+// tablesInOtherCollations lists the schema's tables whose default
+// collation, or that of a text column, is not schemaCollation. Binary
+// and numeric columns have no collation (NULL) and never match.
+func (s *Store) tablesInOtherCollations(ctx context.Context) ([]string, error) {
+	args := []any{schemaCollation, schemaCollation}
+	for _, table := range schemaTables {
+		args = append(args, table)
+	}
+	query := `SELECT t.TABLE_NAME FROM information_schema.TABLES t
+		WHERE t.TABLE_SCHEMA = DATABASE()
+		AND (t.TABLE_COLLATION <> ? OR EXISTS (SELECT 1 FROM information_schema.COLUMNS c
+			WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME AND c.COLLATION_NAME <> ?))
+		AND t.TABLE_NAME IN (?` + strings.Repeat(", ?", len(schemaTables)-1) + `)
+		ORDER BY t.TABLE_NAME`
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, dbError("read collations", err)
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, dbError("read collations", err)
+		}
+		tables = append(tables, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError("read collations", err)
+	}
+	return tables, nil
+}
+
+// convertCollations converts each table tablesInOtherCollations names,
+// so a database created by an older schema, which named no collation,
+// ends like a new one. CREATE TABLE IF NOT EXISTS leaves an existing
+// table alone, and this runs only where needed: a table already right
+// is never rebuilt. The conversion rebuilds the table (it needs ALTER):
+// on a large table, run `usersvc migrate` before serving.
+func (s *Store) convertCollations(ctx context.Context) error {
+	tables, err := s.tablesInOtherCollations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, table := range tables {
+		stmt := fmt.Sprintf("ALTER TABLE %s CONVERT TO CHARACTER SET utf8mb4 COLLATE %s", table, schemaCollation)
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return dbError("convert "+table+" to "+schemaCollation, err)
+		}
+	}
+	return nil
+}
