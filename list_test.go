@@ -366,3 +366,47 @@ func TestBoundedQueriesRunOnThisServer(t *testing.T) {
 		t.Errorf("the server took %v to stop a statement limited to 50ms", elapsed)
 	}
 }
+
+// TestStatementArgumentTypes: the list's statements bind ids, limits and
+// offsets as integers (database/sql turns a Go int into int64), times as
+// time.Time, never a time as a string, and one argument per parameter
+// (see Store.prepared on MySQL's typing of parameters at prepare time).
+func TestStatementArgumentTypes(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2024, 5, 6, 7, 8, 9, 123456000, time.UTC)
+	role, active := Role("user"), true
+	for _, sort := range sortColumns {
+		for _, page := range []int64{0, 3} {
+			q := listQuery{Page: page, PerPage: 20, Sort: sort, Role: &role, IsActive: &active, Prefix: "a_",
+				CreatedAfter: &at, CreatedBefore: &at, UpdatedSince: &at}
+			if page == 0 {
+				c := cursor{Sort: sort, ID: 42, value: any("name")}
+				if sort == "created_at" || sort == "updated_at" {
+					c.value = at
+				}
+				q.Cursor = &c
+			}
+			stmt, args := q.pageSQL([]byte("hash"))
+			countStmt, countArgs := q.countSQL()
+			for _, s := range []struct {
+				stmt string
+				args []any
+			}{{stmt, args}, {countStmt, countArgs}} {
+				if got, want := len(s.args), strings.Count(s.stmt, "?"); got != want {
+					t.Errorf("%s: %d arguments for %d parameters", s.stmt, got, want)
+				}
+				for i, arg := range s.args {
+					switch v := arg.(type) {
+					case int, int64, bool, []byte, time.Time:
+					case string:
+						if _, err := time.Parse(time.RFC3339Nano, v); err == nil {
+							t.Errorf("sort %s, argument %d: a time sent as the string %q", sort, i, v)
+						}
+					default:
+						t.Errorf("sort %s, argument %d: %T, want an integer, bool, []byte, time.Time or string", sort, i, arg)
+					}
+				}
+			}
+		}
+	}
+}

@@ -130,6 +130,23 @@ const maxPreparedStatements = 128
 // use: each call then sends only the arguments (binary protocol) and
 // spares the server parsing the text. Past maxPreparedStatements it
 // returns nil, and the caller sends the query as text.
+//
+// Arguments of prepared statements keep one Go type per parameter: ids,
+// limits and offsets int64, times time.Time, text string, hashes []byte
+// (TestStatementArgumentTypes), and no parameter is used in two roles.
+// MySQL and MariaDB differ here. Since MySQL 8.0.22 a parameter's type
+// is fixed when the statement is prepared, from its context (the other
+// operand of a comparison: BIGINT for "u.id > ?", DATETIME(6) for
+// "u.created_at > ?"), and each execution's value is converted to that
+// type (manual, "Prepared Statements"); a parameter used both as a number
+// and elsewhere could be compared in the wrong type or re-prepared on
+// every run. MariaDB takes each parameter's type from the value sent, at
+// every execution. The driver sends a time.Time in the binary protocol as
+// a string, "YYYY-MM-DD HH:MM:SS.ffffff" in mc.Loc (UTC), typed
+// MYSQL_TYPE_STRING (go-sql-driver packets.go, writeExecutePacket), and
+// both servers convert it to the DATETIME of the column it is compared
+// with: a temporal comparison, not a string one. Statements sent as text
+// (InterpolateParams) carry the same value quoted, with the same result.
 func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	s.statementsMu.Lock()
 	defer s.statementsMu.Unlock()

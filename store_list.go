@@ -95,6 +95,8 @@ func (q listQuery) filterSQL() ([]string, []any) {
 		pattern := escapeLike(q.Prefix) + "%"
 		conds, args = append(conds, "(u.username LIKE ? OR u.email LIKE ?)"), append(args, pattern, pattern)
 	}
+	// Times are bound as time.Time: compared as DATETIME(6) on both
+	// servers, never as strings (see Store.prepared).
 	if q.CreatedAfter != nil {
 		conds, args = append(conds, "u.created_at > ?"), append(args, *q.CreatedAfter)
 	}
@@ -168,5 +170,5 @@ func (q listQuery) orderBy() string {
 func (q listQuery) countSQL() (string, []any) {
 	conds, args := q.filterSQL()
 	return "SELECT COUNT(*) FROM (SELECT 1 FROM users u WHERE " + strings.Join(conds, " AND ") +
-		" LIMIT ?) AS capped", append(args, maxFilteredCount+1)
+		" LIMIT ?) AS capped", append(args, int64(maxFilteredCount+1))
 }
