@@ -47,7 +47,7 @@ type Config struct {
 	DBName            string
 	DBMaxOpenConns    int
 	DBMaxIdleConns    int
-	DBConnMaxLifetime time.Duration
+	DBConnMaxLifetime time.Duration // 0: connections are never closed for their age
 	DBTimeout         time.Duration // limit on every database call and on dialing
 	DBTLS             string        // false, preferred, true or skip-verify (dbtls.go)
 	DBTLSCA           string        // PEM file of the CAs DB_TLS=true trusts; "": the system's
@@ -68,6 +68,10 @@ type Config struct {
 	AdminPassword string
 
 	LogLevel slog.Level
+
+	// SchemaApply: serve applies schema.sql at start-up; otherwise it only
+	// checks that the tables exist and runs no DDL (see migrate).
+	SchemaApply bool
 }
 
 // loadConfig reads the configuration through getenv. It reports every bad
@@ -90,12 +94,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		DBPassword:           r.str("DB_PASSWORD", ""),
 		DBName:               r.str("DB_NAME", "users"),
 		DBMaxOpenConns:       r.intRange("DB_MAX_OPEN_CONNS", 20, 1, 10000),
-		DBMaxIdleConns:       r.intRange("DB_MAX_IDLE_CONNS", 20, 0, 10000),
-		DBConnMaxLifetime:    r.duration("DB_CONN_MAX_LIFETIME", 3*time.Minute),
+		DBConnMaxLifetime:    r.durationOrZero("DB_CONN_MAX_LIFETIME", 3*time.Minute),
 		DBTimeout:            r.duration("DB_TIMEOUT", 5*time.Second),
 		DBTLS:                r.oneOf("DB_TLS", dbTLSOff, dbTLSModes),
 		DBTLSCA:              r.str("DB_TLS_CA", ""),
-		BcryptCost:           r.intRange("BCRYPT_COST", 12, bcrypt.MinCost, bcrypt.MaxCost),
+		BcryptCost:           r.bcryptCost("BCRYPT_COST", "BCRYPT_COST_UNBOUNDED", 12),
 		BcryptWorkers:        r.intRange("BCRYPT_WORKERS", runtime.GOMAXPROCS(0), 1, 1024),
 		TokenTTL:             r.duration("TOKEN_TTL", time.Hour),
 		AllowSignup:          r.boolean("ALLOW_SIGNUP", false),
@@ -104,7 +107,12 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		AdminEmail:           strings.ToLower(strings.TrimSpace(r.str("ADMIN_EMAIL", ""))),
 		AdminPassword:        r.str("ADMIN_PASSWORD", ""),
 		LogLevel:             r.logLevel("LOG_LEVEL", slog.LevelInfo),
+		SchemaApply:          r.boolean("SCHEMA_APPLY", true),
 	}
+	// Unset, the idle connections follow the open limit: a pool whose
+	// idle connections are fewer than its open ones closes and reopens
+	// connections under load.
+	cfg.DBMaxIdleConns = r.intRange("DB_MAX_IDLE_CONNS", cfg.DBMaxOpenConns, 0, 10000)
 	if cfg.DBMaxIdleConns > cfg.DBMaxOpenConns {
 		r.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS (%d)", cfg.DBMaxOpenConns)
 	}
@@ -181,8 +189,8 @@ func (r *envReader) duration(name string, fallback time.Duration) time.Duration 
 	return d
 }
 
-// durationOrZero reads a duration that may be 0 (which turns its feature
-// off) or positive.
+// durationOrZero reads a duration that may be 0 (no limit, or the
+// feature off: each variable says which) or positive.
 func (r *envReader) durationOrZero(name string, fallback time.Duration) time.Duration {
 	v := r.getenv(name)
 	if v == "" {
@@ -190,10 +198,34 @@ func (r *envReader) durationOrZero(name string, fallback time.Duration) time.Dur
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
-		r.fail(name, "must be 0 or a positive duration such as 720h, got %q", v)
+		r.fail(name, "must be 0 (no limit, or off) or a positive duration such as 3m or 720h, got %q", v)
 		return fallback
 	}
 	return d
+}
+
+// Bounds of BCRYPT_COST: below 10 a hash falls too quickly to a guessing
+// attack, above 16 a sign-in takes seconds of CPU. The override variable
+// allows anything bcrypt accepts (4 to 31), for tests and benchmarks.
+const (
+	bcryptCostMin = 10
+	bcryptCostMax = 16
+)
+
+// bcryptCost reads the cost, bounded to bcryptCostMin..bcryptCostMax
+// unless the override variable is true.
+func (r *envReader) bcryptCost(name, override string, fallback int) int {
+	if r.boolean(override, false) {
+		return r.intRange(name, fallback, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	v := r.getenv(name)
+	n, err := strconv.Atoi(v)
+	if v != "" && err == nil && (n < bcryptCostMin || n > bcryptCostMax) && n >= bcrypt.MinCost && n <= bcrypt.MaxCost {
+		r.fail(name, "must be from %d to %d, got %d; set %s=true to allow any cost from %d to %d",
+			bcryptCostMin, bcryptCostMax, n, override, bcrypt.MinCost, bcrypt.MaxCost)
+		return fallback
+	}
+	return r.intRange(name, fallback, bcryptCostMin, bcryptCostMax)
 }
 
 func (r *envReader) boolean(name string, fallback bool) bool {
@@ -381,10 +413,12 @@ func isEnvName(s string) bool {
 }
 
 // withDotenv returns a getenv that prefers the real environment and falls
-// back to the variables of a .env file.
-func withDotenv(getenv func(string) string, file map[string]string) func(string) string {
+// back to the variables of a .env file. A variable set in the environment
+// wins even when empty, so "DB_PASSWORD= usersvc" clears the file's
+// DB_PASSWORD (and an empty value means the variable's default).
+func withDotenv(lookupEnv func(string) (string, bool), file map[string]string) func(string) string {
 	return func(name string) string {
-		if v := getenv(name); v != "" {
+		if v, ok := lookupEnv(name); ok {
 			return v
 		}
 		return file[name]

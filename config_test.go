@@ -23,6 +23,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		DBMaxOpenConns: 20, DBMaxIdleConns: 20, DBConnMaxLifetime: 3 * time.Minute, DBTimeout: 5 * time.Second, DBTLS: "false",
 		BcryptCost: 12, BcryptWorkers: runtime.GOMAXPROCS(0), TokenTTL: time.Hour, LogLevel: slog.LevelInfo,
 		EventsRetention: 2160 * time.Hour,
+		SchemaApply:     true,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
@@ -133,12 +134,12 @@ func TestDotenvFileUnderTheEnvironment(t *testing.T) {
 	if err := os.WriteFile(path, []byte("DB_NAME=fromfile\nDB_USER=fileuser\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	getenv, err := withDotenvFile(func(name string) string {
+	getenv, err := withDotenvFile(func(name string) (string, bool) {
 		if name == "DB_USER" {
-			return "envuser"
+			return "envuser", true
 		}
-		return ""
-	}, path)
+		return "", false
+	}, path, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +149,73 @@ func TestDotenvFileUnderTheEnvironment(t *testing.T) {
 	if got := getenv("DB_USER"); got != "envuser" {
 		t.Errorf("DB_USER: got %q, want the environment's", got)
 	}
-	if _, err := withDotenvFile(os.Getenv, filepath.Join(t.TempDir(), "missing")); err != nil {
+	missing := filepath.Join(t.TempDir(), "missing")
+	if _, err := withDotenvFile(os.LookupEnv, missing, false); err != nil {
 		t.Errorf("a missing .env is not an error: %v", err)
+	}
+	if _, err := withDotenvFile(os.LookupEnv, missing, true); err == nil {
+		t.Error("a missing file that ENV_FILE names is no error")
+	}
+}
+
+// TestEmptyEnvironmentClearsDotenv: a variable set empty in the
+// environment hides the .env file's value.
+func TestEmptyEnvironmentClearsDotenv(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(path, []byte("DB_PASSWORD=from-file\nDB_USER=fileuser\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DB_PASSWORD": ""}
+	getenv, err := withDotenvFile(func(name string) (string, bool) { v, ok := env[name]; return v, ok }, path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DBPassword != "" || cfg.DBUser != "fileuser" {
+		t.Errorf("got DB_PASSWORD %q, DB_USER %q; want empty and the file's", cfg.DBPassword, cfg.DBUser)
+	}
+}
+
+func TestLoadConfigPoolAndCost(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		check   func(Config) bool
+		wantErr string
+	}{
+		{"idle follows open", map[string]string{"DB_MAX_OPEN_CONNS": "5"}, func(c Config) bool { return c.DBMaxIdleConns == 5 }, ""},
+		{"idle set", map[string]string{"DB_MAX_OPEN_CONNS": "5", "DB_MAX_IDLE_CONNS": "2"}, func(c Config) bool { return c.DBMaxIdleConns == 2 }, ""},
+		{"idle above open", map[string]string{"DB_MAX_OPEN_CONNS": "5", "DB_MAX_IDLE_CONNS": "6"}, nil, "DB_MAX_IDLE_CONNS"},
+		{"lifetime 0 is no limit", map[string]string{"DB_CONN_MAX_LIFETIME": "0"}, func(c Config) bool { return c.DBConnMaxLifetime == 0 }, ""},
+		{"lifetime 0s", map[string]string{"DB_CONN_MAX_LIFETIME": "0s"}, func(c Config) bool { return c.DBConnMaxLifetime == 0 }, ""},
+		{"negative lifetime", map[string]string{"DB_CONN_MAX_LIFETIME": "-1m"}, nil, "DB_CONN_MAX_LIFETIME"},
+		{"cost 10", map[string]string{"BCRYPT_COST": "10"}, func(c Config) bool { return c.BcryptCost == 10 }, ""},
+		{"cost 16", map[string]string{"BCRYPT_COST": "16"}, func(c Config) bool { return c.BcryptCost == 16 }, ""},
+		{"cost 9", map[string]string{"BCRYPT_COST": "9"}, nil, "BCRYPT_COST must be from 10 to 16, got 9; set BCRYPT_COST_UNBOUNDED=true"},
+		{"cost 31", map[string]string{"BCRYPT_COST": "31"}, nil, "BCRYPT_COST must be from 10 to 16, got 31"},
+		{"cost 4 allowed", map[string]string{"BCRYPT_COST": "4", "BCRYPT_COST_UNBOUNDED": "true"}, func(c Config) bool { return c.BcryptCost == 4 }, ""},
+		{"cost 31 allowed", map[string]string{"BCRYPT_COST": "31", "BCRYPT_COST_UNBOUNDED": "true"}, func(c Config) bool { return c.BcryptCost == 31 }, ""},
+		{"cost 32 never", map[string]string{"BCRYPT_COST": "32", "BCRYPT_COST_UNBOUNDED": "true"}, nil, "BCRYPT_COST must be an integer from 4 to 31"},
+		{"cost 3", map[string]string{"BCRYPT_COST": "3"}, nil, "BCRYPT_COST must be an integer from 10 to 16"},
+		{"schema check only", map[string]string{"SCHEMA_APPLY": "false"}, func(c Config) bool { return !c.SchemaApply }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(func(name string) string { return tt.env[name] })
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.wantErr == "" && !tt.check(cfg):
+				t.Errorf("got %+v", cfg)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("got %v, want an error with %q", err, tt.wantErr)
+			}
+		})
 	}
 }
 

@@ -188,7 +188,7 @@ func TestSigtermUnderLoad(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"HTTP_ADDR=127.0.0.1:0", "DB_HOST="+host, "DB_PORT="+port, "DB_USER="+serverCfg.User,
 		"DB_PASSWORD="+serverCfg.Passwd, "DB_NAME="+dbName, "BCRYPT_COST=11", "BCRYPT_WORKERS=2",
-		"ENV_FILE=/nonexistent", "ADMIN_USERNAME=boss", "ADMIN_EMAIL=boss@example.com", "ADMIN_PASSWORD=boss password")
+		"ENV_FILE="+emptyEnvFile(t), "ADMIN_USERNAME=boss", "ADMIN_EMAIL=boss@example.com", "ADMIN_PASSWORD=boss password")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -197,6 +197,7 @@ func newTestAppWith(t testing.TB, db *sql.DB, st *startup, options ...func(*Conf
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := NewStore(db, testTimeout)
+	store.applySchema = cfg.SchemaApply
 	stopWorkers := sync.OnceFunc(startEventWorkers(context.Background(), store, cfg.EventsRetention, logger))
 	t.Cleanup(stopWorkers)
 	s := newServer(logger, store, passwords, cfg, st)

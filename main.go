@@ -1,10 +1,6 @@
 // Command usersvc is a REST API for user accounts, backed by MySQL.
 //
-// Usage:
-//
-//	usersvc              serve the API (configuration from the environment and .env)
-//	usersvc healthcheck  exit 0 when the running service's /health answers 200
-//	usersvc version      print the version (set with -ldflags "-X main.version=...")
+// Usage: see usage below (usersvc help).
 package main
 
 import (
@@ -49,29 +45,55 @@ const (
 //	go build -ldflags "-X main.version=1.2.3"
 var version = "dev"
 
+// usage is what help, -h and --help print.
+const usage = `usersvc: a REST API for user accounts, backed by MySQL 8.4 or MariaDB.
+
+Usage:
+  usersvc [serve]      serve the API (the default command)
+  usersvc migrate      apply the schema (schema.sql, idempotent) and exit;
+                       run it as an account that may CREATE and ALTER
+  usersvc healthcheck  exit 0 when the running service's /health answers 200
+  usersvc version      print the version
+  usersvc help         print this text (also -h, --help)
+
+Configuration comes from the environment, over a .env file (or the file
+ENV_FILE names). A variable set in the environment wins, even when empty:
+DB_PASSWORD= usersvc clears a DB_PASSWORD of the .env file.
+Variables: README.md, "Configuration"; the database: docs/deploy.md.
+`
+
 func main() {
-	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout); err != nil {
+	if err := run(context.Background(), os.Args, os.LookupEnv, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "usersvc: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-// run is the whole program, with its environment passed in so tests can
-// run it in-process. Logs and command output go to stdout; main reports
-// the error run returns on stderr.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+// run is the whole program, with its environment passed in (lookupEnv,
+// like os.LookupEnv, tells an empty variable from an unset one) so tests
+// can run it in-process. Logs and command output go to stdout; main
+// reports the error run returns on stderr.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(args) > 1 && args[1] == "version" { // needs no configuration
+	command := "serve"
+	if len(args) > 1 {
+		command = args[1]
+	}
+	switch command { // these need no configuration
+	case "version":
 		fmt.Fprintf(stdout, "usersvc %s %s\n", version, runtime.Version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
 		return nil
 	}
 
-	envFile := getenv("ENV_FILE")
+	envFile, named := lookupEnv("ENV_FILE")
 	if envFile == "" {
-		envFile = ".env"
+		envFile, named = ".env", false
 	}
-	getenv, err := withDotenvFile(getenv, envFile)
+	getenv, err := withDotenvFile(lookupEnv, envFile, named)
 	if err != nil {
 		return err
 	}
@@ -79,26 +101,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	if len(args) > 1 {
-		switch args[1] {
-		case "healthcheck":
-			return healthcheck(ctx, cfg.HTTPAddr, stdout)
-		default:
-			return fmt.Errorf("unknown command %q; run without arguments to serve, or with healthcheck or version", args[1])
-		}
+	switch command {
+	case "healthcheck":
+		return healthcheck(ctx, cfg.HTTPAddr, stdout)
+	case "migrate":
+		return migrate(ctx, cfg, stdout)
+	case "serve":
+		logs := newBufferedWriter(stdout, logBufferSize, logFlushInterval)
+		defer logs.Close()
+		logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
+		return serve(ctx, cfg, logger)
+	default:
+		return fmt.Errorf("unknown command %q; run usersvc help for the commands", command)
 	}
-	logs := newBufferedWriter(stdout, logBufferSize, logFlushInterval)
-	defer logs.Close()
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	return serve(ctx, cfg, logger)
 }
 
-// withDotenvFile layers the variables of the file at path, when it exists,
-// under the real environment.
-func withDotenvFile(getenv func(string) string, path string) (func(string) string, error) {
+// withDotenvFile layers the variables of the file at path under the real
+// environment. A missing file is no error unless it was named (ENV_FILE).
+func withDotenvFile(lookupEnv func(string) (string, bool), path string, named bool) (func(string) string, error) {
 	text, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return getenv, nil
+	if errors.Is(err, fs.ErrNotExist) && !named {
+		return withDotenv(lookupEnv, nil), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -107,7 +130,7 @@ func withDotenvFile(getenv func(string) string, path string) (func(string) strin
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return withDotenv(getenv, vars), nil
+	return withDotenv(lookupEnv, vars), nil
 }
 
 // serve runs the HTTP server until ctx ends, then shuts down gracefully:
@@ -125,6 +148,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer db.Close()
 	store := NewStore(db, cfg.DBTimeout)
+	store.applySchema = cfg.SchemaApply
 	passwords, err := newPasswordHasher(cfg.BcryptCost, cfg.BcryptWorkers, bcryptQueuePerWorker*cfg.BcryptWorkers, bcryptMaxWait)
 	if err != nil {
 		return err
@@ -262,12 +286,24 @@ func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHashe
 	}
 }
 
+// noAdminWarning is logged at start-up when nobody can manage users.
+const noAdminWarning = "no active admin: nobody can create or manage users; set ADMIN_USERNAME and ADMIN_EMAIL " +
+	"(and ADMIN_PASSWORD, or one is generated and logged) and restart, and the admin is created at start-up"
+
 // bootstrapAdmin creates the admin named by ADMIN_USERNAME and
 // ADMIN_EMAIL when they are set and no active admin exists, with
 // ADMIN_PASSWORD, or without it a strong random password that is logged
-// this once.
+// this once. Without them, it warns when no active admin exists: nobody
+// could ever manage users.
 func bootstrapAdmin(ctx context.Context, store *Store, passwords *passwordHasher, cfg Config, logger *slog.Logger) error {
 	if cfg.AdminUsername == "" {
+		exists, err := store.HasActiveAdmin(ctx)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			logger.Warn(noAdminWarning)
+		}
 		return nil
 	}
 	password, generated := cfg.AdminPassword, cfg.AdminPassword == ""

@@ -453,3 +453,22 @@ func (s *Store) BootstrapAdmin(ctx context.Context, u NewUser, actor Actor) (boo
 	}
 	return created && err == nil, err
 }
+
+// HasActiveAdmin reports whether any active admin exists: without one,
+// nobody can manage users.
+func (s *Store) HasActiveAdmin(ctx context.Context) (bool, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	var id int64
+	err = s.db.QueryRowContext(ctx, "SELECT id FROM users WHERE role = 'admin' AND is_active = TRUE LIMIT 1").Scan(&id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, dbError("find an active admin", err)
+	}
+	return true, nil
+}

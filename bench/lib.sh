@@ -96,7 +96,7 @@ start_service() {
   local cost=$1
   echo "== starting the service" >&2
   HTTP_ADDR="127.0.0.1:$PORT" DB_HOST="$DB_HOST" DB_PORT="$DB_PORT" DB_USER="$DB_USER" DB_PASSWORD="$DB_PASSWORD" \
-    DB_NAME="$DB_NAME" BCRYPT_COST="$cost" ENV_FILE=/nonexistent \
+    DB_NAME="$DB_NAME" BCRYPT_COST="$cost" BCRYPT_COST_UNBOUNDED=true ENV_FILE=/dev/null \
     ADMIN_USERNAME=benchadmin ADMIN_EMAIL=benchadmin@example.com ADMIN_PASSWORD="bench admin password" \
     "$WORK/usersvc" >"$WORK/service.log" 2>&1 &
   SERVICE=$!
