@@ -139,16 +139,22 @@ func TestRunNamedEnvFileMustExist(t *testing.T) {
 	}
 }
 
-// newDMLUser creates an account on the test server that may only read
-// and write rows of database db, and drops it when the test ends. It
-// returns the account's name and password.
-func newDMLUser(t *testing.T, db string) (string, string) {
+// The rights of the two accounts of docs/deploy.md's snippet.
+const (
+	serviceGrants = "SELECT, INSERT, UPDATE, DELETE"
+	migrateGrants = "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, REFERENCES"
+)
+
+// newDBUser creates an account on the test server with grants on
+// database db only, and drops it when the test ends. It returns the
+// account's name and password.
+func newDBUser(t *testing.T, db, grants string) (string, string) {
 	t.Helper()
 	admin, _ := testServer(t)
-	user, password := "usersvc_dml_"+randomHex(4), "dml-"+randomHex(8)
+	user, password := "usersvc_t_"+randomHex(4), "pw-"+randomHex(8)
 	for _, stmt := range []string{
 		"CREATE USER '" + user + "'@'%' IDENTIFIED BY '" + password + "'",
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + db + ".* TO '" + user + "'@'%'",
+		"GRANT " + grants + " ON " + db + ".* TO '" + user + "'@'%'",
 	} {
 		if _, err := admin.Exec(stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
@@ -164,8 +170,9 @@ func newDMLUser(t *testing.T, db string) (string, string) {
 
 // TestLeastPrivilegeServesAfterMigrate: an account with SELECT, INSERT,
 // UPDATE and DELETE only cannot apply the schema (a 503 "missing grant",
-// never a 500), serves with SCHEMA_APPLY=false once migrate has run as a
-// privileged account, and answers "schema missing" until then.
+// never a 500), serves with SCHEMA_APPLY=false once migrate has run as an
+// account with the rights docs/deploy.md grants it, and answers "schema
+// missing" until then.
 func TestLeastPrivilegeServesAfterMigrate(t *testing.T) {
 	_, serverCfg := testServer(t)
 	rootDB := newTestDatabase(t, "")
@@ -173,7 +180,7 @@ func TestLeastPrivilegeServesAfterMigrate(t *testing.T) {
 	if err := rootDB.QueryRow("SELECT DATABASE()").Scan(&dbName); err != nil {
 		t.Fatal(err)
 	}
-	user, password := newDMLUser(t, dbName)
+	user, password := newDBUser(t, dbName, serviceGrants)
 	dml := serverCfg.Clone()
 	dml.User, dml.Passwd, dml.DBName = user, password, dbName
 	dml.Logger = &mysql.NopLogger{}
@@ -206,9 +213,9 @@ func TestLeastPrivilegeServesAfterMigrate(t *testing.T) {
 		t.Errorf("migrate as the DML account: got %v, want a missing grant", err)
 	}
 	migrateEnv := maps.Clone(env)
-	migrateEnv["DB_USER"], migrateEnv["DB_PASSWORD"] = serverCfg.User, serverCfg.Passwd
+	migrateEnv["DB_USER"], migrateEnv["DB_PASSWORD"] = newDBUser(t, dbName, migrateGrants)
 	if err := run(context.Background(), []string{"usersvc", "migrate"}, mapEnv(migrateEnv), &out); err != nil {
-		t.Fatalf("migrate as root: %v", err)
+		t.Fatalf("migrate as the migrate account: %v", err)
 	}
 	if !strings.Contains(out.String(), "schema in place") {
 		t.Errorf("migrate said %q", out.String())
