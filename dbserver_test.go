@@ -126,9 +126,19 @@ func startPrivateMariaDB(t testing.TB, opts privateServerOptions) *privateServer
 	}
 
 	datadir := filepath.Join(dir, "data")
+	// A tmpdir of its own: at start-up mariadbd deletes every "#sql*" file
+	// in its tmpdir as a leftover of its own last run, and in the shared
+	// /tmp those are the temporary tables other servers are using, the
+	// shared server of TEST_DB_DSN among them (which then fails a query
+	// with error 6, or crashes in ha_maria::drop_table).
+	tmpdir := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmpdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	install := exec.Command(installDB,
 		"--no-defaults",
 		"--datadir="+datadir,
+		"--tmpdir="+tmpdir,
 		"--auth-root-authentication-method=normal",
 		"--skip-test-db",
 		"--skip-name-resolve",
@@ -147,6 +157,7 @@ func startPrivateMariaDB(t testing.TB, opts privateServerOptions) *privateServer
 	args := []string{
 		"--no-defaults",
 		"--datadir=" + datadir,
+		"--tmpdir=" + tmpdir,
 		"--socket=" + s.Socket,
 		"--bind-address=127.0.0.1",
 		"--skip-name-resolve",
