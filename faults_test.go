@@ -186,7 +186,7 @@ func TestSigtermUnderLoad(t *testing.T) {
 	host, port := splitAddr(t, serverCfg.Addr)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
-		"HTTP_ADDR=127.0.0.1:0", "DB_HOST="+host, "DB_PORT="+port, "DB_USER="+serverCfg.User,
+		"HTTP_ADDR=127.0.0.1:0", "MANAGEMENT_ADDR=127.0.0.1:0", "DB_HOST="+host, "DB_PORT="+port, "DB_USER="+serverCfg.User,
 		"DB_PASSWORD="+serverCfg.Passwd, "DB_NAME="+dbName, "BCRYPT_COST=11", "BCRYPT_WORKERS=2",
 		"ENV_FILE="+emptyEnvFile(t), "ADMIN_USERNAME=boss", "ADMIN_EMAIL=boss@example.com", "ADMIN_PASSWORD=boss password")
 	stdout, _ := cmd.StdoutPipe()

@@ -8,7 +8,8 @@ import (
 )
 
 // migrate applies the embedded schema.sql (idempotent: it creates what is
-// missing and converts tables in another collation) as the configured
+// missing and converts tables in another collation, which serve never
+// does) as the configured
 // account, and returns. It is how the schema gets in place when the
 // serving account may only read and write rows (SCHEMA_APPLY=false):
 //
@@ -30,6 +31,7 @@ func migrate(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	defer db.Close()
 	store := NewStore(db, cfg.DBTimeout)
+	store.convertOldTables = true
 	if err := store.EnsureSchema(ctx); err != nil {
 		var setup *DatabaseSetupError
 		if errors.As(err, &setup) {

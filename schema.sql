@@ -7,9 +7,9 @@
 -- and the first comparison across the two fails with error 1267
 -- ("Illegal mix of collations") on one server and not the other.
 -- Binary columns (BINARY, VARBINARY, BLOB) have no collation.
--- An existing table created otherwise is converted when the schema is
--- applied (Store.convertCollations): CREATE TABLE IF NOT EXISTS alone
--- would leave it as it is.
+-- An existing table created otherwise is converted by `usersvc migrate`
+-- (Store.convertCollations): CREATE TABLE IF NOT EXISTS alone leaves it
+-- as it is.
 --
 -- username and email hold ASCII only (the service validates this), and their
 -- case-insensitive collation makes the unique indexes the single judge of

@@ -100,9 +100,12 @@ type Store struct {
 
 	// applySchema: EnsureSchema runs schema.sql; otherwise it only checks
 	// the tables exist (SCHEMA_APPLY=false, for an account without DDL).
-	applySchema   bool
-	schemaApplied atomic.Bool
-	schemaLock    chan struct{} // a mutex that respects contexts
+	applySchema bool
+	// convertOldTables: applying the schema also converts tables left in
+	// another collation (migrate only; see convertCollations).
+	convertOldTables bool
+	schemaApplied    atomic.Bool
+	schemaLock       chan struct{} // a mutex that respects contexts
 
 	// trouble is the database setup failure last logged (see setupTrouble).
 	trouble setupTrouble

@@ -21,13 +21,17 @@ var schemaTables = func() []string {
 	return names
 }()
 
-// applySchemaSQL runs schema.sql, then converts any of its tables that
-// an older schema, or a server default, left in another collation.
+// applySchemaSQL runs schema.sql, then, for migrate (convertOldTables),
+// converts any of its tables that an older schema, or a server default,
+// left in another collation.
 func (s *Store) applySchemaSQL(ctx context.Context) error {
 	for _, stmt := range splitSQL(schemaSQL) {
 		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
 			return dbError("apply schema", err)
 		}
+	}
+	if !s.convertOldTables {
+		return nil
 	}
 	return s.convertCollations(ctx)
 }
@@ -83,8 +87,10 @@ func (s *Store) tablesInOtherCollations(ctx context.Context) ([]string, error) {
 // so a database created by an older schema, which named no collation,
 // ends like a new one. CREATE TABLE IF NOT EXISTS leaves an existing
 // table alone, and this runs only where needed: a table already right
-// is never rebuilt. The conversion rebuilds the table (it needs ALTER):
-// on a large table, run `usersvc migrate` before serving.
+// is never rebuilt. Only `usersvc migrate` runs it, never serve: the
+// conversion rebuilds the table (it needs ALTER, and on Galera blocks
+// the cluster while it runs), which replicas starting together must not
+// each do on their own.
 func (s *Store) convertCollations(ctx context.Context) error {
 	tables, err := s.tablesInOtherCollations(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,7 +195,7 @@ func TestSchemaCollations(t *testing.T) {
 }
 
 // TestSchemaConvertsOtherCollations: a database made by an older schema,
-// which named no collation, is converted when the schema is applied.
+// which named no collation, is converted by migrate, and only by it.
 func TestSchemaConvertsOtherCollations(t *testing.T) {
 	t.Parallel()
 	db := newTestDatabase(t, "")
@@ -211,7 +212,15 @@ func TestSchemaConvertsOtherCollations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	serving := NewStore(db, testTimeout)
+	if err := serving.EnsureSchema(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if tables, err := serving.tablesInOtherCollations(context.Background()); err != nil || !slices.Equal(tables, []string{"idempotency_keys", "user_counts"}) {
+		t.Errorf("serve converted or missed tables: still to convert %v, %v", tables, err)
+	}
 	store := NewStore(db, testTimeout)
+	store.convertOldTables = true // as migrate does
 	if err := store.EnsureSchema(context.Background()); err != nil {
 		t.Fatal(err)
 	}
