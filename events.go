@@ -46,6 +46,11 @@ type Actor struct {
 	ID            int64 // the acting user's id; 0 unless Type is ActorUser
 	RequestID     string
 	ClientAddress string
+
+	// tokenHash is the token the user acts with. A write checks it again
+	// under its row lock (stillSignedIn), so a token revoked while the
+	// request ran cannot write after its revocation.
+	tokenHash []byte
 }
 
 // The reasons a user.tokens_revoked event gives.

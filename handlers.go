@@ -111,9 +111,9 @@ func (s *server) routes(userBody int64) []route {
 		{"GET /api/v1/users", adminOnly, tokenInQuery, 0, s.handleListUsers},
 		{"GET /api/v1/users/{$}", adminOnly, tokenInQuery, 0, s.handleListUsers},
 		{"GET /api/v1/users/{id}", selfOrAdmin, tokenInQuery, 0, s.handleGetUser},
-		{"PUT /api/v1/users/{id}", selfOrAdmin, tokenFirst, userBody, s.handleUpdateUser},
-		{"PATCH /api/v1/users/{id}", selfOrAdmin, tokenFirst, userBody, s.handleUpdateUser},
-		{"DELETE /api/v1/users/{id}", adminOnly, tokenFirst, 0, s.handleDeleteUser},
+		{"PUT /api/v1/users/{id}", selfOrAdmin, tokenInQuery, userBody, s.handleUpdateUser},
+		{"PATCH /api/v1/users/{id}", selfOrAdmin, tokenInQuery, userBody, s.handleUpdateUser},
+		{"DELETE /api/v1/users/{id}", adminOnly, tokenInQuery, 0, s.handleDeleteUser},
 		{"GET /api/v1/users/{id}/events", adminOnly, tokenFirst, 0, s.handleUserEvents},
 		{"GET /api/v1/events", adminOnly, tokenFirst, 0, s.handleEvents},
 	}
@@ -401,15 +401,31 @@ func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 }
 
 // updateUser reads, checks and applies an update, and returns the user as
-// stored after it.
+// stored after it. A valid change of username, email or full name takes
+// the fast path (store_fastpath.go): the token, the caller's right,
+// If-Match and the write in two round trips. Everything else, and what
+// the fast path cannot decide, takes the locking path, which
+// authenticates the caller first, as tokenFirst routes do.
 func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error) {
-	caller := callerFrom(r.Context())
+	members, bodyErr := readJSONObject(w, r, updateMediaTypes[r.Method]...)
+	if bodyErr == nil {
+		if user, err := s.updateFast(r, members); !errors.Is(err, errSlowPath) {
+			return user, err
+		}
+	}
+	r, caller, err := s.signIn(r)
+	if err != nil {
+		return User{}, err
+	}
+	if bodyErr != nil {
+		return User{}, bodyErr
+	}
 	ref, err := pathUser(r)
 	if err != nil {
 		return User{}, err
 	}
 	id := ref.resolve(caller)
-	fields, err := s.readChanges(w, r, id, caller)
+	fields, err := s.checkChanges(r, id, caller, members)
 	if err != nil {
 		return User{}, err
 	}
@@ -436,6 +452,61 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 	return user, err
 }
 
+// updateFast tries the fast path: only for a valid body that changes
+// nothing but username, email and full name. errSlowPath sends the
+// request on to the locking path, which answers every other case,
+// errors included, the way it always has.
+func (s *server) updateFast(r *http.Request, members []jsonMember) (User, error) {
+	tokenHash, err := requestTokenHash(r)
+	if err != nil {
+		return User{}, errSlowPath
+	}
+	ref, err := pathUser(r)
+	if err != nil || ref.self && len(members) > 0 && hasMember(members, "id") {
+		return User{}, errSlowPath
+	}
+	fields, errs := parseUserFields(members)
+	fields.normalize()
+	errs = append(errs, fields.validatePresent()...)
+	if len(errs) > 0 || !fields.changesSomething() || fields.ID != nil && *fields.ID != ref.id || fields.CurrentPassword != nil {
+		return User{}, errSlowPath
+	}
+	ifVersion, err := ifMatch(r)
+	if err != nil {
+		return User{}, errSlowPath
+	}
+	changes := UserChanges{Username: fields.Username, Email: fields.Email, SetFullName: fields.HasFullName,
+		FullName: fields.FullName, IfVersion: ifVersion}
+	if fields.Password != nil || fields.Role != nil || fields.IsActive != nil || !changes.fastEligible() {
+		return User{}, errSlowPath
+	}
+	return s.store.UpdateUserFast(r.Context(), tokenHash, ref, changes, s.actor(r))
+}
+
+// hasMember reports whether the body names a member.
+func hasMember(members []jsonMember, name string) bool {
+	for _, m := range members {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// signIn authenticates the request's caller and applies the route's access
+// rule, for the locking path of a tokenInQuery route; the request it
+// returns carries the caller.
+func (s *server) signIn(r *http.Request) (*http.Request, *Caller, error) {
+	caller, err := s.authenticate(r)
+	if err == nil {
+		err = s.authorize(r, caller)
+	}
+	if err != nil {
+		return r, nil, err
+	}
+	return r.WithContext(withCaller(r.Context(), caller)), caller, nil
+}
+
 // updateMediaTypes are the bodies PUT and PATCH take: PATCH also as a JSON
 // merge patch (RFC 7396), whose meaning is the same here: the members
 // present change, and null clears full_name.
@@ -444,14 +515,10 @@ var updateMediaTypes = map[string][]string{
 	http.MethodPatch: {"application/json", "application/merge-patch+json"},
 }
 
-// readChanges reads and validates an update's body. It takes back what a
-// GET gave: id must be the path's, created_at and updated_at are ignored,
-// and a caller who is not an admin may send role and is_active unchanged.
-func (s *server) readChanges(w http.ResponseWriter, r *http.Request, id int64, caller *Caller) (userFields, error) {
-	members, err := readJSONObject(w, r, updateMediaTypes[r.Method]...)
-	if err != nil {
-		return userFields{}, err
-	}
+// checkChanges validates an update's body. It takes back what a GET gave:
+// id must be the path's, created_at and updated_at are ignored, and a
+// caller who is not an admin may send role and is_active unchanged.
+func (s *server) checkChanges(r *http.Request, id int64, caller *Caller, members []jsonMember) (userFields, error) {
 	fields, errs := parseUserFields(members)
 	if fields.ID != nil && *fields.ID != id {
 		errs.add("id", fmt.Sprintf("must be the id in the path, %d, when sent", id))
@@ -603,7 +670,17 @@ func (s *server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) deleteUser(r *http.Request) error {
-	caller := callerFrom(r.Context())
+	if err := s.deleteFast(r); !errors.Is(err, errSlowPath) {
+		if err == nil {
+			id, _ := pathUser(r)
+			s.security(r, "user.deleted", slog.Int64("user_id", id.id))
+		}
+		return err
+	}
+	r, caller, err := s.signIn(r)
+	if err != nil {
+		return err
+	}
 	ref, err := pathUser(r)
 	if err != nil {
 		return err
@@ -624,6 +701,24 @@ func (s *server) deleteUser(r *http.Request) error {
 	}
 	s.security(r, "user.deleted", slog.Int64("user_id", id))
 	return nil
+}
+
+// deleteFast tries the fast path (store_fastpath.go) for a delete by id;
+// errSlowPath sends the request on to the locking path.
+func (s *server) deleteFast(r *http.Request) error {
+	tokenHash, err := requestTokenHash(r)
+	if err != nil {
+		return errSlowPath
+	}
+	ref, err := pathUser(r)
+	if err != nil || ref.self {
+		return errSlowPath
+	}
+	ifVersion, err := ifMatch(r)
+	if err != nil {
+		return errSlowPath
+	}
+	return s.store.DeleteUserFast(r.Context(), tokenHash, ref.id, ifVersion, s.actor(r))
 }
 
 // pathUser parses the {id} path segment: "me" for the caller, or a

@@ -7,7 +7,7 @@ import "net/http"
 func (s *server) actor(r *http.Request) Actor {
 	a := Actor{Type: ActorAnonymous, RequestID: requestID(r.Context()), ClientAddress: clientAddress(r)}
 	if caller := callerFrom(r.Context()); caller != nil {
-		a.Type, a.ID = ActorUser, caller.ID
+		a.Type, a.ID, a.tokenHash = ActorUser, caller.ID, caller.TokenHash
 	}
 	return a
 }

@@ -279,7 +279,7 @@ func TestConcurrentCreatesOfOneUsername(t *testing.T) {
 	}
 	wg.Wait()
 	if counts := tally(statuses); counts[http.StatusCreated] != 1 || counts[http.StatusConflict] != clients-1 {
-		t.Errorf("statuses %v: want exactly one 201 and %d 409s", statuses, clients-1)
+		t.Errorf("statuses %v: want exactly one 201 and %d 409s; the service logged:\n%s", statuses, clients-1, warnings(app))
 	}
 	var rows int
 	app.db.QueryRow("SELECT COUNT(*) FROM users WHERE username = 'racer'").Scan(&rows)
@@ -631,4 +631,15 @@ func TestGetModifyPut(t *testing.T) {
 		http.StatusUnsupportedMediaType)
 	wantProblem(t, app.do("POST", "/api/v1/users", `{"id":5,"username":"readonly","email":"ro@example.com","password":"user password"}`),
 		http.StatusBadRequest, "id")
+}
+
+// warnings returns the warning and error lines of the app's log.
+func warnings(app *testApp) string {
+	var lines []string
+	for _, line := range strings.Split(app.logs.String(), "\n") {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "\n")
 }

@@ -64,6 +64,11 @@ func applySessionSettings(mc *mysql.Config, timeout time.Duration) {
 	// prepare + execute + close (docs/performance.md has the numbers).
 	// The read statements are held prepared instead (Store.prepared),
 	// which also spares the server parsing them.
+	// The fast write path (store_fastpath.go) sends the statements of one
+	// round trip together. Every value is an argument, escaped by the
+	// driver, never spliced into the text, so a value cannot add a
+	// statement of its own.
+	mc.MultiStatements = true
 	mc.InterpolateParams = true
 	mc.Timeout = timeout
 	mc.ReadTimeout = 2 * timeout

@@ -86,6 +86,16 @@ func insertEvents(ctx context.Context, tx *sql.Tx, actor Actor, events ...newEve
 	if len(events) == 0 {
 		return nil
 	}
+	query, args := insertEventsSQL(actor, events...)
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		return dbError("record event", err)
+	}
+	return nil
+}
+
+// insertEventsSQL is the statement that inserts events (at least one),
+// and its arguments.
+func insertEventsSQL(actor Actor, events ...newEvent) (string, []any) {
 	var actorID any // NULL unless a user acts
 	if actor.Type == ActorUser {
 		actorID = actor.ID
@@ -101,12 +111,8 @@ func insertEvents(ctx context.Context, tx *sql.Tx, actor Actor, events ...newEve
 		args = append(args, string(e.Type), e.UserID, string(actor.Type), actorID,
 			cut(actor.RequestID, eventRequestIDMax), cut(actor.ClientAddress, eventClientAddressMax), changes)
 	}
-	_, err := tx.ExecContext(ctx, "INSERT INTO user_events (type, occurred_at, user_id, actor_type, actor_id, request_id, client_address, changes) VALUES "+
-		strings.Join(rows, ", "), args...)
-	if err != nil {
-		return dbError("record event", err)
-	}
-	return nil
+	return "INSERT INTO user_events (type, occurred_at, user_id, actor_type, actor_id, request_id, client_address, changes) VALUES " +
+		strings.Join(rows, ", "), args
 }
 
 // cut shortens s to at most n bytes (the values it gets are ASCII).

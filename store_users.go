@@ -172,14 +172,18 @@ func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u NewUser, actor Act
 // not all queue on one row lock.
 const userCountSlots = 8
 
+// countSlot picks the user_counts slot a write adds to: one of this
+// node's (countSlotBase), at random.
+func (s *Store) countSlot() int {
+	return int(s.countSlotBase.Load()) + rand.IntN(userCountSlots)
+}
+
 // addToUserCount adds delta to one slot of the user count, inside the
 // transaction that inserts or deletes the user. On Galera each node writes
 // its own slots (countSlotBase), so counting never makes writes on two
 // nodes conflict.
 func (s *Store) addToUserCount(ctx context.Context, tx *sql.Tx, delta int) error {
-	_, err := tx.ExecContext(ctx,
-		"INSERT INTO user_counts (slot, n) VALUES (?, ?) ON DUPLICATE KEY UPDATE n = n + ?",
-		int(s.countSlotBase.Load())+rand.IntN(userCountSlots), delta, delta)
+	_, err := tx.ExecContext(ctx, userCountSQL, s.countSlot(), delta, delta)
 	if err != nil {
 		return dbError("count users", err)
 	}
@@ -267,6 +271,9 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, a
 		if err != nil {
 			return err
 		}
+		if err := stillSignedIn(ctx, tx, actor); err != nil {
+			return err
+		}
 		if !changes.IfVersion.allows(cur.version) {
 			return ErrPreconditionFailed
 		}
@@ -316,6 +323,26 @@ type lockedUser struct {
 }
 
 func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
+
+// stillSignedIn checks, under the row lock the transaction holds, that the
+// actor's token is still valid: the request authenticated before the
+// lock, and a role change or deactivation that held the lock meanwhile
+// may have revoked it. A locking read (share mode) sees the latest commit
+// and holds a revocation off until this transaction ends.
+func stillSignedIn(ctx context.Context, tx *sql.Tx, actor Actor) error {
+	if actor.tokenHash == nil {
+		return nil // the system acts, or an anonymous sign-up: no token
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, "SELECT 1 FROM auth_tokens t WHERE "+tokenValidSQL+" LOCK IN SHARE MODE", actor.tokenHash).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrUnauthenticated
+	}
+	if err != nil {
+		return dbError("check token", err)
+	}
+	return nil
+}
 
 // lockUser reads the user's row FOR UPDATE, so no other transaction can
 // change it before this one ends.
@@ -402,6 +429,9 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch
 	err := s.inTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) error {
 		cur, err := lockUser(ctx, tx, id)
 		if err != nil {
+			return err
+		}
+		if err := stillSignedIn(ctx, tx, actor); err != nil {
 			return err
 		}
 		if !ifVersion.allows(cur.version) {

@@ -63,9 +63,17 @@ bg=$!
 sleep 1
 read -r mixed_rps mixed_p99 mixed_err < <(run_wrk get_during_creates get.lua)
 wait "$bg"
-# Last: deep pages by number can keep the database busy up to DB_TIMEOUT
-# after wrk stops, which would cloud any scenario run after them.
+# Deep pages by number can keep the database busy up to DB_TIMEOUT after
+# wrk stops, which would cloud any scenario run after them: a pause.
 read -r page_rps page_p99 page_err < <(run_wrk list_page list_page.lua)
+sleep "${DB_TIMEOUT_PAUSE:-5}"
+# Writes last, on the seeded rows: the raw one-field UPDATE first, then
+# PUT full_name through the service, then deletes (which remove users).
+read -r update_ceiling update_ceiling_p99 < <("$WORK/ceilings" update -dsn "$DB_USER:$DB_PASSWORD@tcp($DB_HOST:$DB_PORT)/$DB_NAME" \
+  -conns "$CONNS" -pool 20 -duration "$DURATION" -max-id "$USERS")
+read -r update_rps update_p99 update_err < <(run_wrk update update.lua)
+read -r delete_rps delete_p99 delete_err < <(run_wrk delete delete.lua)
+delete_ok=$(awk -v r="$delete_rps" -v e="$delete_err" -v d="${DURATION%s}" 'BEGIN { printf "%.0f", r - e / d }')
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 rss_mib=$(awk -v k="$rss_max_kib" 'BEGIN { printf "%.1f", k / 1024 }')
@@ -87,5 +95,8 @@ machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /pro
 | list, random deep page by number (OFFSET) | $page_rps | $page_p99 | $page_err | p99 $(ratio "$page_p99" "$first_p99") of first page | (documented as slow) |
 | create (8 connections) | $create_rps | $create_p99 | $create_err | $(ratio "$create_rps" "$bcrypt_rate") of bcrypt | >= 0.9 |
 | GET while creates run | $mixed_rps | $mixed_p99 | $mixed_err | p99 $(ratio "$mixed_p99" "$get_p99") of GET alone | <= 3 |
+| ceiling: raw one-field UPDATE by id, autocommit (database/sql) | $update_ceiling | $update_ceiling_p99 | 0 | | |
+| PUT /api/v1/users/{id}, full_name | $update_rps | $update_p99 | $update_err | $(ratio "$update_rps" "$update_ceiling") of raw UPDATE | >= 0.4 |
+| DELETE /api/v1/users/{id} (204s only) | $delete_ok | $delete_p99 | $delete_err 404s | $(ratio "$delete_ok" "$update_ceiling") of raw UPDATE | >= 0.3 |
 | service RSS during the GET load | $rss_mib MiB | | | | < 64 MiB |
 TABLE

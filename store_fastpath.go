@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"time"
+)
+
+// The fast write path: an update of username, email or full name, or the
+// delete of a user who is not an active admin, in two round trips, with
+// every guarantee of the locking path.
+//
+//  1. "START TRANSACTION; SELECT ... FOR UPDATE": one round trip that
+//     checks the token (scalar subqueries on auth_tokens, share-locked, so
+//     one admin's concurrent writes do not queue on their token row but a
+//     revocation waits), locks the user's row and reads it, with
+//     SYSDATE(6), the time after the lock was granted.
+//  2. "UPDATE ...; INSERT INTO user_events ...; COMMIT" (or the DELETE,
+//     the count and the event): the write, its audit event and the commit
+//     in one round trip. The answer is computed from the row read in 1.
+//
+// Between the two, Go checks the caller's right, If-Match and the rules;
+// a request it cannot decide (no such row, an email change by its owner,
+// an active admin's deletion) is rolled back and taken by the locking
+// path, which gives the precise answer. Any failure rolls the transaction
+// back before the connection goes back to the pool; a connection that
+// cannot roll back is discarded. The statements of one round trip are
+// sent together (the pool has multiStatements on); their values are
+// always arguments, never spliced into the text.
+
+// errSlowPath: the fast path cannot decide the request; take the locking
+// path.
+var errSlowPath = errors.New("the locking path decides this request")
+
+// fastLock is what the first round trip reads: the caller the token
+// names (none for an invalid one), the user's row, and the time.
+type fastLock struct {
+	caller *Caller
+	user   User
+	hash   string
+	now    time.Time
+}
+
+// UpdateUserFast applies changes that touch only username, email and
+// full name, as the caller holding tokenHash, to the user ref names. It
+// returns ErrUnauthenticated, a *ForbiddenError, ErrPreconditionFailed,
+// a *ConflictError, or errSlowPath for the locking path to decide.
+func (s *Store) UpdateUserFast(ctx context.Context, tokenHash []byte, ref userRef, changes UserChanges, actor Actor) (User, error) {
+	var updated User
+	err := s.Retry(ctx, func() error {
+		var err error
+		updated, err = s.updateFastOnce(ctx, tokenHash, ref, changes, actor)
+		return err
+	})
+	return updated, err
+}
+
+func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRef, changes UserChanges, actor Actor) (User, error) {
+	var updated User
+	err := s.fastTx(ctx, tokenHash, ref, func(lock fastLock) (string, []any, int, error) {
+		caller, cur := lock.caller, lock.user
+		switch {
+		case caller.Role != RoleAdmin && caller.ID != cur.ID:
+			return "", nil, 0, errNotYours
+		case !changes.IfVersion.allows(cur.Version):
+			return "", nil, 0, ErrPreconditionFailed
+		case caller.ID == cur.ID && changes.Email != nil && *changes.Email != cur.Email:
+			return "", nil, 0, errSlowPath // its owner must send the current password
+		}
+		actor.Type, actor.ID = ActorUser, caller.ID
+		events := updateEvents(cur.ID, lockedOf(cur, lock.hash), changes)
+		set, args := changes.assignments()
+		args = append(args, lock.now, cur.ID)
+		eventsSQL, eventArgs := insertEventsSQL(actor, events...)
+		updated = changes.appliedTo(cur, lock.now)
+		return "UPDATE users SET " + set + ", updated_at = ? WHERE id = ?; " + eventsSQL, append(args, eventArgs...), len(events), nil
+	})
+	return updated, err
+}
+
+// DeleteUserFast deletes the user id as the caller holding tokenHash,
+// unless the user is an active admin (errSlowPath: the last-admin rule
+// takes the locking path), or is the caller.
+func (s *Store) DeleteUserFast(ctx context.Context, tokenHash []byte, id int64, ifVersion VersionMatch, actor Actor) error {
+	return s.Retry(ctx, func() error {
+		return s.fastTx(ctx, tokenHash, userRef{id: id}, func(lock fastLock) (string, []any, int, error) {
+			caller, cur := lock.caller, lock.user
+			switch {
+			case caller.Role != RoleAdmin:
+				return "", nil, 0, errAdminsOnly
+			case caller.ID == cur.ID:
+				return "", nil, 0, errNoSelfDelete
+			case !ifVersion.allows(cur.Version):
+				return "", nil, 0, ErrPreconditionFailed
+			case cur.Role == RoleAdmin && cur.IsActive:
+				return "", nil, 0, errSlowPath
+			}
+			actor.Type, actor.ID = ActorUser, caller.ID
+			eventsSQL, eventArgs := insertEventsSQL(actor, newEvent{Type: EventUserDeleted, UserID: cur.ID})
+			args := []any{cur.ID, s.countSlot(), -1, -1}
+			return "DELETE FROM users WHERE id = ?; " + userCountSQL + "; " + eventsSQL, append(args, eventArgs...), 1, nil
+		})
+	})
+}
+
+// fastTx runs the two round trips: it locks and reads the row ref names
+// with the caller of tokenHash, asks decide for the writes (statements
+// and arguments, and how many events they record), and sends them with
+// the commit. Every error leaves the transaction rolled back.
+func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decide func(fastLock) (string, []any, int, error)) error {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return dbError("fast write: connect", err)
+	}
+	defer conn.Close()
+	committed := false
+	defer func() {
+		if !committed {
+			rollback(ctx, conn)
+		}
+	}()
+	lock, err := readForUpdate(ctx, conn, tokenHash, ref)
+	if err != nil {
+		return err
+	}
+	writes, args, events, err := decide(lock)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, writes+"; COMMIT", args...); err != nil {
+		return dbError("fast write", err)
+	}
+	committed = true
+	s.eventsCommitted(events)
+	return nil
+}
+
+// fastLockSQL starts the transaction and reads, under the row lock, the
+// caller (two scalar subqueries) and the user, by id or, for "me", by the
+// token's holder.
+//
+// The token subqueries are locking reads in share mode: a plain read in
+// the same statement would see the snapshot taken when the statement
+// began, before it waited for the row lock, and so a token that the
+// transaction holding that lock revoked (a role change, a deactivation)
+// could still write once the lock passes. Share locks between writers of
+// one token do not block each other; a revocation waits for them. (MySQL
+// takes LOCK IN SHARE MODE, a synonym of FOR SHARE, in subqueries since
+// 8.0.22; MariaDB always has.)
+const fastLockSQL = "START TRANSACTION; SELECT" +
+	" (SELECT t.user_id FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE)," +
+	" (SELECT t.role FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE)," +
+	" " + userColumns + ", password_hash, SYSDATE(6) FROM users WHERE id = "
+
+// readForUpdate runs the first round trip. No row (no such user, or "me"
+// with an invalid token) is errSlowPath; a row without a caller is
+// ErrUnauthenticated.
+func readForUpdate(ctx context.Context, conn *sql.Conn, tokenHash []byte, ref userRef) (fastLock, error) {
+	query, args := fastLockSQL+"? FOR UPDATE", []any{tokenHash, tokenHash, ref.id}
+	if ref.self {
+		query = fastLockSQL + "(SELECT t.user_id FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE) FOR UPDATE"
+		args[2] = tokenHash
+	}
+	rows, err := conn.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fastLock{}, dbError("fast write: lock", err)
+	}
+	defer rows.Close()
+	// The first result is START TRANSACTION's: no rows.
+	for !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return fastLock{}, dbError("fast write: lock", err)
+		}
+		if !rows.NextResultSet() {
+			return fastLock{}, errSlowPath
+		}
+	}
+	var (
+		callerID   sql.NullInt64
+		callerRole sql.NullString
+		row        userRow
+		lock       fastLock
+	)
+	dest := append([]any{&callerID, &callerRole}, row.dest()...)
+	if err := rows.Scan(append(dest, &lock.hash, &lock.now)...); err != nil {
+		return fastLock{}, dbError("fast write: read", err)
+	}
+	if !callerID.Valid {
+		return fastLock{}, ErrUnauthenticated
+	}
+	lock.caller = &Caller{ID: callerID.Int64, Role: Role(callerRole.String), TokenHash: tokenHash}
+	lock.user, _ = row.user()
+	return lock, nil
+}
+
+// rollback ends the connection's transaction; a connection on which that
+// fails is discarded, never reused with a transaction open.
+func rollback(ctx context.Context, conn *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+}
+
+// lockedOf is the locked view of a user read by the fast path.
+func lockedOf(u User, hash string) lockedUser {
+	return lockedUser{username: u.Username, email: u.Email, fullName: u.FullName, role: u.Role,
+		isActive: u.IsActive, passwordHash: hash, version: u.Version}
+}
+
+// appliedTo is u after the changes, written at the time now: what the
+// row holds once the update commits.
+func (c UserChanges) appliedTo(u User, now time.Time) User {
+	if c.Username != nil {
+		u.Username = *c.Username
+	}
+	if c.Email != nil {
+		u.Email = *c.Email
+	}
+	if c.SetFullName {
+		u.FullName = c.FullName
+	}
+	u.Version++
+	u.UpdatedAt = now
+	return u
+}
+
+// fastEligible reports whether changes can take the fast path: they touch
+// nothing but username, email and full name.
+func (c UserChanges) fastEligible() bool {
+	return c.PasswordHash == nil && c.Role == nil && c.IsActive == nil && c.ExpectPasswordHash == "" &&
+		(c.Username != nil || c.Email != nil || c.SetFullName)
+}
+
+// userCountSQL adds to one slot of the user count (arguments: slot, and
+// the delta twice).
+const userCountSQL = "INSERT INTO user_counts (slot, n) VALUES (?, ?) ON DUPLICATE KEY UPDATE n = n + ?"
