@@ -222,7 +222,9 @@ func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if r.Header.Get("Idempotency-Key") != "" {
+	// A header sent empty is a key that is not valid (a 400), not a
+	// request without one.
+	if _, keyed := r.Header["Idempotency-Key"]; keyed {
 		s.createIdempotently(w, r, body)
 		return
 	}
