@@ -260,7 +260,7 @@ func (b *syncBuffer) String() string {
 // "Authorization", "" sends the request anonymously.
 func (a *testApp) do(method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	a.t.Helper()
-	return a.serve(a.handler, method, path, body, headers...)
+	return a.serve(a.handler, publicListener, method, path, body, headers...)
 }
 
 // server is the service behind the handlers, for tests that look inside.
@@ -279,15 +279,16 @@ func (a *testApp) userID(username string) int64 {
 // manage is do on the management listener's handler.
 func (a *testApp) manage(method, path string, headers ...string) *httptest.ResponseRecorder {
 	a.t.Helper()
-	return a.serve(a.management, method, path, "", headers...)
+	return a.serve(a.management, managementListener, method, path, "", headers...)
 }
 
 // remoteAddr is a pseudo-header for do: the request's peer address.
 const remoteAddr = "Remote-Addr"
 
-// serve sends a request to h: with a body as JSON, with the admin's token
-// unless headers replace it, and checks the answer against openapi.json.
-func (a *testApp) serve(h http.Handler, method, path, body string, headers ...string) *httptest.ResponseRecorder {
+// serve sends a request to h, the handler of listener: with a body as
+// JSON, with the admin's token unless headers replace it, and checks the
+// answer against openapi.json.
+func (a *testApp) serve(h http.Handler, listener, method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	a.t.Helper()
 	var reader io.Reader
 	if body != "" {
@@ -307,10 +308,21 @@ func (a *testApp) serve(h http.Handler, method, path, body string, headers ...st
 		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
+	return a.exchange(h, listener, req)
+}
+
+// exchange serves req with h, the handler of listener, and checks the
+// answer against openapi.json unless the app is not the service.
+func (a *testApp) exchange(h http.Handler, listener string, req *http.Request) *httptest.ResponseRecorder {
+	a.t.Helper()
+	if !a.noContract {
+		keepRequestBody(req)
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if !a.noContract {
-		checkContract(a.t, req, rec)
+		recordTraffic(a.t, listener, req, rec)
+		checkContract(a.t, listener, req, rec)
 	}
 	return rec
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,13 +42,37 @@ func loadOpenAPI(t testing.TB) map[string]any {
 	return openAPIDoc
 }
 
-// routePath maps a mux pattern's path to the document's: {$} marks the
-// trailing-slash alias of the path without it.
+// routePath maps a mux pattern's path to the document's: {$} marks a
+// path served with its trailing slash, which the document describes as a
+// path of its own.
 func routePath(path string) string {
-	if base, ok := strings.CutSuffix(path, "/{$}"); ok {
+	if base, ok := strings.CutSuffix(path, "{$}"); ok {
 		return base
 	}
 	return path
+}
+
+// The listeners a response can come from: the document tells them apart by
+// the servers a path item is served on.
+const (
+	publicListener     = "public"
+	managementListener = "management"
+)
+
+// servedOn reports whether the document serves item on listener: the
+// public one is the server "/", the management one any other.
+func servedOn(doc, item map[string]any, listener string) bool {
+	servers, ok := item["servers"].([]any)
+	if !ok {
+		servers = doc["servers"].([]any)
+	}
+	for _, sv := range servers {
+		public := sv.(map[string]any)["url"] == "/"
+		if public == (listener == publicListener) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
@@ -56,18 +81,28 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	paths := doc["paths"].(map[string]any)
 	registered := map[string]bool{}
 	s := &server{}
-	for _, rt := range append(s.routes(0), s.managementRoutes()...) {
-		method, path, _ := strings.Cut(rt.pattern, " ")
-		key := strings.ToLower(method) + " " + routePath(path)
-		registered[key] = true
-		item, ok := paths[routePath(path)].(map[string]any)
-		if !ok || item[strings.ToLower(method)] == nil {
-			t.Errorf("route %s is not in openapi.json", rt.pattern)
+	for listener, routes := range map[string][]route{publicListener: s.routes(0), managementListener: s.managementRoutes()} {
+		for _, rt := range routes {
+			method, path, _ := strings.Cut(rt.pattern, " ")
+			methods := []string{strings.ToLower(method)}
+			if method == http.MethodGet {
+				methods = append(methods, "head") // the mux serves HEAD for every GET
+			}
+			item, ok := paths[routePath(path)].(map[string]any)
+			for _, m := range methods {
+				registered[m+" "+routePath(path)] = true
+				if !ok || item[m] == nil {
+					t.Errorf("route %s (%s) is not in openapi.json", rt.pattern, strings.ToUpper(m))
+				}
+			}
+			if ok && !servedOn(doc, item, listener) {
+				t.Errorf("route %s: openapi.json does not serve %s on the %s listener", rt.pattern, routePath(path), listener)
+			}
 		}
 	}
 	for path, item := range paths {
 		for method := range item.(map[string]any) {
-			if method != "parameters" && !registered[method+" "+path] {
+			if isOperation(method) && !registered[method+" "+path] {
 				t.Errorf("openapi.json describes %s %s, which no route serves", strings.ToUpper(method), path)
 			}
 		}
@@ -75,10 +110,11 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	if doc["openapi"] != "3.1.0" {
 		t.Errorf("openapi: %v", doc["openapi"])
 	}
-	// Every operation has an id, a summary, responses with a description.
+	// Every operation has an id, a summary, responses with a description,
+	// and no catch-all: each status it can send is listed.
 	for path, item := range paths {
 		for method, op := range item.(map[string]any) {
-			if method == "parameters" {
+			if !isOperation(method) {
 				continue
 			}
 			o := op.(map[string]any)
@@ -89,9 +125,21 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 				if resolveRef(doc, r)["description"] == nil {
 					t.Errorf("%s %s %s: no description", method, path, status)
 				}
+				if status == "default" {
+					t.Errorf("%s %s: a default response hides which statuses it sends", method, path)
+				}
 			}
 		}
 	}
+}
+
+// isOperation reports whether a path item's member is an operation.
+func isOperation(member string) bool {
+	switch member {
+	case "get", "head", "post", "put", "patch", "delete", "options", "trace":
+		return true
+	}
+	return false
 }
 
 func TestOpenAPIAndDocsAreServed(t *testing.T) {
@@ -111,40 +159,30 @@ func TestOpenAPIAndDocsAreServed(t *testing.T) {
 	}
 }
 
-// checkContract checks one response against the document.
-func checkContract(t testing.TB, req *http.Request, rec *httptest.ResponseRecorder) {
+// headersNotDeclared are the response headers the document need not
+// declare: HTTP's framing and the representation's own metadata.
+var headersNotDeclared = []string{"Content-Length", "Content-Type", "Date", "Connection", "Transfer-Encoding"}
+
+// checkContract checks one response from listener against the document:
+// its status is one the operation lists, every header it carries is one
+// the response declares (and every required one is there), each header's
+// value and the body match their schemas. A request that is no operation
+// of the document (an unknown path or method) must have been answered
+// with the Unmatched problem.
+func checkContract(t testing.TB, listener string, req *http.Request, rec *httptest.ResponseRecorder) {
 	t.Helper()
 	if req.Method == http.MethodOptions && req.Header.Get("Access-Control-Request-Method") != "" {
 		return // a CORS preflight: the protocol's, on every path; openapi.json's info describes it
 	}
 	doc := loadOpenAPI(t)
-	where := req.Method + " " + req.URL.Path + " " + fmt.Sprint(rec.Code)
-	path, item := findPathItem(doc, req.URL.Path)
-	var response map[string]any
-	if item != nil {
-		method := strings.ToLower(req.Method)
-		if method == "head" {
-			method = "get"
-		}
-		if op, ok := item[method].(map[string]any); ok {
-			responses := op["responses"].(map[string]any)
-			r, ok := responses[fmt.Sprint(rec.Code)]
-			if !ok {
-				r = responses["default"]
-			}
-			if r == nil {
-				t.Errorf("contract: %s: status not in openapi.json for %s", where, path)
-				return
-			}
-			response = resolveRef(doc, r)
-		}
+	where := listener + " " + req.Method + " " + req.URL.Path + " " + fmt.Sprint(rec.Code)
+	response := responseFor(t, doc, listener, req, rec.Code, where)
+	if response == nil {
+		return
 	}
-	if response == nil { // an unknown route or method: a problem, as the default response says
-		if rec.Code < 400 {
-			t.Errorf("contract: %s: a success on a path and method openapi.json does not have", where)
-			return
-		}
-		response = resolveRef(doc, map[string]any{"$ref": "#/components/responses/Error"})
+	checkHeaders(t, doc, response, rec.Header(), where)
+	if req.Method == http.MethodHead {
+		return // the server drops a HEAD answer's body; the recorder keeps it
 	}
 	content, _ := response["content"].(map[string]any)
 	if len(content) == 0 {
@@ -174,14 +212,69 @@ func checkContract(t testing.TB, req *http.Request, rec *httptest.ResponseRecord
 	}
 }
 
-// findPathItem finds the document's path template that matches path.
-func findPathItem(doc map[string]any, path string) (string, map[string]any) {
-	if path != "/" {
-		path = strings.TrimSuffix(path, "/") // the {$} alias
+// responseFor finds the response the document gives for status to req on
+// listener, reporting when there is none.
+func responseFor(t testing.TB, doc map[string]any, listener string, req *http.Request, status int, where string) map[string]any {
+	t.Helper()
+	var op map[string]any
+	if cleanPath(req.URL.Path) == req.URL.Path {
+		if _, item := findPathItem(doc, listener, req.URL.Path); item != nil {
+			op, _ = item[strings.ToLower(req.Method)].(map[string]any)
+		}
 	}
+	if op == nil { // no operation: the document's answer to anything else
+		if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+			t.Errorf("contract: %s: a path and method openapi.json does not have, answered other than 404 or 405", where)
+			return nil
+		}
+		return resolveRef(doc, map[string]any{"$ref": "#/components/responses/Unmatched"})
+	}
+	r, ok := op["responses"].(map[string]any)[fmt.Sprint(status)]
+	if !ok {
+		t.Errorf("contract: %s: status not in openapi.json for %s", where, op["operationId"])
+		return nil
+	}
+	return resolveRef(doc, r)
+}
+
+// checkHeaders checks a response's headers against the response's
+// declared ones.
+func checkHeaders(t testing.TB, doc, response map[string]any, got http.Header, where string) {
+	t.Helper()
+	declared := map[string]map[string]any{} // by canonical name, as http.Header keeps them
+	names := map[string]string{}            // the document's spelling
+	for name, h := range response["headers"].(map[string]any) {
+		declared[http.CanonicalHeaderKey(name)] = resolveRef(doc, h)
+		names[http.CanonicalHeaderKey(name)] = name
+	}
+	for name, values := range got {
+		if slices.Contains(headersNotDeclared, name) {
+			continue
+		}
+		h, ok := declared[name]
+		if !ok {
+			t.Errorf("contract: %s: header %s is not declared in openapi.json", where, name)
+			continue
+		}
+		for _, v := range values {
+			for _, problem := range validateSchema(doc, v, h["schema"], "header "+name) {
+				t.Errorf("contract: %s: %s", where, problem)
+			}
+		}
+	}
+	for name, h := range declared {
+		if h["required"] == true && len(got[name]) == 0 {
+			t.Errorf("contract: %s: required header %s is missing", where, names[name])
+		}
+	}
+}
+
+// findPathItem finds the document's path template that matches path on
+// listener.
+func findPathItem(doc map[string]any, listener, path string) (string, map[string]any) {
 	for template, item := range doc["paths"].(map[string]any) {
 		pattern := "^" + regexp.MustCompile(`\\\{[^/]+\\\}`).ReplaceAllString(regexp.QuoteMeta(template), `[^/]+`) + "$"
-		if regexp.MustCompile(pattern).MatchString(path) {
+		if regexp.MustCompile(pattern).MatchString(path) && servedOn(doc, item.(map[string]any), listener) {
 			return template, item.(map[string]any)
 		}
 	}
@@ -204,7 +297,7 @@ func resolveRef(doc map[string]any, v any) map[string]any {
 // validateSchema checks v against schema and returns every problem found.
 // It knows the keywords openapi.json uses: $ref, type (one or a list),
 // properties, required, additionalProperties: false, minProperties,
-// items, enum, const, minimum, maximum, minLength, maxLength, pattern and
+// items, minItems, enum, const, minimum, maximum, minLength, maxLength, pattern and
 // the formats date-time and email. Annotations (description, example,
 // default) are ignored; any other keyword is reported, so the document
 // cannot outgrow the checker unnoticed.
@@ -311,6 +404,12 @@ func validateSchema(doc map[string]any, v any, schemaValue any, at string) []str
 					fail("fewer than %d properties", n)
 				}
 			}
+		case "minItems":
+			if arr, ok := v.([]any); ok {
+				if n, _ := want.(json.Number).Int64(); int64(len(arr)) < n {
+					fail("fewer than %d items", n)
+				}
+			}
 		case "items":
 			if arr, ok := v.([]any); ok {
 				for i, item := range arr {
@@ -380,6 +479,100 @@ func TestSchemaCheckerCatchesMistakes(t *testing.T) {
 	} {
 		if problems := validateSchema(doc, decode(bad), user, "user"); len(problems) == 0 {
 			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+// contractFailures collects what checkContract reports, so a test can
+// show that it fails where it should.
+type contractFailures struct {
+	testing.TB
+	failures []string
+}
+
+func (c *contractFailures) Helper() {}
+func (c *contractFailures) Errorf(format string, args ...any) {
+	c.failures = append(c.failures, fmt.Sprintf(format, args...))
+}
+
+func TestContractCheckerCatchesMistakes(t *testing.T) {
+	t.Parallel()
+	user := `{"id":7,"username":"alice","email":"a@b.co","full_name":null,"role":"user","is_active":true,"created_at":"2026-11-30T09:24:34.123456Z","updated_at":"2026-11-30T09:24:34.123456Z"}`
+	// answer is a response as the service sends it, changed by change.
+	answer := func(status int, body string, change func(http.Header)) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h := rec.Header()
+		h.Set("X-Request-ID", "abc")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Type", "application/json")
+		h.Set("ETag", `"1"`)
+		if change != nil {
+			change(h)
+		}
+		rec.WriteHeader(status)
+		rec.WriteString(body)
+		return rec
+	}
+	tests := []struct {
+		name     string
+		listener string
+		method   string
+		path     string
+		rec      *httptest.ResponseRecorder
+		want     string // in a failure; "" for none
+	}{
+		{"a good answer", publicListener, "GET", "/api/v1/users/7", answer(200, user, nil), ""},
+		{"a good HEAD", publicListener, "HEAD", "/api/v1/users/me", answer(200, user, nil), ""},
+		{"an undeclared status", publicListener, "GET", "/api/v1/users/7", answer(http.StatusTeapot, user, nil), "status not in openapi.json"},
+		{"a status declared for another operation", publicListener, "GET", "/api/v1/users/7", answer(http.StatusPreconditionFailed, user, nil), "status not in openapi.json"},
+		{"an undeclared header", publicListener, "GET", "/api/v1/users/7", answer(200, user, func(h http.Header) { h.Set("X-Debug", "1") }), "header X-Debug is not declared"},
+		{"a header declared for another status", publicListener, "GET", "/api/v1/users/7", answer(200, user, func(h http.Header) { h.Set("Retry-After", "1") }), "header Retry-After is not declared"},
+		{"a required header missing", publicListener, "GET", "/api/v1/users/7", answer(200, user, func(h http.Header) { h.Del("ETag") }), "required header ETag is missing"},
+		{"a header of the wrong value", publicListener, "GET", "/api/v1/users/7", answer(200, user, func(h http.Header) { h.Set("Cache-Control", "private") }), "header Cache-Control"},
+		{"a success on an unknown path", publicListener, "GET", "/api/v1/nope", answer(200, user, nil), "does not have"},
+		{"a success on a path not in canonical form", publicListener, "GET", "/api/v1//users/7", answer(200, user, nil), "does not have"},
+		{"a management path on the public listener", publicListener, "GET", "/health/live", answer(200, `{"status":"ok"}`, nil), "does not have"},
+		{"a body that breaks the schema", publicListener, "GET", "/api/v1/users/7", answer(200, `{"id":7}`, nil), "required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := &contractFailures{TB: t}
+			checkContract(got, tt.listener, httptest.NewRequest(tt.method, tt.path, nil), tt.rec)
+			switch {
+			case tt.want == "" && len(got.failures) > 0:
+				t.Errorf("failed a good answer: %q", got.failures)
+			case tt.want != "" && !slices.ContainsFunc(got.failures, func(f string) bool { return strings.Contains(f, tt.want) }):
+				t.Errorf("failures %q: none says %q", got.failures, tt.want)
+			}
+		})
+	}
+}
+
+// TestHeadIsServedForEveryGet: the mux answers HEAD on every GET route,
+// as openapi.json says: the GET's status and headers, checked against the
+// document's head operations like every other answer.
+func TestHeadIsServedForEveryGet(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	id := strconv.FormatInt(app.adminID, 10)
+	serve := map[string]func(method, path string) *httptest.ResponseRecorder{
+		publicListener:     func(method, path string) *httptest.ResponseRecorder { return app.do(method, path, "") },
+		managementListener: func(method, path string) *httptest.ResponseRecorder { return app.manage(method, path) },
+	}
+	s := &server{}
+	for listener, routes := range map[string][]route{publicListener: s.routes(0), managementListener: s.managementRoutes()} {
+		for _, rt := range routes {
+			method, path, _ := strings.Cut(rt.pattern, " ")
+			if method != http.MethodGet {
+				continue
+			}
+			path = strings.ReplaceAll(routePath(path), "{id}", id)
+			get, head := serve[listener](http.MethodGet, path), serve[listener](http.MethodHead, path)
+			if head.Code != get.Code || head.Header().Get("Content-Type") != get.Header().Get("Content-Type") ||
+				head.Header().Get("ETag") != get.Header().Get("ETag") {
+				t.Errorf("%s HEAD %s: %d %v; GET: %d %v", listener, path, head.Code, head.Header(), get.Code, get.Header())
+			}
 		}
 	}
 }
