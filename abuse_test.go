@@ -466,3 +466,28 @@ func TestHashCostUpgradeAtSignIn(t *testing.T) {
 	}
 	app.login("oldcost", "user password")
 }
+
+// TestWrongCurrentPasswordsAreLimited: guessing the current password
+// through PUT or PATCH with a stolen token counts against the sign-in
+// limits, and ends in the 429 with Retry-After that openapi.json lists.
+func TestWrongCurrentPasswordsAreLimited(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	for _, method := range []string{"PATCH", "PUT"} {
+		name := "guessed" + strings.ToLower(method)
+		_, token := app.newUser(name)
+		codes := map[int]int{}
+		var last *httptest.ResponseRecorder
+		for i := range loginFailuresPerPair + 1 {
+			last = app.do(method, "/api/v1/users/me", fmt.Sprintf(`{"password":"a new password %d","current_password":"guess %d"}`, i, i),
+				"Authorization", "Bearer "+token)
+			codes[last.Code]++
+		}
+		if codes[http.StatusBadRequest] != loginFailuresPerPair || codes[http.StatusTooManyRequests] != 1 {
+			t.Errorf("%s: statuses %v, want %d 400s then a 429", method, codes, loginFailuresPerPair)
+		}
+		if last.Header().Get("Retry-After") == "" {
+			t.Errorf("%s: 429 without Retry-After", method)
+		}
+	}
+}

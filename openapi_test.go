@@ -576,3 +576,17 @@ func TestHeadIsServedForEveryGet(t *testing.T) {
 		}
 	}
 }
+
+// TestTrailingSlashIsServedLikeWithout: /api/v1/users/ lists and creates
+// as /api/v1/users does, as the document's path of its own says.
+func TestTrailingSlashIsServedLikeWithout(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	rec := app.do("POST", "/api/v1/users/", `{"username":"slash","email":"slash@example.com","password":"rq7-tz4w"}`)
+	if rec.Code != http.StatusCreated || rec.Header().Get("Location") != userPath(decodeJSON[userJSON](t, rec).ID) {
+		t.Fatalf("POST /api/v1/users/: %d %v", rec.Code, rec.Header())
+	}
+	if rec := app.do("GET", "/api/v1/users/?q=slash", ""); rec.Code != http.StatusOK || decodeJSON[listJSON](t, rec).Total != 1 {
+		t.Errorf("GET /api/v1/users/?q=slash: %d %s", rec.Code, rec.Body)
+	}
+}
