@@ -195,7 +195,11 @@ func TestSigtermUnderLoad(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
 	logs := &syncBuffer{}
-	go io.Copy(logs, stdout)
+	copied := make(chan struct{}) // closed when the process's output ends
+	go func() {
+		io.Copy(logs, stdout)
+		close(copied)
+	}()
 	addr := waitForLogField(t, logs, "listening", "addr")
 	base := "http://" + addr
 	waitForLogField(t, logs, "bootstrap admin created", "username")
@@ -231,7 +235,10 @@ func TestSigtermUnderLoad(t *testing.T) {
 		}
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		<-copied // Wait closes the pipe: read the last log lines first
+		exited <- cmd.Wait()
+	}()
 	select {
 	case err := <-exited:
 		if err != nil {
