@@ -55,7 +55,7 @@ func (a *testApp) waitSequenced() {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var pending int
-		if err := a.db.QueryRow(a.store.causal("SELECT COUNT(*) FROM user_events WHERE seq IS NULL")).Scan(&pending); err != nil {
+		if err := a.db.QueryRow(a.store.causal("SELECT COUNT(*) FROM user_events_pending")).Scan(&pending); err != nil {
 			a.t.Fatal(err)
 		}
 		if pending == 0 {

@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 -- every insert would have to maintain.
 CREATE TABLE IF NOT EXISTS user_events (
     id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
-    seq            BIGINT UNSIGNED NULL,
+    seq            BIGINT UNSIGNED NOT NULL,
     type           VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
     occurred_at    DATETIME(6) NOT NULL,
     user_id        BIGINT UNSIGNED NOT NULL,
@@ -121,6 +121,23 @@ CREATE TABLE IF NOT EXISTS user_events (
     KEY user_events_user_seq (user_id, seq),
     KEY user_events_actor_seq (actor_id, seq),
     KEY user_events_type_seq (type, seq)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Events as their changes commit them, not yet numbered: each write adds
+-- its events here, to a table with no index but its key, so recording an
+-- event costs a change little; the sequencer moves them to user_events
+-- with their seq, in batches (store_events.go).
+CREATE TABLE IF NOT EXISTS user_events_pending (
+    id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    type           VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    occurred_at    DATETIME(6) NOT NULL,
+    user_id        BIGINT UNSIGNED NOT NULL,
+    actor_type     VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    actor_id       BIGINT UNSIGNED NULL,
+    request_id     VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    client_address VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    changes        TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    PRIMARY KEY (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- The one row the sequencer locks and writes: the last seq handed out, and

@@ -11,21 +11,24 @@ import (
 
 // The audit trail and change feed, and why the feed never skips an event.
 //
-// Writers insert each event with seq NULL in the transaction of the change
-// it records (insertEvents): one more INSERT, nothing serialized, so an
-// event exists if and only if its change committed. The sequencer
-// (SequenceEvents, run by every replica) then numbers committed events in
-// short transactions that each lock and write the one row of
-// event_sequencer, read its last_seq, give the next unnumbered events the
-// consecutive seqs last_seq+1, last_seq+2, ... and store the new last_seq.
-// Consumers page by seq ("WHERE seq > ? ORDER BY seq").
+// Writers insert each event into user_events_pending in the transaction of
+// the change it records (insertEvents): one more INSERT into a table with
+// no secondary index, nothing serialized, so an event exists if and only
+// if its change committed. The sequencer (SequenceEvents, run by every
+// replica) then numbers committed events in short transactions that each
+// lock and write the one row of event_sequencer, read its last_seq, move
+// the next pending events to user_events with the consecutive seqs
+// last_seq+1, last_seq+2, ... and store the new last_seq. Consumers page
+// user_events by seq ("WHERE seq > ? ORDER BY seq"). The feed's indexes
+// are written once per event, in batches, off the writers' path.
 //
 // Why a consumer that has read up to seq N can never later find an event
 // with a seq at or below N:
 //
-//   - a row gets a seq only after its own transaction committed, since the
-//     sequencer can only see committed rows, so no event can turn up late
-//     with a small number because its writer was slow to commit;
+//   - an event gets a seq only after its own transaction committed, since
+//     the sequencer can only see committed pending rows, so no event can
+//     turn up late with a small number because its writer was slow to
+//     commit;
 //   - numbering transactions run one at a time (the row lock; on Galera,
 //     certification: two that wrote the row concurrently on two nodes
 //     conflict, and the loser gets error 1213 and runs again), and each
@@ -111,7 +114,7 @@ func insertEventsSQL(actor Actor, events ...newEvent) (string, []any) {
 		args = append(args, string(e.Type), e.UserID, string(actor.Type), actorID,
 			cut(actor.RequestID, eventRequestIDMax), cut(actor.ClientAddress, eventClientAddressMax), changes)
 	}
-	return "INSERT INTO user_events (type, occurred_at, user_id, actor_type, actor_id, request_id, client_address, changes) VALUES " +
+	return "INSERT INTO user_events_pending (" + pendingEventColumns + ") VALUES " +
 		strings.Join(rows, ", "), args
 }
 
@@ -131,10 +134,15 @@ const sequencerBatch = 1000
 // its transaction rolls back).
 var errSequenceRace = errors.New("sequence events: numbered concurrently")
 
+// pendingEventColumns are the columns of an event before it is numbered.
+const pendingEventColumns = "type, occurred_at, user_id, actor_type, actor_id, request_id, client_address, changes"
+
 // SequenceEvents numbers up to sequencerBatch committed events in one
-// transaction, in id order, and returns how many it numbered (the
-// argument at the top of this file says why the feed then never skips).
-// A cheap read first skips the lock when there is nothing to number.
+// transaction, in the order they were recorded, moving them from
+// user_events_pending to user_events with their seq, and returns how many
+// it numbered (the argument at the top of this file says why the feed
+// then never skips). A cheap read first skips the lock when there is
+// nothing to number.
 func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
@@ -142,7 +150,7 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 	}
 	defer cancel()
 	var one int
-	err = s.db.QueryRowContext(ctx, "SELECT 1 FROM user_events WHERE seq IS NULL LIMIT 1").Scan(&one)
+	err = s.db.QueryRowContext(ctx, "SELECT 1 FROM user_events_pending LIMIT 1").Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -157,11 +165,11 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 		}
 		// A plain (consistent) read, taken under the lock: a locking read
 		// would lock the gap new events go into and hold up their writers.
-		ids, err := int64Column(ctx, tx, "SELECT id FROM user_events WHERE seq IS NULL ORDER BY id LIMIT ?", sequencerBatch)
+		ids, err := int64Column(ctx, tx, "SELECT id FROM user_events_pending ORDER BY id LIMIT ?", sequencerBatch)
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		if err := numberEvents(ctx, tx, ids, last); err != nil {
+		if err := moveEvents(ctx, tx, ids, last); err != nil {
 			return err
 		}
 		last += int64(len(ids))
@@ -177,28 +185,25 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 	return numbered, nil
 }
 
-// numberEvents gives the events ids the seqs after last, in order, in one
-// statement (a CASE, which both MySQL and MariaDB run; no user variables,
-// whose assignment in expressions MySQL 8 deprecates). Rows are found by
-// primary key, so only they are locked, no gap. An event numbered since
-// it was read fails the whole batch.
-func numberEvents(ctx context.Context, tx *sql.Tx, ids []int64, last int64) error {
-	var cases, in strings.Builder
-	args := make([]any, 0, 3*len(ids))
+// moveEvents gives the pending events ids the seqs after last, in id
+// order, as it moves them to user_events: one INSERT ... SELECT (window
+// functions: MySQL 8.0 and MariaDB 10.2 both have ROW_NUMBER) and one
+// DELETE, each by primary key, so only those rows are locked. An event
+// another sequencer moved since it was read fails the whole batch.
+func moveEvents(ctx context.Context, tx *sql.Tx, ids []int64, last int64) error {
+	in := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
+	idArgs := make([]any, len(ids))
 	for i, id := range ids {
-		cases.WriteString(" WHEN ? THEN ?")
-		args = append(args, id, last+int64(i)+1)
+		idArgs[i] = id
 	}
-	for i, id := range ids {
-		if i > 0 {
-			in.WriteString(", ")
-		}
-		in.WriteByte('?')
-		args = append(args, id)
-	}
-	res, err := tx.ExecContext(ctx, "UPDATE user_events SET seq = CASE id"+cases.String()+" END WHERE id IN ("+in.String()+") AND seq IS NULL", args...)
+	_, err := tx.ExecContext(ctx, "INSERT INTO user_events (seq, "+pendingEventColumns+") SELECT ? + ROW_NUMBER() OVER (ORDER BY id), "+
+		pendingEventColumns+" FROM user_events_pending WHERE id IN ("+in+") ORDER BY id", append([]any{last}, idArgs...)...)
 	if err != nil {
 		return dbError("sequence events: number", err)
+	}
+	res, err := tx.ExecContext(ctx, "DELETE FROM user_events_pending WHERE id IN ("+in+")", idArgs...)
+	if err != nil {
+		return dbError("sequence events: move", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
 		return errSequenceRace
