@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -213,22 +212,7 @@ func parseEventQuery(values url.Values, userID *int64) (eventQuery, error) {
 		known = append(known, "user_id")
 	}
 	var errs fieldErrors
-	one := func(name string) (string, bool) {
-		v, present := values[name]
-		if !present {
-			return "", false
-		}
-		if len(v) != 1 {
-			errs.add(name, "must be given once")
-			return "", false
-		}
-		return v[0], true
-	}
-	for _, name := range slices.Sorted(maps.Keys(values)) {
-		if !slices.Contains(known, name) && len(errs) < maxUnknownFieldsReported {
-			errs.add(fieldName(name), "is not a known query parameter")
-		}
-	}
+	one := newQueryParams(values, known, &errs).one
 	if v, ok := one("after"); ok {
 		if seq, valid := parseEventCursor(v); valid {
 			q.After = &seq

@@ -137,15 +137,8 @@ const healthPingTimeout = time.Second
 // the schema in place and start-up is done, and a 503 problem naming the
 // reason otherwise (see databaseDown).
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
-	defer cancel()
-	if err := s.store.Ready(ctx); err != nil {
-		s.writeError(w, r, databaseDown(err))
-		return
-	}
-	s.store.trouble.resolved(ctx, s.logger)
-	if !s.startup.done() {
-		s.writeError(w, r, &DatabaseDownError{Reason: "starting", Err: ErrStarting})
+	if err := s.checkReady(r); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	s.respond(w, r, http.StatusOK, struct {
@@ -153,6 +146,22 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		Database string `json:"database"`
 		Version  string `json:"version"`
 	}{"ok", "ok", version})
+}
+
+// checkReady is what /health and /health/ready check: the database answers
+// within a second with the schema in place (a setup failure logged once
+// is logged again as resolved), and start-up is done.
+func (s *server) checkReady(r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
+	defer cancel()
+	if err := s.store.Ready(ctx); err != nil {
+		return databaseDown(err)
+	}
+	s.store.trouble.resolved(ctx, s.logger)
+	if !s.startup.done() {
+		return &DatabaseDownError{Reason: "starting", Err: ErrStarting}
+	}
+	return nil
 }
 
 // databaseDown says in a few words why the database failed a health
@@ -181,15 +190,8 @@ func (s *server) handleLive(w http.ResponseWriter, r *http.Request) {
 // answers within a second and the schema is in place. A failing readiness
 // probe takes the replica out of the load balancer until it recovers.
 func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
-	defer cancel()
-	if err := s.store.Ready(ctx); err != nil {
-		s.writeError(w, r, databaseDown(err))
-		return
-	}
-	s.store.trouble.resolved(ctx, s.logger)
-	if !s.startup.done() {
-		s.writeError(w, r, &DatabaseDownError{Reason: "starting", Err: ErrStarting})
+	if err := s.checkReady(r); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	s.respond(w, r, http.StatusOK, map[string]string{"status": "ok"})

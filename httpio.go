@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -271,4 +273,35 @@ func parsePositiveInt(s string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil
+}
+
+// queryParams reads a query string's parameters strictly: each at most
+// once, and none but the known ones (a misspelt "per_pag" must not
+// silently give the default). Problems go to errs, all at once.
+type queryParams struct {
+	values url.Values
+	errs   *fieldErrors
+}
+
+// newQueryParams checks values against the known names.
+func newQueryParams(values url.Values, known []string, errs *fieldErrors) queryParams {
+	for _, name := range slices.Sorted(maps.Keys(values)) {
+		if !slices.Contains(known, name) && len(*errs) < maxUnknownFieldsReported {
+			errs.add(fieldName(name), "is not a known query parameter")
+		}
+	}
+	return queryParams{values: values, errs: errs}
+}
+
+// one returns the parameter's value, and whether it was given once.
+func (p queryParams) one(name string) (string, bool) {
+	v, present := p.values[name]
+	if !present {
+		return "", false
+	}
+	if len(v) != 1 {
+		p.errs.add(name, "must be given once")
+		return "", false
+	}
+	return v[0], true
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -72,22 +71,7 @@ var listParams = []string{"page", "per_page", "cursor", "sort", "role", "is_acti
 func parseListQuery(values url.Values) (listQuery, error) {
 	q := listQuery{Page: 1, PerPage: defaultPerPage, Sort: "id"}
 	var errs fieldErrors
-	one := func(name string) (string, bool) {
-		v, present := values[name]
-		if !present {
-			return "", false
-		}
-		if len(v) != 1 {
-			errs.add(name, "must be given once")
-			return "", false
-		}
-		return v[0], true
-	}
-	for _, name := range slices.Sorted(maps.Keys(values)) {
-		if !slices.Contains(listParams, name) && len(errs) < maxUnknownFieldsReported {
-			errs.add(fieldName(name), "is not a known query parameter")
-		}
-	}
+	one := newQueryParams(values, listParams, &errs).one
 	if v, ok := one("page"); ok {
 		if n, valid := parsePositiveInt(v); valid {
 			q.Page = n

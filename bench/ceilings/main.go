@@ -57,49 +57,37 @@ func main() {
 	}
 }
 
+// poolFlags are the flags of the database ceilings: where, how many
+// goroutines over how big a pool, for how long, over which ids.
+type poolFlags struct {
+	dsn      *string
+	conns    *int
+	pool     *int
+	duration *time.Duration
+	maxID    *int64
+}
+
+func newPoolFlags(fs *flag.FlagSet) poolFlags {
+	return poolFlags{
+		dsn:      fs.String("dsn", "root@tcp(127.0.0.1:3306)/usersvc_bench", "database DSN"),
+		conns:    fs.Int("conns", 64, "concurrent goroutines"),
+		pool:     fs.Int("pool", 20, "max open connections, as DB_MAX_OPEN_CONNS"),
+		duration: fs.Duration("duration", 10*time.Second, "how long to run each way"),
+		maxID:    fs.Int64("max-id", 10000, "ids are drawn from 1 to max-id"),
+	}
+}
+
 // pointSelect runs the service's primary-key select from conns goroutines
 // over a pool like the service's, and prints "qps p99_ms" for the better
 // of the two ways the driver can send it: parameters interpolated into the
 // query text, and a prepared statement.
 func pointSelect(args []string) error {
 	fs := flag.NewFlagSet("select", flag.ExitOnError)
-	dsn := fs.String("dsn", "root@tcp(127.0.0.1:3306)/usersvc_bench", "database DSN")
-	conns := fs.Int("conns", 64, "concurrent goroutines")
-	pool := fs.Int("pool", 20, "max open connections, as DB_MAX_OPEN_CONNS")
-	duration := fs.Duration("duration", 10*time.Second, "how long to run each way")
-	maxID := fs.Int64("max-id", 10000, "ids are drawn from 1 to max-id")
+	pf := newPoolFlags(fs)
 	prefix := fs.String("prefix", "", `text before the SELECT, e.g. "SET STATEMENT wsrep_sync_wait=1 FOR " for a causal read on Galera`)
 	fs.Parse(args)
-
 	query := *prefix + "SELECT id, username, email, full_name, role, is_active, created_at, updated_at FROM users WHERE id = ?"
-	best := [2]float64{}
-	for _, interpolate := range []bool{true, false} {
-		db, err := openPool(*dsn, *pool, interpolate)
-		if err != nil {
-			return err
-		}
-		var run func(ctx context.Context, id int64) error
-		if interpolate {
-			run = func(ctx context.Context, id int64) error { return scanRow(db.QueryRowContext(ctx, query, id)) }
-		} else {
-			stmt, err := db.Prepare(query)
-			if err != nil {
-				return err
-			}
-			defer stmt.Close()
-			run = func(ctx context.Context, id int64) error { return scanRow(stmt.QueryRowContext(ctx, id)) }
-		}
-		qps, p99, err := drive(*conns, *duration, func() error { return run(context.Background(), 1+rand.Int64N(*maxID)) })
-		db.Close()
-		if err != nil {
-			return err
-		}
-		if qps > best[0] {
-			best = [2]float64{qps, p99}
-		}
-	}
-	fmt.Printf("%.0f %.2f\n", best[0], best[1])
-	return nil
+	return bestOfBoth(pf, query, func(id int64) []any { return []any{id} }, func(row *sql.Row) error { return scanRow(row) })
 }
 
 // pointUpdate runs the raw one-field update of a user by id, autocommit,
@@ -108,36 +96,48 @@ func pointSelect(args []string) error {
 // statement: the ceiling of PUT/PATCH of one field.
 func pointUpdate(args []string) error {
 	fs := flag.NewFlagSet("update", flag.ExitOnError)
-	dsn := fs.String("dsn", "root@tcp(127.0.0.1:3306)/usersvc_bench", "database DSN")
-	conns := fs.Int("conns", 64, "concurrent goroutines")
-	pool := fs.Int("pool", 20, "max open connections, as DB_MAX_OPEN_CONNS")
-	duration := fs.Duration("duration", 10*time.Second, "how long to run each way")
-	maxID := fs.Int64("max-id", 10000, "ids are drawn from 1 to max-id")
+	pf := newPoolFlags(fs)
 	fs.Parse(args)
-
-	const query = "UPDATE users SET full_name = ? WHERE id = ?"
-	best := [2]float64{}
 	var n atomic.Int64
+	return bestOfBoth(pf, "UPDATE users SET full_name = ? WHERE id = ?",
+		func(id int64) []any { return []any{fmt.Sprintf("Ceiling %d", n.Add(1)), id} }, nil)
+}
+
+// bestOfBoth drives query (a read scanned by scan, or with scan nil a
+// statement) with the arguments args gives for random ids, once with
+// interpolated text and once prepared, and prints "qps p99_ms" of the
+// better way.
+func bestOfBoth(pf poolFlags, query string, args func(id int64) []any, scan func(*sql.Row) error) error {
+	best := [2]float64{}
 	for _, interpolate := range []bool{true, false} {
-		db, err := openPool(*dsn, *pool, interpolate)
+		db, err := openPool(*pf.dsn, *pf.pool, interpolate)
 		if err != nil {
 			return err
 		}
-		exec := func(ctx context.Context, args ...any) error {
-			_, err := db.ExecContext(ctx, query, args...)
-			return err
-		}
+		var stmt *sql.Stmt
 		if !interpolate {
-			stmt, err := db.Prepare(query)
-			if err != nil {
+			if stmt, err = db.Prepare(query); err != nil {
 				return err
 			}
-			defer stmt.Close()
-			exec = func(ctx context.Context, args ...any) error { _, err := stmt.ExecContext(ctx, args...); return err }
 		}
-		qps, p99, err := drive(*conns, *duration, func() error {
-			return exec(context.Background(), fmt.Sprintf("Ceiling %d", n.Add(1)), 1+rand.Int64N(*maxID))
-		})
+		run := func(ctx context.Context, a []any) error {
+			switch {
+			case scan != nil && stmt != nil:
+				return scan(stmt.QueryRowContext(ctx, a...))
+			case scan != nil:
+				return scan(db.QueryRowContext(ctx, query, a...))
+			case stmt != nil:
+				_, err := stmt.ExecContext(ctx, a...)
+				return err
+			default:
+				_, err := db.ExecContext(ctx, query, a...)
+				return err
+			}
+		}
+		qps, p99, err := drive(*pf.conns, *pf.duration, func() error { return run(context.Background(), args(1+rand.Int64N(*pf.maxID))) })
+		if stmt != nil {
+			stmt.Close()
+		}
 		db.Close()
 		if err != nil {
 			return err
