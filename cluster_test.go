@@ -333,6 +333,11 @@ func TestClusterRevocationEverywhere(t *testing.T) {
 			token := via.login("revoked", "user password")
 			rv.revoke(via, token)
 			for _, app := range apps {
+				// A write first (the fast path's read), then a read: each must
+				// refuse the token on its own, not after the other waited.
+				if code := app.do("PATCH", "/api/v1/users/me", `{"full_name":"Late"}`, as(token)...).Code; code != http.StatusUnauthorized {
+					t.Fatalf("%s through one node: another node let the token write (%d)", rv.name, code)
+				}
 				if code := app.do("GET", "/api/v1/users/me", "", as(token)...).Code; code != http.StatusUnauthorized {
 					t.Fatalf("%s through one node: another node answered %d", rv.name, code)
 				}

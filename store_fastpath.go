@@ -128,7 +128,7 @@ func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decid
 			rollback(ctx, conn)
 		}
 	}()
-	lock, err := readForUpdate(ctx, conn, tokenHash, ref)
+	lock, err := s.readForUpdate(ctx, conn, tokenHash, ref)
 	if err != nil {
 		return err
 	}
@@ -164,13 +164,16 @@ const fastLockSQL = "START TRANSACTION; SELECT" +
 // readForUpdate runs the first round trip. No row (no such user, or "me"
 // with an invalid token) is errSlowPath; a row without a caller is
 // ErrUnauthenticated.
-func readForUpdate(ctx context.Context, conn *sql.Conn, tokenHash []byte, ref userRef) (fastLock, error) {
+func (s *Store) readForUpdate(ctx context.Context, conn *sql.Conn, tokenHash []byte, ref userRef) (fastLock, error) {
 	query, args := fastLockSQL+"? FOR UPDATE", []any{tokenHash, ref.id}
 	if ref.self {
 		query = fastLockSQL + "(SELECT t.user_id FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE) FOR UPDATE"
 		args[1] = tokenHash
 	}
-	rows, err := conn.QueryContext(ctx, query, args...)
+	// On Galera the share lock holds on this node only: the read is also
+	// causal, so a token revoked through another node is refused here.
+	begin, read, _ := strings.Cut(query, "; ")
+	rows, err := conn.QueryContext(ctx, begin+"; "+s.causal(read), args...)
 	if err != nil {
 		return fastLock{}, dbError("fast write: lock", err)
 	}
