@@ -478,3 +478,31 @@ func TestBusyHasherAnswers503(t *testing.T) {
 	}
 	close(release)
 }
+
+// TestHasherShareQueuesASourcesBurst: a source past its share of the
+// bcrypt pool waits for its own jobs instead of being turned away, so an
+// admin's burst of creates all succeed; another source still gets a
+// worker meanwhile.
+func TestHasherShareQueuesASourcesBurst(t *testing.T) {
+	t.Parallel()
+	h, err := newPasswordHasher(4, 1, 7, 5*time.Second) // capacity 8: a share of 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = h.Hash(context.Background(), "a long password", "user:1") })
+	}
+	_, other := h.Hash(context.Background(), "a long password", "203.0.113.9")
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("job %d of the burst: %v", i, err)
+		}
+	}
+	if other != nil {
+		t.Errorf("another source during the burst: %v", other)
+	}
+}

@@ -41,9 +41,10 @@ type passwordHasher struct {
 	// share is how many jobs one source (a client address, an account) may
 	// have waiting or running at once, so that no one source can fill the
 	// pool and keep everyone else at 503.
-	share     int
-	sourcesMu sync.Mutex
-	sources   map[string]int
+	share          int
+	sourcesMu      sync.Mutex
+	sources        map[string]int
+	sourcesChanged chan struct{} // closed and replaced when a job leaves
 
 	// runs counts bcrypt computations, rejected the jobs refused with
 	// ErrBusy, for tests and metrics.
@@ -77,6 +78,8 @@ func newPasswordHasher(cost, workers, queue int, maxWait time.Duration) (*passwo
 		dummies: map[int][]byte{cost: dummy},
 		share:   max(2, (workers+queue)/4),
 		sources: map[string]int{},
+
+		sourcesChanged: make(chan struct{}),
 	}
 	h.dummyCost.Store(int64(cost))
 	for range workers {
@@ -104,12 +107,15 @@ func (h *passwordHasher) work() {
 func (h *passwordHasher) Close() { close(h.closed) }
 
 // do runs f on a worker for the given sources, or returns ErrBusy when
-// one of them already holds its share or no worker takes f in time.
+// no worker takes it within maxWait: a source that holds its share waits
+// for one of its own jobs to end, so its flood queues behind itself and
+// leaves the rest of the pool to the others.
 func (h *passwordHasher) do(ctx context.Context, f func(), sources []string) error {
-	err := h.enter(sources)
+	deadline := time.Now().Add(h.maxWait)
+	err := h.enter(ctx, sources, deadline)
 	if err == nil {
 		defer h.leave(sources)
-		err = h.tryDo(ctx, f)
+		err = h.tryDo(ctx, f, deadline)
 	}
 	if errors.Is(err, ErrBusy) {
 		h.rejected.Add(1)
@@ -117,19 +123,42 @@ func (h *passwordHasher) do(ctx context.Context, f func(), sources []string) err
 	return err
 }
 
-// enter counts a job for each source, unless one is at its share.
-func (h *passwordHasher) enter(sources []string) error {
+// enter counts a job for each source, waiting until deadline while one of
+// them holds its share.
+func (h *passwordHasher) enter(ctx context.Context, sources []string, deadline time.Time) error {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		changed, ok := h.tryEnter(sources)
+		if ok {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return ErrBusy
+		case <-h.closed:
+			return ErrBusy
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
+		}
+	}
+}
+
+// tryEnter counts a job for each source unless one is at its share; then
+// it returns the channel closed when a job leaves.
+func (h *passwordHasher) tryEnter(sources []string) (<-chan struct{}, bool) {
 	h.sourcesMu.Lock()
 	defer h.sourcesMu.Unlock()
 	for _, source := range sources {
 		if h.sources[source] >= h.share {
-			return ErrBusy
+			return h.sourcesChanged, false
 		}
 	}
 	for _, source := range sources {
 		h.sources[source]++
 	}
-	return nil
+	return nil, true
 }
 
 func (h *passwordHasher) leave(sources []string) {
@@ -140,16 +169,20 @@ func (h *passwordHasher) leave(sources []string) {
 			delete(h.sources, source)
 		}
 	}
+	if len(sources) > 0 {
+		close(h.sourcesChanged)
+		h.sourcesChanged = make(chan struct{})
+	}
 }
 
-func (h *passwordHasher) tryDo(ctx context.Context, f func()) error {
+func (h *passwordHasher) tryDo(ctx context.Context, f func(), deadline time.Time) error {
 	select {
 	case h.waiting <- struct{}{}:
 		defer func() { <-h.waiting }()
 	default:
 		return ErrBusy
 	}
-	timer := time.NewTimer(h.maxWait)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	job := hashJob{run: f, done: make(chan struct{})}
 	select {
