@@ -165,7 +165,7 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 		}
 		// A plain (consistent) read, taken under the lock: a locking read
 		// would lock the gap new events go into and hold up their writers.
-		ids, err := int64Column(ctx, tx, "SELECT id FROM user_events_pending ORDER BY id LIMIT ?", sequencerBatch)
+		ids, err := readColumn[int64](ctx, tx, "sequence events: read ids", "SELECT id FROM user_events_pending ORDER BY id LIMIT ?", sequencerBatch)
 		if err != nil || len(ids) == 0 {
 			return err
 		}
@@ -191,11 +191,7 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 // DELETE, each by primary key, so only those rows are locked. An event
 // another sequencer moved since it was read fails the whole batch.
 func moveEvents(ctx context.Context, tx *sql.Tx, ids []int64, last int64) error {
-	in := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
-	idArgs := make([]any, len(ids))
-	for i, id := range ids {
-		idArgs[i] = id
-	}
+	in, idArgs := inList(ids)
 	_, err := tx.ExecContext(ctx, "INSERT INTO user_events (seq, "+pendingEventColumns+") SELECT ? + ROW_NUMBER() OVER (ORDER BY id), "+
 		pendingEventColumns+" FROM user_events_pending WHERE id IN ("+in+") ORDER BY id", append([]any{last}, idArgs...)...)
 	if err != nil {
@@ -209,28 +205,6 @@ func moveEvents(ctx context.Context, tx *sql.Tx, ids []int64, last int64) error 
 		return errSequenceRace
 	}
 	return nil
-}
-
-// int64Column runs a query of one integer column in tx and returns its
-// values.
-func int64Column(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, dbError("read ids", err)
-	}
-	defer rows.Close()
-	var values []int64
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, dbError("read ids", err)
-		}
-		values = append(values, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, dbError("read ids", err)
-	}
-	return values, nil
 }
 
 // pruneBatch is the most events one pruning transaction deletes.
@@ -253,11 +227,7 @@ func (s *Store) PruneEvents(ctx context.Context, horizon time.Time) (int, error)
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		in := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
-		args := make([]any, len(ids))
-		for i, id := range ids {
-			args[i] = id
-		}
+		in, args := inList(ids)
 		// By primary key: only these rows are locked, not the gap where
 		// new events go.
 		res, err := tx.ExecContext(ctx, "DELETE FROM user_events WHERE id IN ("+in+")", args...)

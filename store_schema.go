@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"strings"
 )
 
 // schemaCollation is the one collation of every table and text column:
@@ -54,33 +53,14 @@ func (s *Store) checkSchema(ctx context.Context) error {
 // collation, or that of a text column, is not schemaCollation. Binary
 // and numeric columns have no collation (NULL) and never match.
 func (s *Store) tablesInOtherCollations(ctx context.Context) ([]string, error) {
-	args := []any{schemaCollation, schemaCollation}
-	for _, table := range schemaTables {
-		args = append(args, table)
-	}
+	in, tables := inList(schemaTables)
 	query := `SELECT t.TABLE_NAME FROM information_schema.TABLES t
 		WHERE t.TABLE_SCHEMA = DATABASE()
 		AND (t.TABLE_COLLATION <> ? OR EXISTS (SELECT 1 FROM information_schema.COLUMNS c
 			WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME AND c.COLLATION_NAME <> ?))
-		AND t.TABLE_NAME IN (?` + strings.Repeat(", ?", len(schemaTables)-1) + `)
+		AND t.TABLE_NAME IN (` + in + `)
 		ORDER BY t.TABLE_NAME`
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, dbError("read collations", err)
-	}
-	defer rows.Close()
-	var tables []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, dbError("read collations", err)
-		}
-		tables = append(tables, name)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, dbError("read collations", err)
-	}
-	return tables, nil
+	return readColumn[string](ctx, s.db, "read collations", query, append([]any{schemaCollation, schemaCollation}, tables...)...)
 }
 
 // convertCollations converts each table tablesInOtherCollations names,
