@@ -267,11 +267,8 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, a
 	var updated User
 	var events []newEvent
 	err := s.inTx(ctx, "update user", func(ctx context.Context, tx *sql.Tx) error {
-		cur, err := lockUser(ctx, tx, id)
+		cur, err := lockUserAs(ctx, tx, id, actor)
 		if err != nil {
-			return err
-		}
-		if err := stillSignedIn(ctx, tx, actor); err != nil {
 			return err
 		}
 		if !changes.IfVersion.allows(cur.version) {
@@ -323,6 +320,16 @@ type lockedUser struct {
 }
 
 func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
+
+// lockUserAs locks the user's row (lockUser) for a change by actor, whose
+// token it then checks again under that lock (stillSignedIn).
+func lockUserAs(ctx context.Context, tx *sql.Tx, id int64, actor Actor) (lockedUser, error) {
+	cur, err := lockUser(ctx, tx, id)
+	if err != nil {
+		return lockedUser{}, err
+	}
+	return cur, stillSignedIn(ctx, tx, actor)
+}
 
 // stillSignedIn checks, under the row lock the transaction holds, that the
 // actor's token is still valid: the request authenticated before the
@@ -427,11 +434,8 @@ func (c UserChanges) assignments() (string, []any) {
 // under the row lock: a mismatch is ErrPreconditionFailed.
 func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch, actor Actor) error {
 	err := s.inTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) error {
-		cur, err := lockUser(ctx, tx, id)
+		cur, err := lockUserAs(ctx, tx, id, actor)
 		if err != nil {
-			return err
-		}
-		if err := stillSignedIn(ctx, tx, actor); err != nil {
 			return err
 		}
 		if !ifVersion.allows(cur.version) {
