@@ -111,11 +111,12 @@ func (h *passwordHasher) Close() { close(h.closed) }
 // for one of its own jobs to end, so its flood queues behind itself and
 // leaves the rest of the pool to the others.
 func (h *passwordHasher) do(ctx context.Context, f func(), sources []string) error {
-	deadline := time.Now().Add(h.maxWait)
-	err := h.enter(ctx, sources, deadline)
+	timer := time.NewTimer(h.maxWait) // one wait, for a share and for a worker
+	defer timer.Stop()
+	err := h.enter(ctx, sources, timer.C)
 	if err == nil {
 		defer h.leave(sources)
-		err = h.tryDo(ctx, f, deadline)
+		err = h.tryDo(ctx, f, timer.C)
 	}
 	if errors.Is(err, ErrBusy) {
 		h.rejected.Add(1)
@@ -123,11 +124,9 @@ func (h *passwordHasher) do(ctx context.Context, f func(), sources []string) err
 	return err
 }
 
-// enter counts a job for each source, waiting until deadline while one of
+// enter counts a job for each source, waiting until expired while one of
 // them holds its share.
-func (h *passwordHasher) enter(ctx context.Context, sources []string, deadline time.Time) error {
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
+func (h *passwordHasher) enter(ctx context.Context, sources []string, expired <-chan time.Time) error {
 	for {
 		changed, ok := h.tryEnter(sources)
 		if ok {
@@ -135,7 +134,7 @@ func (h *passwordHasher) enter(ctx context.Context, sources []string, deadline t
 		}
 		select {
 		case <-changed:
-		case <-timer.C:
+		case <-expired:
 			return ErrBusy
 		case <-h.closed:
 			return ErrBusy
@@ -175,19 +174,19 @@ func (h *passwordHasher) leave(sources []string) {
 	}
 }
 
-func (h *passwordHasher) tryDo(ctx context.Context, f func(), deadline time.Time) error {
+// tryDo hands f to a worker, or returns ErrBusy when the queue is full or
+// no worker takes it before expired.
+func (h *passwordHasher) tryDo(ctx context.Context, f func(), expired <-chan time.Time) error {
 	select {
 	case h.waiting <- struct{}{}:
 		defer func() { <-h.waiting }()
 	default:
 		return ErrBusy
 	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
 	job := hashJob{run: f, done: make(chan struct{})}
 	select {
 	case h.jobs <- job:
-	case <-timer.C:
+	case <-expired:
 		return ErrBusy
 	case <-h.closed:
 		return ErrBusy
