@@ -53,16 +53,10 @@ func (s *server) guard(rt route) http.HandlerFunc {
 		}
 	case tokenFirst:
 		return func(w http.ResponseWriter, r *http.Request) {
-			caller, err := s.authenticate(r)
-			if err == nil {
-				err = s.allow(rt.access, caller, r)
-			}
+			r, _, err := s.signInAs(r, rt.access)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
-			}
-			if caller != nil {
-				r = r.WithContext(withCaller(r.Context(), caller))
 			}
 			rt.handler(w, r)
 		}
@@ -74,11 +68,38 @@ func (s *server) guard(rt route) http.HandlerFunc {
 // authorize applies the route's access rule to the caller that a
 // tokenInQuery handler's statement found.
 func (s *server) authorize(r *http.Request, caller *Caller) error {
-	rule, ok := r.Context().Value(accessKey{}).(access)
-	if !ok {
-		return errAdminsOnly // a route registered without its rule: refuse
+	return s.allow(routeRule(r), caller, r)
+}
+
+// routeRule is the access rule guard passed on to a tokenInQuery handler;
+// a route registered without one is admins only.
+func routeRule(r *http.Request) access {
+	if rule, ok := r.Context().Value(accessKey{}).(access); ok {
+		return rule
 	}
-	return s.allow(rule, caller, r)
+	return adminOnly
+}
+
+// signIn authenticates the request's caller and applies the route's access
+// rule, for the locking path of a tokenInQuery route.
+func (s *server) signIn(r *http.Request) (*http.Request, *Caller, error) {
+	return s.signInAs(r, routeRule(r))
+}
+
+// signInAs authenticates the request's caller (nil when anonymous) and
+// applies rule; the request it returns carries the caller.
+func (s *server) signInAs(r *http.Request, rule access) (*http.Request, *Caller, error) {
+	caller, err := s.authenticate(r)
+	if err == nil {
+		err = s.allow(rule, caller, r)
+	}
+	if err != nil {
+		return r, nil, err
+	}
+	if caller != nil {
+		r = r.WithContext(withCaller(r.Context(), caller))
+	}
+	return r, caller, nil
 }
 
 // allow is what each access rule means: nil lets the caller (nil when

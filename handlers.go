@@ -466,13 +466,14 @@ func (s *server) updateFast(r *http.Request, members []jsonMember) (User, error)
 		return User{}, errSlowPath
 	}
 	ref, err := pathUser(r)
-	if err != nil || ref.self && len(members) > 0 && hasMember(members, "id") {
+	if err != nil {
 		return User{}, errSlowPath
 	}
 	fields, errs := parseUserFields(members)
 	fields.normalize()
 	errs = append(errs, fields.validatePresent()...)
-	if len(errs) > 0 || !fields.changesSomething() || fields.ID != nil && *fields.ID != ref.id || fields.CurrentPassword != nil {
+	// An id sent for "me" is compared on the locking path, which knows it.
+	if len(errs) > 0 || !fields.fastEligible() || fields.ID != nil && (ref.self || *fields.ID != ref.id) {
 		return User{}, errSlowPath
 	}
 	ifVersion, err := ifMatch(r)
@@ -481,34 +482,7 @@ func (s *server) updateFast(r *http.Request, members []jsonMember) (User, error)
 	}
 	changes := UserChanges{Username: fields.Username, Email: fields.Email, SetFullName: fields.HasFullName,
 		FullName: fields.FullName, IfVersion: ifVersion}
-	if fields.Password != nil || fields.Role != nil || fields.IsActive != nil || !changes.fastEligible() {
-		return User{}, errSlowPath
-	}
 	return s.store.UpdateUserFast(r.Context(), tokenHash, ref, changes, s.actor(r))
-}
-
-// hasMember reports whether the body names a member.
-func hasMember(members []jsonMember, name string) bool {
-	for _, m := range members {
-		if m.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// signIn authenticates the request's caller and applies the route's access
-// rule, for the locking path of a tokenInQuery route; the request it
-// returns carries the caller.
-func (s *server) signIn(r *http.Request) (*http.Request, *Caller, error) {
-	caller, err := s.authenticate(r)
-	if err == nil {
-		err = s.authorize(r, caller)
-	}
-	if err != nil {
-		return r, nil, err
-	}
-	return r.WithContext(withCaller(r.Context(), caller)), caller, nil
 }
 
 // updateMediaTypes are the bodies PUT and PATCH take: PATCH also as a JSON
@@ -674,10 +648,9 @@ func (s *server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) deleteUser(r *http.Request) error {
-	if err := s.deleteFast(r); !errors.Is(err, errSlowPath) {
+	if id, err := s.deleteFast(r); !errors.Is(err, errSlowPath) {
 		if err == nil {
-			id, _ := pathUser(r)
-			s.security(r, "user.deleted", slog.Int64("user_id", id.id))
+			s.security(r, "user.deleted", slog.Int64("user_id", id))
 		}
 		return err
 	}
@@ -707,22 +680,23 @@ func (s *server) deleteUser(r *http.Request) error {
 	return nil
 }
 
-// deleteFast tries the fast path (store_fastpath.go) for a delete by id;
-// errSlowPath sends the request on to the locking path.
-func (s *server) deleteFast(r *http.Request) error {
+// deleteFast tries the fast path (store_fastpath.go) for a delete by id,
+// and returns the id; errSlowPath sends the request on to the locking
+// path.
+func (s *server) deleteFast(r *http.Request) (int64, error) {
 	tokenHash, err := requestTokenHash(r)
 	if err != nil {
-		return errSlowPath
+		return 0, errSlowPath
 	}
 	ref, err := pathUser(r)
 	if err != nil || ref.self {
-		return errSlowPath
+		return 0, errSlowPath
 	}
 	ifVersion, err := ifMatch(r)
 	if err != nil {
-		return errSlowPath
+		return 0, errSlowPath
 	}
-	return s.store.DeleteUserFast(r.Context(), tokenHash, ref.id, ifVersion, s.actor(r))
+	return ref.id, s.store.DeleteUserFast(r.Context(), tokenHash, ref.id, ifVersion, s.actor(r))
 }
 
 // pathUser parses the {id} path segment: "me" for the caller, or a

@@ -239,13 +239,6 @@ func (c UserChanges) appliedTo(u User, now time.Time) User {
 	return u
 }
 
-// fastEligible reports whether changes can take the fast path: they touch
-// nothing but username, email and full name.
-func (c UserChanges) fastEligible() bool {
-	return c.PasswordHash == nil && c.Role == nil && c.IsActive == nil && c.ExpectPasswordHash == "" &&
-		(c.Username != nil || c.Email != nil || c.SetFullName)
-}
-
 // userCountSQL adds to one slot of the user count (arguments: slot, and
 // the delta twice).
 const userCountSQL = "INSERT INTO user_counts (slot, n) VALUES (?, ?) ON DUPLICATE KEY UPDATE n = n + ?"

@@ -290,6 +290,15 @@ func (f *userFields) validateForCreate(decodeErrs fieldErrors) fieldErrors {
 	return append(errs, f.validatePresent()...)
 }
 
+// fastEligible reports whether the fields can take the fast write path
+// (store_fastpath.go): they change username, email or full name, and
+// nothing that needs the locking path (a password, with or without the
+// current one, a role, the active flag).
+func (f *userFields) fastEligible() bool {
+	return f.Password == nil && f.CurrentPassword == nil && f.Role == nil && f.IsActive == nil &&
+		(f.Username != nil || f.Email != nil || f.HasFullName)
+}
+
 // changesSomething reports whether the fields ask for any change: the
 // read-only members alone do not.
 func (f *userFields) changesSomething() bool {
