@@ -286,14 +286,9 @@ func (p *eventPage) nextCursor(q eventQuery) string {
 
 // appendJSON appends the page as the feed's body: items and next_cursor.
 func (p *eventPage) appendJSON(b []byte, q eventQuery) []byte {
-	b = append(b, `{"items":[`...)
-	for i := range p.Events {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendEventJSON(b, &p.Events[i])
-	}
-	b = append(b, `],"next_cursor":`...)
+	b = append(b, `{"items":`...)
+	b = appendJSONArray(b, p.Events, appendEventJSON)
+	b = append(b, `,"next_cursor":`...)
 	b = appendJSONString(b, p.nextCursor(q))
 	return append(b, '}')
 }

@@ -92,3 +92,16 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// appendJSONArray appends items as a JSON array, each written by
+// appendItem.
+func appendJSONArray[T any](b []byte, items []T, appendItem func([]byte, *T) []byte) []byte {
+	b = append(b, '[')
+	for i := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendItem(b, &items[i])
+	}
+	return append(b, ']')
+}

@@ -256,14 +256,9 @@ func (p *listPage) totalPages(q listQuery) int64 {
 // number (null when walking by cursor), per_page, total, total_pages,
 // total_is_estimate and next_cursor (null at the end).
 func (p *listPage) appendJSON(b []byte, q listQuery) []byte {
-	b = append(b, `{"items":[`...)
-	for i := range p.Users {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendUserJSON(b, &p.Users[i])
-	}
-	b = append(b, `],"page":`...)
+	b = append(b, `{"items":`...)
+	b = appendJSONArray(b, p.Users, appendUserJSON)
+	b = append(b, `,"page":`...)
 	if q.Cursor != nil {
 		b = append(b, "null"...)
 	} else {
