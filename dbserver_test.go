@@ -224,12 +224,8 @@ func privateServerPrograms(t testing.TB) (mariadbd, installDB string) {
 		missing = append(missing, installDBName)
 	}
 	if len(missing) > 0 {
-		msg := "no private MariaDB server: missing " + strings.Join(missing, ", ") +
-			" (Debian: apt-get install mariadb-server)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		skipUnlessCI(t, "no private MariaDB server: missing "+strings.Join(missing, ", ")+
+			" (Debian: apt-get install mariadb-server)")
 	}
 	return mariadbdPath, installDB
 }
@@ -613,28 +609,12 @@ func TestPrivateMariaDBTLS(t *testing.T) {
 	})
 
 	t.Run("skip-verify", func(t *testing.T) {
-		mc := srv.Config()
-		mc.TLSConfig = "skip-verify"
-		db, err := pingWith(t, mc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sslCipher(t, db) == "" {
-			t.Fatal("skip-verify connected without TLS")
-		}
+		wantTLSWith(t, srv, "skip-verify")
 	})
 
 	t.Run("preferred on TLS server", func(t *testing.T) {
 		// preferred does not verify: it connects despite trusting no CA.
-		mc := srv.Config()
-		mc.TLSConfig = "preferred"
-		db, err := pingWith(t, mc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sslCipher(t, db) == "" {
-			t.Fatal("preferred did not use the TLS the server offers")
-		}
+		wantTLSWith(t, srv, "preferred")
 	})
 
 	plain := startPrivateMariaDB(t, privateServerOptions{})
@@ -661,4 +641,19 @@ func TestPrivateMariaDBTLS(t *testing.T) {
 		}
 		t.Logf("tls=true on a server without TLS: %T: %v", err, err)
 	})
+}
+
+// wantTLSWith connects to srv with the driver's tls setting mode and
+// fails unless the connection uses TLS.
+func wantTLSWith(t *testing.T, srv *privateServer, mode string) {
+	t.Helper()
+	mc := srv.Config()
+	mc.TLSConfig = mode
+	db, err := pingWith(t, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sslCipher(t, db) == "" {
+		t.Fatalf("tls=%s connected without TLS", mode)
+	}
 }
