@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,35 +17,54 @@ import (
 // succeeds, its version is below the role change's.
 func TestFastUpdateRacesRoleChange(t *testing.T) {
 	t.Parallel()
+	raceOwnChangeWithRoleChange(t, "racer", 25, `{"full_name":"Mine"}`)
+}
+
+// TestLockingUpdateRacesRoleChange: the same race on the locking path (a
+// user's own password change, which needs the lock), where the token was
+// checked before the lock was taken: it is checked again under it.
+func TestLockingUpdateRacesRoleChange(t *testing.T) {
+	t.Parallel()
+	raceOwnChangeWithRoleChange(t, "slowracer", 20, `{"password":"brand new password","current_password":"user password"}`)
+}
+
+// raceOwnChangeWithRoleChange runs, rounds times on a new user each time,
+// the user's PATCH of ownBody with their token against an admin's role
+// change of that user, and fails if the user's change was applied after
+// the role change revoked their token, or if the token survived.
+func raceOwnChangeWithRoleChange(t *testing.T, name string, rounds int, ownBody string) {
+	t.Helper()
 	app := newTestApp(t)
-	for round := range 25 {
-		u, token := app.newUser(fmt.Sprintf("racer%d", round))
+	for round := range rounds {
+		u, token := app.newUser(fmt.Sprintf("%s%d", name, round))
 		var wg sync.WaitGroup
-		var own, role *httpResultWithETag
-		wg.Go(func() {
-			own = withETag(app.do("PATCH", userPath(u.ID), `{"full_name":"Mine"}`, as(token)...))
-		})
-		wg.Go(func() {
-			role = withETag(app.do("PATCH", userPath(u.ID), `{"role":"admin"}`))
-		})
+		var own, role *httptest.ResponseRecorder
+		wg.Go(func() { own = app.do("PATCH", userPath(u.ID), ownBody, as(token)...) })
+		wg.Go(func() { role = app.do("PATCH", userPath(u.ID), `{"role":"admin"}`) })
 		wg.Wait()
-		if role.code != http.StatusOK {
-			t.Fatalf("round %d: role change: %d %s", round, role.code, role.body)
+		if role.Code != http.StatusOK {
+			t.Fatalf("round %d: role change: %d %s", round, role.Code, role.Body)
 		}
-		switch own.code {
+		switch own.Code {
 		case http.StatusOK:
-			if own.version >= role.version {
-				t.Fatalf("round %d: the user's update (version %d) came after the role change (version %d) that revoked its token",
-					round, own.version, role.version)
+			if ownVersion, roleVersion := versionOf(own), versionOf(role); ownVersion >= roleVersion {
+				t.Fatalf("round %d: the user's change (version %d) came after the role change (version %d) that revoked its token",
+					round, ownVersion, roleVersion)
 			}
 		case http.StatusUnauthorized:
 		default:
-			t.Fatalf("round %d: the user's update: %d %s", round, own.code, own.body)
+			t.Fatalf("round %d: the user's change: %d %s", round, own.Code, own.Body)
 		}
 		if code := app.do("GET", "/api/v1/users/me", "", as(token)...).Code; code != http.StatusUnauthorized {
 			t.Fatalf("round %d: the token survived the role change: %d", round, code)
 		}
 	}
+}
+
+// versionOf is the version an answer's ETag names.
+func versionOf(rec *httptest.ResponseRecorder) int64 {
+	v, _ := strconv.ParseInt(strings.Trim(rec.Header().Get("ETag"), `"`), 10, 64)
+	return v
 }
 
 // TestFastPathAnswersLikeTheLockingPath: the fast path's refusals are the
@@ -83,61 +103,5 @@ func TestFastPathAnswersLikeTheLockingPath(t *testing.T) {
 	}
 	if rec := app.do("DELETE", userPath(bob.ID), ""); rec.Code != http.StatusNoContent {
 		t.Errorf("delete: %d %s", rec.Code, rec.Body)
-	}
-}
-
-type httpResultWithETag struct {
-	code    int
-	body    string
-	version int64
-}
-
-func withETag(rec interface {
-	Result() *http.Response
-}) *httpResultWithETag {
-	resp := rec.Result()
-	defer resp.Body.Close()
-	r := &httpResultWithETag{code: resp.StatusCode}
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	r.body = b.String()
-	r.version, _ = strconv.ParseInt(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
-	return r
-}
-
-// TestLockingUpdateRacesRoleChange: the same race on the locking path (a
-// user's own password change, which needs the lock), where the token was
-// checked before the lock was taken: it is checked again under it.
-func TestLockingUpdateRacesRoleChange(t *testing.T) {
-	t.Parallel()
-	app := newTestApp(t)
-	for round := range 20 {
-		u, token := app.newUser(fmt.Sprintf("slowracer%d", round))
-		var wg sync.WaitGroup
-		var own, role *httpResultWithETag
-		wg.Go(func() {
-			own = withETag(app.do("PATCH", userPath(u.ID), `{"password":"brand new password","current_password":"user password"}`, as(token)...))
-		})
-		wg.Go(func() {
-			role = withETag(app.do("PATCH", userPath(u.ID), `{"role":"admin"}`))
-		})
-		wg.Wait()
-		if role.code != http.StatusOK {
-			t.Fatalf("round %d: role change: %d %s", round, role.code, role.body)
-		}
-		if own.code == http.StatusOK && own.version >= role.version {
-			t.Fatalf("round %d: the user's change (version %d) came after the role change (version %d) that revoked its token",
-				round, own.version, role.version)
-		}
-		if own.code != http.StatusOK && own.code != http.StatusUnauthorized {
-			t.Fatalf("round %d: the user's change: %d %s", round, own.code, own.body)
-		}
 	}
 }
