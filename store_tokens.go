@@ -84,18 +84,8 @@ func (s *Store) Authenticate(ctx context.Context, tokenHash []byte) (*Caller, er
 		return nil, err
 	}
 	defer cancel()
-	return authenticate(ctx, s.db, s.causal(authenticateSQL), tokenHash)
-}
-
-// authenticate reads the caller holding the token through q.
-// authenticateSQL reads the holder of a valid token.
-const authenticateSQL = "SELECT t.user_id, t.role FROM auth_tokens t WHERE " + tokenValidSQL
-
-// authenticate reads the caller holding the token through q, with query
-// (authenticateSQL, made causal where that is needed).
-func authenticate(ctx context.Context, q queryer, query string, tokenHash []byte) (*Caller, error) {
 	c := &Caller{TokenHash: tokenHash}
-	err := q.QueryRowContext(ctx, query, tokenHash).
+	err = s.db.QueryRowContext(ctx, s.causal("SELECT t.user_id, t.role FROM auth_tokens t WHERE "+tokenValidSQL), tokenHash).
 		Scan(&c.ID, &c.Role)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrUnauthenticated

@@ -76,18 +76,6 @@ func getUser(ctx context.Context, q queryer, id int64) (User, error) {
 	return u, nil
 }
 
-// CreateUser inserts u, made by actor, and returns it as stored. A taken
-// username or email is a *ConflictError: the unique indexes decide, so
-// concurrent creates of one name cannot both succeed.
-func (s *Store) CreateUser(ctx context.Context, u NewUser, actor Actor) (User, error) {
-	pending, err := s.InsertUser(ctx, u, actor)
-	if err != nil {
-		return User{}, err
-	}
-	defer pending.Rollback()
-	return pending.User, pending.Commit(nil, RecordedAnswer{})
-}
-
 // PendingUser is a user inserted by a transaction that is still open. The
 // caller reads the user as stored, then commits, recording an answer under
 // an idempotency key in the same transaction (the user and the record of
@@ -103,8 +91,9 @@ type PendingUser struct {
 
 // InsertUser inserts u, counts it and records its user.created event by
 // actor in a new transaction, and reads it back for the server-set
-// columns (MySQL has no INSERT ... RETURNING). The caller must call Commit
-// or Rollback.
+// columns (MySQL has no INSERT ... RETURNING). A taken username or email
+// is a *ConflictError: the unique indexes decide, so concurrent creates of
+// one name cannot both succeed. The caller must call Commit or Rollback.
 func (s *Store) InsertUser(ctx context.Context, u NewUser, actor Actor) (*PendingUser, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
