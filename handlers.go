@@ -741,7 +741,7 @@ func (s *server) handleListUsers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if link := page.links(r.URL, q); link != "" {
+	if link := page.links(r.URL.Path, values, q); link != "" {
 		w.Header().Set("Link", link)
 	}
 	writeBody(w, http.StatusOK, "application/json", page.appendJSON(make([]byte, 0, 512+300*len(page.Users)), q))

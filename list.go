@@ -284,15 +284,14 @@ func (p *listPage) appendJSON(b []byte, q listQuery) []byte {
 // links builds the RFC 8288 Link header, keeping the request's filters and
 // sort. By page: first, prev, next and last where they exist (an empty
 // list still has a first and a last page: page 1). By cursor: first, and
-// next by cursor.
-func (p *listPage) links(u *url.URL, q listQuery) string {
-	values := u.Query()
+// next by cursor. values are the request's parameters, which it changes.
+func (p *listPage) links(path string, values url.Values, q listQuery) string {
 	values.Set("per_page", strconv.FormatInt(q.PerPage, 10))
 	link := func(rel, param, value string) string {
 		values.Del("page")
 		values.Del("cursor")
 		values.Set(param, value)
-		return "<" + u.Path + "?" + values.Encode() + `>; rel="` + rel + `"`
+		return "<" + path + "?" + values.Encode() + `>; rel="` + rel + `"`
 	}
 	page := func(rel string, n int64) string { return link(rel, "page", strconv.FormatInt(n, 10)) }
 	links := []string{page("first", 1)}
