@@ -217,14 +217,27 @@ func TestEveryUserRouteNeedsAToken(t *testing.T) {
 	}
 }
 
+// TestExpiredToken: a token lives exactly TOKEN_TTL from its creation,
+// and is refused from the moment it expires. The expiry is moved with SQL
+// rather than waited for, so a busy machine cannot make the test lie.
 func TestExpiredToken(t *testing.T) {
 	t.Parallel()
-	app := newTestApp(t, func(c *Config) { c.TokenTTL = 300 * time.Millisecond })
-	_, token := app.newUser("quinn")
+	const ttl = 90 * time.Minute
+	app := newTestApp(t, func(c *Config) { c.TokenTTL = ttl })
+	u, token := app.newUser("quinn")
 	if rec := app.do("GET", "/api/v1/users/me", "", as(token)...); rec.Code != http.StatusOK {
 		t.Fatalf("fresh token: got %d", rec.Code)
 	}
-	time.Sleep(400 * time.Millisecond)
+	var lifetime int64
+	if err := app.db.QueryRow("SELECT TIMESTAMPDIFF(MICROSECOND, created_at, expires_at) FROM auth_tokens WHERE user_id = ?", u.ID).Scan(&lifetime); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(lifetime) * time.Microsecond; got != ttl {
+		t.Errorf("the token lives %v, want TOKEN_TTL %v", got, ttl)
+	}
+	if _, err := app.db.Exec("UPDATE auth_tokens SET expires_at = NOW(6) WHERE user_id = ?", u.ID); err != nil {
+		t.Fatal(err)
+	}
 	wantProblem(t, app.do("GET", "/api/v1/users/me", "", as(token)...), http.StatusUnauthorized)
 }
 
