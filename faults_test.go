@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,7 +187,7 @@ func TestSigtermUnderLoad(t *testing.T) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
 		"HTTP_ADDR=127.0.0.1:0", "MANAGEMENT_ADDR=127.0.0.1:0", "DB_HOST="+host, "DB_PORT="+port, "DB_USER="+serverCfg.User,
-		"DB_PASSWORD="+serverCfg.Passwd, "DB_NAME="+dbName, "BCRYPT_COST=11", "BCRYPT_WORKERS=2",
+		"DB_PASSWORD="+serverCfg.Passwd, "DB_NAME="+dbName, "BCRYPT_COST=10", "BCRYPT_WORKERS=2",
 		"ENV_FILE="+emptyEnvFile(t), "ADMIN_USERNAME=boss", "ADMIN_EMAIL=boss@example.com", "ADMIN_PASSWORD=boss password")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -205,18 +205,25 @@ func TestSigtermUnderLoad(t *testing.T) {
 	waitForLogField(t, logs, "bootstrap admin created", "username")
 	token := loginOver(t, base, "boss", "boss password")
 
-	// Slow requests, certainly in flight when the signal comes: creates
-	// queue for bcrypt at cost 11 on two workers.
+	// Requests certainly in flight when the signal comes: each create
+	// sends its headers and half its body, and the signal waits until the
+	// service counts all of them in flight (the scrape is one more). The
+	// rest of each body follows once the listener has closed.
 	const slow = 8
+	managementAddr := waitForLogField(t, logs, "listening", "management_addr")
 	var wg sync.WaitGroup
 	codes := make([]int, slow)
+	rests := make([]chan struct{}, slow)
 	for i := range slow {
+		rests[i] = make(chan struct{})
 		wg.Go(func() {
 			body := fmt.Sprintf(`{"username":"late%d","email":"late%d@example.com","password":"rq7-tz4w"}`, i, i)
-			codes[i] = postOver(base+"/api/v1/users", token, body)
+			codes[i] = postInTwoParts(addr, token, body, rests[i])
 		})
 	}
-	time.Sleep(150 * time.Millisecond) // all sent and accepted
+	eventually(t, 10*time.Second, "every create in flight", func() bool {
+		return gaugeOver(t, managementAddr, "usersvc_http_requests_in_flight") == slow+1
+	})
 	signalled := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -228,6 +235,9 @@ func TestSigtermUnderLoad(t *testing.T) {
 		}
 		return err != nil
 	})
+	for _, rest := range rests {
+		close(rest)
+	}
 	wg.Wait()
 	for i, code := range codes {
 		if code != http.StatusCreated {
@@ -272,18 +282,54 @@ func loginOver(t *testing.T, base, username, password string) string {
 
 // postOver posts JSON with a token over a fresh connection and returns
 // the status, or 0 when no answer came.
-func postOver(url, token, body string) int {
-	req, _ := http.NewRequestWithContext(context.Background(), "POST", url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
+// postInTwoParts creates a user over a raw connection to addr: the
+// headers and the first half of body at once, the rest when rest closes.
+// It returns the status, or 0 when the exchange fails.
+func postInTwoParts(addr, token, body string, rest <-chan struct{}) int {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close()
+	half := len(body) / 2
+	_, err = fmt.Fprintf(conn, "POST /api/v1/users HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", addr, token, len(body), body[:half])
+	if err != nil {
+		return 0
+	}
+	<-rest
+	if _, err := io.WriteString(conn, body[half:]); err != nil {
+		return 0
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		return 0
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, bufio.NewReader(resp.Body))
+	io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// gaugeOver reads one unlabelled gauge from the /metrics of the
+// management listener at addr (-1 when it cannot).
+func gaugeOver(t *testing.T, addr, name string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(text), "\n") {
+		if value, ok := strings.CutPrefix(line, name+" "); ok {
+			n, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				return -1
+			}
+			return int(n)
+		}
+	}
+	return -1
 }
 
 func TestDatabaseDownAndBack(t *testing.T) {
