@@ -99,13 +99,13 @@ func clusterReplicas(t *testing.T, options ...func(*Config)) []*testApp {
 }
 
 // waitForSchema waits until a node has applied the schema created on
-// another one.
+// another one, and its seed of the user count.
 func waitForSchema(t *testing.T, db *sql.DB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var n int
-		if db.QueryRow("SELECT COUNT(*) FROM user_counts").Scan(&n) == nil {
+		if db.QueryRow("SET STATEMENT wsrep_sync_wait=1 FOR SELECT COUNT(*) FROM user_counts").Scan(&n) == nil && n > 0 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -361,10 +361,12 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	if err := check(ctx); err != nil {
 		return err
 	}
-	if err := s.initUserCount(ctx); err != nil {
+	// Galera first: the seed's read must then be causal, or a replica
+	// starting on another node could miss the seed and add a second one.
+	if err := s.detectGalera(ctx); err != nil {
 		return err
 	}
-	if err := s.detectGalera(ctx); err != nil {
+	if err := s.Retry(ctx, func() error { return s.initUserCount(ctx) }); err != nil {
 		return err
 	}
 	s.schemaApplied.Store(true)
@@ -374,7 +376,9 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 // initUserCount seeds the user count from the users table when the count
 // has no rows (a new database, or users restored without their count).
 // The locking read of the empty count table blocks concurrent creates and
-// deletes until the seed commits, so none is counted twice or missed.
+// deletes until the seed commits, so none is counted twice or missed; on
+// Galera it is also causal, so it sees a seed another node committed (two
+// nodes seeding at once conflict, and the loser runs again and sees it).
 func (s *Store) initUserCount(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -382,7 +386,7 @@ func (s *Store) initUserCount(ctx context.Context) error {
 	}
 	defer tx.Rollback()
 	var slots int
-	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM user_counts FOR UPDATE").Scan(&slots); err != nil {
+	if err := tx.QueryRowContext(ctx, s.causal("SELECT COUNT(*) FROM user_counts FOR UPDATE")).Scan(&slots); err != nil {
 		return dbError("init user count", err)
 	}
 	if slots > 0 {
