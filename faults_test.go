@@ -155,7 +155,7 @@ func TestSlowDatabaseFailsFastAndRecovers(t *testing.T) {
 		t.Error("no request saw the delay")
 	}
 	proxy.setDelay(0)
-	eventually(t, 2*time.Second, "recovery", func() bool {
+	eventually(t, requestBudget, "recovery", func() bool {
 		return app.do("GET", userPath(app.adminID), "").Code == http.StatusOK
 	})
 	eventually(t, requestBudget, "the pool to drain", func() bool { return db.Stats().InUse == 0 })

@@ -101,18 +101,32 @@ func (p *faultProxy) acceptLoop() {
 			client.Close()
 			continue
 		}
-		p.track(client, server)
+		if !p.track(client, server) {
+			continue
+		}
 		go p.pipe(client, server)
 		go p.pipe(server, client)
 	}
 }
 
-func (p *faultProxy) track(conns ...net.Conn) {
+// track records a connection's two sides so that setDown can cut them,
+// unless the proxy went down while the connection was being set up: then
+// it closes them and returns false. (The check and the record are under
+// one lock, or a connection accepted just as setDown ran would outlive
+// the outage.)
+func (p *faultProxy) track(conns ...net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.down {
+		for _, c := range conns {
+			c.Close()
+		}
+		return false
+	}
 	for _, c := range conns {
 		p.conns[c] = struct{}{}
 	}
+	return true
 }
 
 // pipe copies from src to dst until either side closes, dropping the
