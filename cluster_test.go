@@ -105,7 +105,7 @@ func waitForSchema(t *testing.T, db *sql.DB) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var n int
-		if db.QueryRow("SET STATEMENT wsrep_sync_wait=1 FOR SELECT COUNT(*) FROM user_counts").Scan(&n) == nil && n > 0 {
+		if db.QueryRow(causalRead+"SELECT COUNT(*) FROM user_counts").Scan(&n) == nil && n > 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -407,11 +407,11 @@ func TestClusterNodeLoss(t *testing.T) {
 	// Once the others have dropped node 2 from the cluster, creates must
 	// flow again, without a restart: HAProxy's check and the pool's
 	// retry take a few seconds, so the bound is generous.
-	survivor := openClusterPool(t, nodes[0], "")
+	check := openClusterPool(t, nodes[0], name)
 	eventually(t, 30*time.Second, "the cluster to drop node 2", func() bool {
-		var name string
+		var variable string
 		var size int
-		return survivor.QueryRow("SHOW STATUS LIKE 'wsrep_cluster_size'").Scan(&name, &size) == nil && size == 2
+		return check.QueryRow("SHOW STATUS LIKE 'wsrep_cluster_size'").Scan(&variable, &size) == nil && size == 2
 	})
 	before := served.Load()
 	eventually(t, 30*time.Second, "the service to serve again after the node was lost", func() bool { return served.Load() >= before+50 })
@@ -420,7 +420,6 @@ func TestClusterNodeLoss(t *testing.T) {
 	galera(t, "start", "2")
 	t.Logf("%d creates answered 201, %d answered 503 during the switch", len(created), failures.Load())
 
-	check := openClusterPool(t, nodes[0], name)
 	// A causal read first: node 1 may not yet have applied the last
 	// creates that went through another node; once it has, plain reads
 	// on it see them too.
@@ -465,13 +464,16 @@ func galera(t *testing.T, args ...string) {
 	}
 }
 
+// causalRead makes the statement after it wait until the node has applied
+// every write set committed in the cluster.
+const causalRead = "SET STATEMENT wsrep_sync_wait=1 FOR "
+
 // causalCount counts rows of from (a table and its condition) on one node
-// once the node has applied every write set committed in the cluster
-// (wsrep_sync_wait=1).
+// once the node has applied every write set committed in the cluster.
 func causalCount(t *testing.T, db *sql.DB, from string) int {
 	t.Helper()
 	var n int
-	if err := db.QueryRow("SET STATEMENT wsrep_sync_wait=1 FOR SELECT COUNT(*) FROM " + from).Scan(&n); err != nil {
+	if err := db.QueryRow(causalRead + "SELECT COUNT(*) FROM " + from).Scan(&n); err != nil {
 		t.Fatalf("count %s: %v", from, err)
 	}
 	return n
