@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -319,14 +318,14 @@ func gaugeOver(t *testing.T, addr, name string) int {
 		return -1
 	}
 	defer resp.Body.Close()
-	text, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(text), "\n") {
-		if value, ok := strings.CutPrefix(line, name+" "); ok {
-			n, err := strconv.ParseFloat(value, 64)
-			if err != nil {
-				return -1
-			}
-			return int(n)
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
+	}
+	_, samples := parseExposition(t, string(text))
+	for _, s := range samples {
+		if s.name == name && len(s.labels) == 0 {
+			return int(s.value)
 		}
 	}
 	return -1
