@@ -342,6 +342,48 @@ func TestClusterRevocationEverywhere(t *testing.T) {
 	}
 }
 
+// TestClusterRevocationWhileANodeLags: a token signed out through node 1
+// is refused by the replica on node 2 from its own read, even while node
+// 2 has not applied the sign-out yet (its applier held back by FLUSH
+// TABLES WITH READ LOCK, as a loaded node lags): the write's transaction
+// starts with a causal wait. A stale read there is not always saved by
+// certification: when the node applies the sign-out between the read and
+// the commit, the write commits, and the revoked token wrote (CI saw
+// that). So the refusal must come without a certification conflict.
+func TestClusterRevocationWhileANodeLags(t *testing.T) {
+	apps := clusterReplicas(t)
+	u, token := apps[0].newUser("lagging")
+	waitFor(t, func() bool { return apps[1].do("GET", "/api/v1/users/me", "", as(token)...).Code == http.StatusOK })
+	apps[1].stopWorkers() // node 2's store then retries for the PATCH alone
+
+	ctx := context.Background()
+	hold, err := apps[1].db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	if _, err := hold.ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
+		t.Fatal(err)
+	}
+	release := time.AfterFunc(time.Second, func() { hold.ExecContext(ctx, "UNLOCK TABLES") })
+	defer release.Stop()
+	if code := apps[0].do("POST", "/api/v1/auth/logout", "", as(token)...).Code; code != http.StatusNoContent {
+		t.Fatalf("logout: %d", code)
+	}
+	var stale int
+	apps[1].db.QueryRow("SELECT COUNT(*) FROM auth_tokens WHERE user_id = ?", u.ID).Scan(&stale)
+	if stale != 1 {
+		t.Fatalf("node 2 does not lag (it holds %d tokens of the user): the test proves nothing", stale)
+	}
+	retries := apps[1].store.TxRetries()
+	if code := apps[1].do("PATCH", "/api/v1/users/me", `{"full_name":"Late"}`, as(token)...).Code; code != http.StatusUnauthorized {
+		t.Errorf("a node that had not applied the sign-out let the token write (%d)", code)
+	}
+	if n := apps[1].store.TxRetries() - retries; n != 0 {
+		t.Errorf("node 2 read the revoked token as valid, and only a certification conflict (%d retries) refused it", n)
+	}
+}
+
 // TestClusterEventFeedNeverSkips: writers on every node, a consumer
 // following the feed through one replica, and the consumer collects
 // exactly the events in the table, though auto-increment ids on Galera

@@ -199,6 +199,10 @@ func (s *Store) bounded(query string) string {
 // the cluster certified before the read began, so a token revoked through
 // another node is refused here too, at once. Elsewhere it returns query
 // unchanged. (SET STATEMENT is MariaDB's; Galera here is MariaDB Galera.)
+//
+// The server skips the wait for a statement inside a transaction, so
+// query is an autocommitted read, or the START TRANSACTION itself (which
+// the wait covers) of a transaction that must read causally.
 func (s *Store) causal(query string) string {
 	if !s.galera.Load() {
 		return query
@@ -376,17 +380,24 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 // initUserCount seeds the user count from the users table when the count
 // has no rows (a new database, or users restored without their count).
 // The locking read of the empty count table blocks concurrent creates and
-// deletes until the seed commits, so none is counted twice or missed; on
-// Galera it is also causal, so it sees a seed another node committed (two
-// nodes seeding at once conflict, and the loser runs again and sees it).
+// deletes until the seed commits, so none is counted twice or missed. A
+// causal read comes first: on Galera it sees a seed another node
+// committed (two nodes seeding at once conflict, and the loser runs again
+// and sees it), and a seeded count needs no lock.
 func (s *Store) initUserCount(ctx context.Context) error {
+	var slots int
+	if err := s.db.QueryRowContext(ctx, s.causal("SELECT COUNT(*) FROM user_counts")).Scan(&slots); err != nil {
+		return dbError("init user count", err)
+	}
+	if slots > 0 {
+		return nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return dbError("init user count: begin", err)
 	}
 	defer tx.Rollback()
-	var slots int
-	if err := tx.QueryRowContext(ctx, s.causal("SELECT COUNT(*) FROM user_counts FOR UPDATE")).Scan(&slots); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM user_counts FOR UPDATE").Scan(&slots); err != nil {
 		return dbError("init user count", err)
 	}
 	if slots > 0 {

@@ -170,10 +170,12 @@ func (s *Store) readForUpdate(ctx context.Context, conn *sql.Conn, tokenHash []b
 		query = fastLockSQL + "(SELECT t.user_id FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE) FOR UPDATE"
 		args[1] = tokenHash
 	}
-	// On Galera the share lock holds on this node only: the read is also
-	// causal, so a token revoked through another node is refused here.
+	// On Galera the share lock holds on this node only: the transaction
+	// starts causal, so a token revoked through another node is refused
+	// here. (The START TRANSACTION, not the read: the server skips the
+	// wait for a statement inside a transaction.)
 	begin, read, _ := strings.Cut(query, "; ")
-	rows, err := conn.QueryContext(ctx, begin+"; "+s.causal(read), args...)
+	rows, err := conn.QueryContext(ctx, s.causal(begin)+"; "+read, args...)
 	if err != nil {
 		return fastLock{}, dbError("fast write: lock", err)
 	}
