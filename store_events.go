@@ -275,6 +275,11 @@ func prunablePrefix(ctx context.Context, tx *sql.Tx, through int64, horizon time
 	if err := rows.Err(); err != nil {
 		return nil, 0, dbError("prune events: read", err)
 	}
+	// Closing reads the rest of the answer after an early break, and with
+	// it an error that ended the transaction (see readForUpdate).
+	if err := rows.Close(); err != nil {
+		return nil, 0, dbError("prune events: read", err)
+	}
 	return ids, last, nil
 }
 
