@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -78,6 +79,21 @@ func applySessionSettings(mc *mysql.Config, timeout time.Duration) {
 	}
 	mc.Params["time_zone"] = "'+00:00'"
 	mc.Params["sql_mode"] = sessionSQLMode
+	// The server itself ends a session whose client went silent, frozen
+	// or cut off, and with it any transaction it held open and its locks
+	// (the default, 8 hours, would let one stopped replica hold a row for
+	// that long). Idle connections are closed by the pool first
+	// (openDB), so only a silent client meets this limit.
+	mc.Params["wait_timeout"] = strconv.FormatInt(poolWaitTimeout(timeout), 10)
+}
+
+// poolWaitTimeout is the wait_timeout, in whole seconds, of the service's
+// connections: twice the database timeout, rounded up, at least 2. No
+// statement of a request is sent later than the timeout after the one
+// before it, so only a client that stopped (SIGSTOP, a cut network)
+// reaches it. Sequencer rounds use a tighter limit (sequencerRound).
+func poolWaitTimeout(timeout time.Duration) int64 {
+	return max(2, int64(math.Ceil(2*timeout.Seconds())))
 }
 
 // openDB opens a pool on mc with the configured limits. It does not
@@ -91,6 +107,9 @@ func openDB(mc *mysql.Config, cfg Config) (*sql.DB, error) {
 	db.SetMaxOpenConns(cfg.DBMaxOpenConns)
 	db.SetMaxIdleConns(cfg.DBMaxIdleConns)
 	db.SetConnMaxLifetime(cfg.DBConnMaxLifetime)
+	// Closed before the server's wait_timeout (applySessionSettings)
+	// would: a connection the server dropped costs a failed first use.
+	db.SetConnMaxIdleTime(max(cfg.DBTimeout, time.Second))
 	return db, nil
 }
 

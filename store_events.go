@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"math"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -141,8 +144,16 @@ const pendingEventColumns = "type, occurred_at, user_id, actor_type, actor_id, r
 // transaction, in the order they were recorded, moving them from
 // user_events_pending to user_events with their seq, and returns how many
 // it numbered (the argument at the top of this file says why the feed
-// then never skips). A cheap read first skips the lock when there is
+// then never skips). A cheap read first skips the round when there is
 // nothing to number.
+//
+// The round holds up no writer: it runs at READ COMMITTED, where InnoDB
+// takes no gap locks, reads the pending rows with FOR UPDATE SKIP LOCKED
+// (a row still locked is a writer's uncommitted event: it is numbered in
+// a later round, once it commits), and moves and deletes exactly the rows
+// it locked, each found by primary key (moveEvents). Its session carries
+// server-side limits (sequencerSession), so a replica frozen mid-round
+// holds the event_sequencer row for a bounded time.
 func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
@@ -158,26 +169,12 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 		return 0, dbError("sequence events: probe", err)
 	}
 	numbered := 0
-	err = s.inTx(ctx, "sequence events", func(ctx context.Context, tx *sql.Tx) error {
-		var last int64
-		if err := tx.QueryRowContext(ctx, "SELECT last_seq FROM event_sequencer WHERE id = 1 FOR UPDATE").Scan(&last); err != nil {
-			return dbError("sequence events: lock", err)
-		}
-		// A plain (consistent) read, taken under the lock: a locking read
-		// would lock the gap new events go into and hold up their writers.
-		ids, err := readColumn[int64](ctx, tx, "sequence events: read ids", "SELECT id FROM user_events_pending ORDER BY id LIMIT ?", sequencerBatch)
-		if err != nil || len(ids) == 0 {
+	err = s.Retry(ctx, func() error {
+		return s.sequencerRound(ctx, func(ctx context.Context, tx *sql.Conn) error {
+			n, err := numberPending(ctx, tx)
+			numbered = n
 			return err
-		}
-		if err := moveEvents(ctx, tx, ids, last); err != nil {
-			return err
-		}
-		last += int64(len(ids))
-		if _, err := tx.ExecContext(ctx, "UPDATE event_sequencer SET last_seq = ? WHERE id = 1", last); err != nil {
-			return dbError("sequence events: advance", err)
-		}
-		numbered = len(ids)
-		return nil
+		})
 	})
 	if err != nil {
 		return 0, err
@@ -185,19 +182,101 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 	return numbered, nil
 }
 
+// numberPending is the body of a numbering round, inside its transaction:
+// lock the sequencer row, lock the committed pending rows, move them with
+// their seqs, and advance last_seq.
+func numberPending(ctx context.Context, conn *sql.Conn) (int, error) {
+	var last int64
+	if err := conn.QueryRowContext(ctx, "SELECT last_seq FROM event_sequencer WHERE id = 1 FOR UPDATE").Scan(&last); err != nil {
+		return 0, dbError("sequence events: lock", err)
+	}
+	ids, err := readColumn[int64](ctx, conn, "sequence events: read ids",
+		"SELECT id FROM user_events_pending ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED", sequencerBatch)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	if err := moveEvents(ctx, conn, ids, last); err != nil {
+		return 0, err
+	}
+	if _, err := conn.ExecContext(ctx, "UPDATE event_sequencer SET last_seq = ? WHERE id = 1", last+int64(len(ids))); err != nil {
+		return 0, dbError("sequence events: advance", err)
+	}
+	return len(ids), nil
+}
+
+// sequencerSessionLimit is how long, in whole seconds, the server lets a
+// sequencer round wait for a lock, or wait for its client between two
+// statements (wait_timeout: a frozen or cut-off replica's round is rolled
+// back and its lock released after this). It is the store's timeout,
+// rounded up to a second (the unit of both variables), at least 1.
+func (s *Store) sequencerSessionLimit() int64 {
+	return max(1, int64(math.Ceil(s.timeout.Seconds())))
+}
+
+// sequencerRound runs fn in one transaction at READ COMMITTED on a
+// connection of its own, with the session limits of a sequencer round
+// (sequencerSessionLimit), and gives the connection back with the pool's
+// own limits. Any failure discards the connection: its session state is
+// then unknown. The same SET statements run on MySQL 8.4 and MariaDB
+// 10.11 (wait_timeout and innodb_lock_wait_timeout are session variables
+// on both; MariaDB's idle_transaction_timeout would be narrower, but
+// MySQL has none).
+func (s *Store) sequencerRound(ctx context.Context, fn func(ctx context.Context, conn *sql.Conn) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return dbError("sequence events: connect", err)
+	}
+	defer conn.Close()
+	ok := false
+	defer func() {
+		if !ok {
+			rollback(ctx, conn)
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	limit := s.sequencerSessionLimit()
+	// The pool's own values are kept in user variables (session-scoped,
+	// like what they save) and put back after the commit.
+	if _, err := conn.ExecContext(ctx, "SET @usersvc_wait = @@SESSION.wait_timeout, @usersvc_lock_wait = @@SESSION.innodb_lock_wait_timeout, "+
+		"SESSION wait_timeout = ?, SESSION innodb_lock_wait_timeout = ?; "+
+		"SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION", limit, limit); err != nil {
+		return dbError("sequence events: begin", err)
+	}
+	if err := fn(ctx, conn); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return dbError("sequence events: commit", err)
+	}
+	if _, err := conn.ExecContext(ctx, "SET SESSION wait_timeout = @usersvc_wait, SESSION innodb_lock_wait_timeout = @usersvc_lock_wait"); err != nil {
+		return dbError("sequence events: restore session", err)
+	}
+	ok = true
+	return nil
+}
+
+// batchIDs is the JSON_TABLE that turns a JSON array of ids (one
+// argument) into rows, joined first (STRAIGHT_JOIN) so that each pending
+// row is then found by primary key. With the ids as an IN list instead,
+// both servers read the whole table once a batch covers most of it
+// (EXPLAIN: type ALL), and a scan waits for every row a writer still
+// holds, even at READ COMMITTED (a DELETE has no semi-consistent read).
+// JSON_TABLE exists on MySQL 8.0.4+ and MariaDB 10.6+.
+const batchIDs = "JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS batch STRAIGHT_JOIN user_events_pending AS p ON p.id = batch.id"
+
 // moveEvents gives the pending events ids the seqs after last, in id
 // order, as it moves them to user_events: one INSERT ... SELECT (window
 // functions: MySQL 8.0 and MariaDB 10.2 both have ROW_NUMBER) and one
-// DELETE, each by primary key, so only those rows are locked. An event
-// another sequencer moved since it was read fails the whole batch.
-func moveEvents(ctx context.Context, tx *sql.Tx, ids []int64, last int64) error {
-	in, idArgs := inList(ids)
-	_, err := tx.ExecContext(ctx, "INSERT INTO user_events (seq, "+pendingEventColumns+") SELECT ? + ROW_NUMBER() OVER (ORDER BY id), "+
-		pendingEventColumns+" FROM user_events_pending WHERE id IN ("+in+") ORDER BY id", append([]any{last}, idArgs...)...)
+// DELETE, each reaching the rows by primary key. An event another
+// sequencer moved since it was read fails the whole batch.
+func moveEvents(ctx context.Context, conn *sql.Conn, ids []int64, last int64) error {
+	list := idsJSON(ids)
+	_, err := conn.ExecContext(ctx, "INSERT INTO user_events (seq, "+pendingEventColumns+") SELECT ? + ROW_NUMBER() OVER (ORDER BY p.id), "+
+		prefixed("p", pendingEventColumns)+" FROM "+batchIDs+" ORDER BY p.id", last, list)
 	if err != nil {
 		return dbError("sequence events: number", err)
 	}
-	res, err := tx.ExecContext(ctx, "DELETE FROM user_events_pending WHERE id IN ("+in+")", idArgs...)
+	res, err := conn.ExecContext(ctx, "DELETE p FROM "+batchIDs, list)
 	if err != nil {
 		return dbError("sequence events: move", err)
 	}
@@ -205,6 +284,19 @@ func moveEvents(ctx context.Context, tx *sql.Tx, ids []int64, last int64) error 
 		return errSequenceRace
 	}
 	return nil
+}
+
+// idsJSON is ids as a JSON array, the argument of batchIDs.
+func idsJSON(ids []int64) string {
+	b := make([]byte, 0, 8*len(ids)+2)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
 }
 
 // pruneBatch is the most events one pruning transaction deletes.
