@@ -46,9 +46,10 @@ func startEventWorkers(ctx context.Context, store *Store, retention time.Duratio
 func runSequencer(ctx context.Context, store *Store, logger *slog.Logger) {
 	tick := time.NewTicker(sequencerTick)
 	defer tick.Stop()
+	log := workerLog{logger: logger, op: "sequence events"}
 	for {
-		if err := sequenceAll(ctx, store); err != nil && ctx.Err() == nil {
-			logWorkerError(ctx, logger, "sequence events", err)
+		if err := sequenceAll(ctx, store); err != nil {
+			log.failed(ctx, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -77,9 +78,10 @@ func sequenceAll(ctx context.Context, store *Store) error {
 // runPruner deletes events older than retention every pruneEvery, until
 // ctx ends.
 func runPruner(ctx context.Context, store *Store, retention time.Duration, logger *slog.Logger) {
+	log := workerLog{logger: logger, op: "prune events"}
 	for {
-		if err := pruneAll(ctx, store, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
-			logWorkerError(ctx, logger, "prune events", err)
+		if err := pruneAll(ctx, store, time.Now().Add(-retention)); err != nil {
+			log.failed(ctx, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -105,14 +107,32 @@ func pruneAll(ctx context.Context, store *Store, horizon time.Time) error {
 	}
 }
 
-// logWorkerError logs a failed round of a worker, which tries again on
-// its next round: at debug level when the database is away, busy or lost
-// a conflict (an outage is logged by the requests that meet it; on Galera
-// two sequencers conflict by design), as a warning otherwise.
-func logWorkerError(ctx context.Context, logger *slog.Logger, op string, err error) {
-	level := slog.LevelWarn
-	if errors.Is(err, ErrUnavailable) || errors.Is(err, errSequenceRace) {
-		level = slog.LevelDebug
+// workerWarnEvery is the least time between two warnings of one worker:
+// a database that is down fails a round every sequencerTick.
+const workerWarnEvery = 10 * time.Second
+
+// workerLog logs a worker's failed rounds, which it tries again on its
+// next round: as a warning (a sequencer that cannot number leaves the feed
+// behind the writes), at most one every workerWarnEvery, the others at
+// debug level. A round that lost a race with another replica's sequencer
+// (errSequenceRace) is not a failure: that one numbered the events.
+type workerLog struct {
+	logger   *slog.Logger
+	op       string
+	lastWarn time.Time
+	skipped  int
+}
+
+// failed logs the error that ended a round.
+func (l *workerLog) failed(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
 	}
-	logger.Log(ctx, level, op+" failed; retrying", "error", err)
+	if errors.Is(err, errSequenceRace) || time.Since(l.lastWarn) < workerWarnEvery {
+		l.skipped++
+		l.logger.DebugContext(ctx, l.op+" failed; retrying", "error", err)
+		return
+	}
+	l.logger.WarnContext(ctx, l.op+" failed; retrying", "error", err, "failures_since_last_warning", l.skipped)
+	l.lastWarn, l.skipped = time.Now(), 0
 }

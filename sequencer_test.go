@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -218,5 +220,26 @@ func TestSequencerSessionLimits(t *testing.T) {
 	}
 	if want := poolWaitTimeout(testTimeout); poolWait != want {
 		t.Errorf("pool session wait_timeout %d, want %d", poolWait, want)
+	}
+}
+
+// TestSequencerFailuresWarn: a failed round is a warning (the feed falls
+// behind), one per workerWarnEvery; a lost race is not. Before, a
+// database timeout was logged at debug level only.
+func TestSequencerFailuresWarn(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	log := workerLog{logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), op: "sequence events"}
+	ctx := context.Background()
+	timeout := dbError("sequence events: lock", context.DeadlineExceeded)
+	log.failed(ctx, timeout)
+	log.failed(ctx, timeout)
+	log.failed(ctx, errSequenceRace)
+	got := strings.Count(logs.String(), `"level":"WARN"`)
+	if got != 1 || strings.Count(logs.String(), `"level":"DEBUG"`) != 2 {
+		t.Errorf("logged %d warnings; want the first failure only:\n%s", got, logs)
+	}
+	if !errors.Is(timeout, ErrUnavailable) {
+		t.Fatalf("%v is not ErrUnavailable: the test does not test the timeout case", timeout)
 	}
 }
