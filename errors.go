@@ -51,6 +51,10 @@ var (
 	// horizon: events after it have been deleted, so following it would
 	// skip them.
 	ErrCursorPruned = errors.New("event cursor older than the retention horizon")
+
+	// ErrOutcomeUnknown: a write's COMMIT was sent and no answer came, and
+	// whether it committed could not be found out (store_commit.go).
+	ErrOutcomeUnknown = errors.New("the outcome of the write is unknown")
 )
 
 // ConflictError says a unique field already belongs to another user.

@@ -55,12 +55,19 @@ func badRequest(detail string, fields ...fieldError) *requestError {
 	return &requestError{status: http.StatusBadRequest, detail: detail, fields: fields}
 }
 
+// problemOutcomeUnknown is the type of the answer to a write whose
+// outcome is unknown (a tag URI, RFC 4151: a name, not a page to fetch).
+const problemOutcomeUnknown = "tag:usersvc,2026:problems/outcome-unknown"
+
 // Details of the answers written in more than one place.
 const (
-	detailInternal     = "An unexpected error occurred; it has been logged."
-	wwwAuthenticate    = `Bearer realm="usersvc"`
-	detailKeyInFlight  = "A request with this Idempotency-Key is still running; retry once it has finished."
-	detailStarting     = "The service is starting: the schema or the bootstrap admin is not in place yet."
+	detailInternal       = "An unexpected error occurred; it has been logged."
+	wwwAuthenticate      = `Bearer realm="usersvc"`
+	detailKeyInFlight    = "A request with this Idempotency-Key is still running; retry once it has finished."
+	detailStarting       = "The service is starting: the schema or the bootstrap admin is not in place yet."
+	detailOutcomeUnknown = "The database did not confirm the change, and whether it was applied could not be found out. " +
+		"Do not retry blindly: read the user (its ETag says whether the change is there), " +
+		"or retry with the same Idempotency-Key, which applies it at most once."
 	detailCursorPruned = "The cursor is older than the retention horizon: events after it have been deleted. Restart from the beginning (without after)."
 )
 
@@ -138,6 +145,10 @@ func problemFor(err error) problemAnswer {
 		return answer(http.StatusServiceUnavailable, detailStarting, "Retry-After", "1")
 	case errors.Is(err, ErrNotReady):
 		return answer(http.StatusServiceUnavailable, "The database is not ready: unreachable, too slow, or without the schema.", "Retry-After", "1")
+	case errors.Is(err, ErrOutcomeUnknown):
+		a := answer(http.StatusGatewayTimeout, detailOutcomeUnknown)
+		a.Type, a.Title = problemOutcomeUnknown, "Outcome unknown"
+		return a
 	case errors.Is(err, ErrUnavailable):
 		return answer(http.StatusServiceUnavailable, "The database is unavailable; try again shortly.", "Retry-After", "1")
 	default:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"io"
@@ -25,6 +26,11 @@ type faultProxy struct {
 	blackhole bool
 	delay     time.Duration
 	conns     map[net.Conn]struct{}
+	// cutOn, when set, is a string of the client's traffic after which
+	// the proxy cuts that connection once (cutOnce), and then goes down
+	// too when downAfterCut is set.
+	cutOn        string
+	downAfterCut bool
 }
 
 func startFaultProxy(t *testing.T, target string) *faultProxy {
@@ -104,8 +110,8 @@ func (p *faultProxy) acceptLoop() {
 		if !p.track(client, server) {
 			continue
 		}
-		go p.pipe(client, server)
-		go p.pipe(server, client)
+		go p.pipe(client, server, true)
+		go p.pipe(server, client, false)
 	}
 }
 
@@ -129,9 +135,20 @@ func (p *faultProxy) track(conns ...net.Conn) bool {
 	return true
 }
 
+// cutOnce arms the proxy: the next chunk the client sends that holds
+// pattern reaches the server, and then the client's connection is cut,
+// so the server acts on it and its answer is lost. With down, the proxy
+// also refuses every connection from then on.
+func (p *faultProxy) cutOnce(pattern string, down bool) {
+	p.mu.Lock()
+	p.cutOn, p.downAfterCut = pattern, down
+	p.mu.Unlock()
+}
+
 // pipe copies from src to dst until either side closes, dropping the
-// bytes while the black hole is on.
-func (p *faultProxy) pipe(src, dst net.Conn) {
+// bytes while the black hole is on. upstream is the client's direction,
+// where cutOnce looks for its pattern.
+func (p *faultProxy) pipe(src, dst net.Conn, upstream bool) {
 	defer func() {
 		src.Close()
 		dst.Close()
@@ -146,6 +163,10 @@ func (p *faultProxy) pipe(src, dst net.Conn) {
 		if n > 0 {
 			p.mu.Lock()
 			swallow, delay := p.blackhole, p.delay
+			cut := upstream && p.cutOn != "" && bytes.Contains(buf[:n], []byte(p.cutOn))
+			if cut {
+				p.cutOn = ""
+			}
 			p.mu.Unlock()
 			time.Sleep(delay)
 			if !swallow {
@@ -153,10 +174,30 @@ func (p *faultProxy) pipe(src, dst net.Conn) {
 					return
 				}
 			}
+			if cut {
+				p.cut(src, dst)
+				return
+			}
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// cut ends a connection after the chunk that armed cutOnce: the client's
+// side at once (its answer is lost), the server's for writing only, so
+// the server reads the whole chunk before the end of the stream.
+func (p *faultProxy) cut(client, server net.Conn) {
+	client.Close()
+	if tcp, ok := server.(*net.TCPConn); ok {
+		tcp.CloseWrite()
+	}
+	p.mu.Lock()
+	down := p.downAfterCut
+	p.mu.Unlock()
+	if down {
+		p.setDown(true)
 	}
 }
 

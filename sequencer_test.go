@@ -119,7 +119,7 @@ func TestStuckWriterStopsNoNumbering(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stuck.Rollback()
-	if err := insertEvents(context.Background(), stuck, Actor{Type: ActorSystem}, newEvent{Type: EventUserUpdated, UserID: u.ID}); err != nil {
+	if err := insertEvents(context.Background(), stuck, Actor{Type: ActorSystem}, time.Time{}, newEvent{Type: EventUserUpdated, UserID: u.ID}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := patchFullNames(app, u.ID, 3, "after"); ok != 3 {

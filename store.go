@@ -336,11 +336,21 @@ func (s *Store) callContext(ctx context.Context) (context.Context, context.Cance
 // inTx runs fn in a transaction, the one shape every write has: bounded by
 // the store's timeout, BeginTx, work, Commit, and a rollback on any error.
 func (s *Store) inTx(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.inWriteTx(ctx, op, func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
+		return writeReceipt{}, fn(ctx, tx)
+	})
+}
+
+// inWriteTx is inTx for a write of a user that returns its receipt: when
+// the answer to its COMMIT is lost, the receipt tells whether it
+// committed (store_commit.go). Without a receipt (no user id), a lost
+// answer is a 503.
+func (s *Store) inWriteTx(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) (writeReceipt, error)) error {
 	return s.Retry(ctx, func() error { return s.runTx(ctx, op, fn) })
 }
 
 // runTx runs fn in one transaction, once.
-func (s *Store) runTx(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+func (s *Store) runTx(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) (writeReceipt, error)) error {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return err
@@ -351,13 +361,14 @@ func (s *Store) runTx(ctx context.Context, op string, fn func(ctx context.Contex
 		return dbError(op+": begin", err)
 	}
 	defer tx.Rollback()
-	if err := fn(ctx, tx); err != nil {
+	receipt, err := fn(ctx, tx)
+	if err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return dbError(op+": commit", err)
+	if receipt.userID == 0 {
+		return dbError(op+": commit", tx.Commit())
 	}
-	return nil
+	return s.commitTx(ctx, tx, op+": commit", receipt)
 }
 
 // EnsureSchema applies schema.sql once per process, or with applySchema

@@ -86,35 +86,43 @@ func (s *Store) eventsCommitted(n int) {
 	}
 }
 
-// insertEvents inserts events made by actor, unnumbered, inside tx: one
-// statement however many there are.
-func insertEvents(ctx context.Context, tx *sql.Tx, actor Actor, events ...newEvent) error {
+// insertEvents inserts events made by actor at the time at (zero: the
+// server's clock), unnumbered, inside tx: one statement however many
+// there are.
+func insertEvents(ctx context.Context, tx *sql.Tx, actor Actor, at time.Time, events ...newEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
-	query, args := insertEventsSQL(actor, events...)
+	query, args := insertEventsSQL(actor, at, events...)
 	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
 		return dbError("record event", err)
 	}
 	return nil
 }
 
-// insertEventsSQL is the statement that inserts events (at least one),
-// and its arguments.
-func insertEventsSQL(actor Actor, events ...newEvent) (string, []any) {
+// insertEventsSQL is the statement that inserts events (at least one)
+// made by actor at the time at, and its arguments. A write that locked a
+// row passes the time it read with the lock: with the user and request
+// ids, it identifies the write's events (writeReceipt). Others pass zero,
+// for the server's clock.
+func insertEventsSQL(actor Actor, at time.Time, events ...newEvent) (string, []any) {
 	var actorID any // NULL unless a user acts
 	if actor.Type == ActorUser {
 		actorID = actor.ID
 	}
+	var when any // NULL: the server's clock
+	if !at.IsZero() {
+		when = at
+	}
 	rows := make([]string, len(events))
-	args := make([]any, 0, 7*len(events))
+	args := make([]any, 0, 8*len(events))
 	for i, e := range events {
-		rows[i] = "(?, UTC_TIMESTAMP(6), ?, ?, ?, ?, ?, ?)"
+		rows[i] = "(?, COALESCE(?, UTC_TIMESTAMP(6)), ?, ?, ?, ?, ?, ?)"
 		var changes any // NULL without changes
 		if e.Changes != nil {
 			changes = string(e.Changes)
 		}
-		args = append(args, string(e.Type), e.UserID, string(actor.Type), actorID,
+		args = append(args, string(e.Type), when, e.UserID, string(actor.Type), actorID,
 			cut(actor.RequestID, eventRequestIDMax), cut(actor.ClientAddress, eventClientAddressMax), changes)
 	}
 	return "INSERT INTO user_events_pending (" + pendingEventColumns + ") VALUES " +

@@ -11,7 +11,7 @@ import (
 )
 
 // The fast write path: an update of username, email or full name, or the
-// delete of a user who is not an active admin, in two round trips, with
+// delete of a user who is not an active admin, in three round trips, with
 // every guarantee of the locking path. (Not on Galera: fastTx says why.)
 //
 //  1. "START TRANSACTION; SELECT ... FOR UPDATE": one round trip that
@@ -19,9 +19,12 @@ import (
 //     one admin's concurrent writes do not queue on their token row but a
 //     revocation waits), locks the user's row and reads it, with
 //     SYSDATE(6), the time after the lock was granted.
-//  2. "UPDATE ...; INSERT INTO user_events ...; COMMIT" (or the DELETE,
-//     the count and the event): the write, its audit event and the commit
-//     in one round trip. The answer is computed from the row read in 1.
+//  2. "UPDATE ...; INSERT INTO user_events ..." (or the DELETE, the count
+//     and the event): the write and its audit event in one round trip.
+//     The answer is computed from the row read in 1.
+//  3. "COMMIT", alone: a failure before it is a rollback for sure, and
+//     a lost answer to it is settled from the write's receipt
+//     (store_commit.go), so a 503 never belongs to a change applied.
 //
 // Between the two, Go checks the caller's right, If-Match and the rules;
 // a request it cannot decide (no such row, an email change by its owner,
@@ -61,23 +64,24 @@ func (s *Store) UpdateUserFast(ctx context.Context, tokenHash []byte, ref userRe
 
 func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRef, changes UserChanges, actor Actor) (User, error) {
 	var updated User
-	err := s.fastTx(ctx, tokenHash, ref, func(lock fastLock) (string, []any, int, error) {
+	err := s.fastTx(ctx, tokenHash, ref, func(lock fastLock) (fastWrite, error) {
 		caller, cur := lock.caller, lock.user
 		switch {
 		case caller.Role != RoleAdmin && caller.ID != cur.ID:
-			return "", nil, 0, errNotYours
+			return fastWrite{}, errNotYours
 		case !changes.IfVersion.allows(cur.Version):
-			return "", nil, 0, ErrPreconditionFailed
+			return fastWrite{}, ErrPreconditionFailed
 		case caller.ID == cur.ID && changes.Email != nil && *changes.Email != cur.Email:
-			return "", nil, 0, errSlowPath // its owner must send the current password
+			return fastWrite{}, errSlowPath // its owner must send the current password
 		}
 		actor.Type, actor.ID = ActorUser, caller.ID
 		events := updateEvents(cur.ID, lockedOf(cur, lock.hash), changes)
 		set, args := changes.assignments()
 		args = append(args, lock.now, cur.ID)
-		eventsSQL, eventArgs := insertEventsSQL(actor, events...)
+		eventsSQL, eventArgs := insertEventsSQL(actor, lock.now, events...)
 		updated = changes.appliedTo(cur, lock.now)
-		return "UPDATE users SET " + set + ", updated_at = ? WHERE id = ?; " + eventsSQL, append(args, eventArgs...), len(events), nil
+		return fastWrite{statements: "UPDATE users SET " + set + ", updated_at = ? WHERE id = ?; " + eventsSQL,
+			args: append(args, eventArgs...), events: len(events), receipt: receiptOf(actor, cur.ID, lock.now)}, nil
 	})
 	return updated, err
 }
@@ -87,31 +91,44 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 // takes the locking path), or is the caller.
 func (s *Store) DeleteUserFast(ctx context.Context, tokenHash []byte, id int64, ifVersion VersionMatch, actor Actor) error {
 	return s.Retry(ctx, func() error {
-		return s.fastTx(ctx, tokenHash, userRef{id: id}, func(lock fastLock) (string, []any, int, error) {
+		return s.fastTx(ctx, tokenHash, userRef{id: id}, func(lock fastLock) (fastWrite, error) {
 			caller, cur := lock.caller, lock.user
 			switch {
 			case caller.Role != RoleAdmin:
-				return "", nil, 0, errAdminsOnly
+				return fastWrite{}, errAdminsOnly
 			case caller.ID == cur.ID:
-				return "", nil, 0, errNoSelfDelete
+				return fastWrite{}, errNoSelfDelete
 			case !ifVersion.allows(cur.Version):
-				return "", nil, 0, ErrPreconditionFailed
+				return fastWrite{}, ErrPreconditionFailed
 			case cur.Role == RoleAdmin && cur.IsActive:
-				return "", nil, 0, errSlowPath
+				return fastWrite{}, errSlowPath
 			}
 			actor.Type, actor.ID = ActorUser, caller.ID
-			eventsSQL, eventArgs := insertEventsSQL(actor, newEvent{Type: EventUserDeleted, UserID: cur.ID})
+			eventsSQL, eventArgs := insertEventsSQL(actor, lock.now, newEvent{Type: EventUserDeleted, UserID: cur.ID})
 			args := []any{cur.ID, s.countSlot(), -1, -1}
-			return "DELETE FROM users WHERE id = ?; " + userCountSQL + "; " + eventsSQL, append(args, eventArgs...), 1, nil
+			return fastWrite{statements: "DELETE FROM users WHERE id = ?; " + userCountSQL + "; " + eventsSQL,
+				args: append(args, eventArgs...), events: 1, receipt: receiptOf(actor, cur.ID, lock.now)}, nil
 		})
 	})
 }
 
-// fastTx runs the two round trips: it locks and reads the row ref names
-// with the caller of tokenHash, asks decide for the writes (statements
-// and arguments, and how many events they record), and sends them with
-// the commit. Every error leaves the transaction rolled back.
-func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decide func(fastLock) (string, []any, int, error)) error {
+// fastWrite is what a fast write sends in its second round trip: the
+// statements and their arguments, how many events they record, and the
+// write's receipt, to find out whether it committed when the answer to
+// its COMMIT is lost.
+type fastWrite struct {
+	statements string
+	args       []any
+	events     int
+	receipt    writeReceipt
+}
+
+// fastTx runs the round trips: it locks and reads the row ref names with
+// the caller of tokenHash, asks decide for the writes, sends them, then
+// COMMIT alone (commitConn: a lost answer is settled from the receipt,
+// never guessed). Every error before COMMIT leaves the transaction rolled
+// back.
+func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decide func(fastLock) (fastWrite, error)) error {
 	// On a Galera node every write takes the locking path, one statement
 	// per round trip. Under certification conflicts the statements sent
 	// together here went wrong there, though every error the driver
@@ -135,9 +152,9 @@ func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decid
 		return dbError("fast write: connect", err)
 	}
 	defer conn.Close()
-	committed := false
+	ended := false // committed, or its outcome settled
 	defer func() {
-		if !committed {
+		if !ended {
 			rollback(ctx, conn)
 		}
 	}()
@@ -145,16 +162,19 @@ func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decid
 	if err != nil {
 		return err
 	}
-	writes, args, events, err := decide(lock)
+	write, err := decide(lock)
 	if err != nil {
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, writes+"; COMMIT", args...); err != nil {
+	if _, err := conn.ExecContext(ctx, write.statements, write.args...); err != nil {
 		return dbError("fast write", err)
 	}
-	committed = true
-	s.eventsCommitted(events)
-	return nil
+	err = s.commitConn(ctx, conn, "fast write: commit", write.receipt)
+	if err == nil {
+		ended = true
+		s.eventsCommitted(write.events)
+	}
+	return err
 }
 
 // fastLockSQL starts the transaction and reads, under the row lock, the

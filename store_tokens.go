@@ -110,7 +110,7 @@ func (s *Store) RevokeToken(ctx context.Context, userID int64, tokenHash []byte,
 			return nil
 		}
 		revoked = true
-		return insertEvents(ctx, tx, actor, revocationEvent(userID, revokedLogout))
+		return insertEvents(ctx, tx, actor, time.Time{}, revocationEvent(userID, revokedLogout))
 	})
 	if err == nil && revoked {
 		s.eventsCommitted(1)

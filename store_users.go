@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strings"
+	"time"
 )
 
 // userColumns are the columns of a user as clients see it, in the order
@@ -83,10 +84,11 @@ func getUser(ctx context.Context, q queryer, id int64) (User, error) {
 type PendingUser struct {
 	User User
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	tx     *sql.Tx
-	store  *Store
+	ctx       context.Context
+	cancel    context.CancelFunc
+	tx        *sql.Tx
+	store     *Store
+	requestID string // of the user.created event: the receipt (store_commit.go)
 }
 
 // InsertUser inserts u, counts it and records its user.created event by
@@ -99,7 +101,7 @@ func (s *Store) InsertUser(ctx context.Context, u NewUser, actor Actor) (*Pendin
 	if err != nil {
 		return nil, err
 	}
-	p := &PendingUser{ctx: ctx, cancel: cancel, store: s}
+	p := &PendingUser{ctx: ctx, cancel: cancel, store: s, requestID: cut(actor.RequestID, eventRequestIDMax)}
 	if p.tx, err = s.db.BeginTx(ctx, nil); err != nil {
 		cancel()
 		return nil, dbError("create user: begin", err)
@@ -124,8 +126,8 @@ func (p *PendingUser) Commit(key *IdempotencyKey, answer RecordedAnswer) error {
 			return err
 		}
 	}
-	if err := p.tx.Commit(); err != nil {
-		return dbError("create user: commit", err)
+	if err := p.store.commitTx(p.ctx, p.tx, "create user: commit", writeReceipt{userID: p.User.ID, requestID: p.requestID}); err != nil {
+		return err
 	}
 	p.store.eventsCommitted(1)
 	return nil
@@ -150,7 +152,7 @@ func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u NewUser, actor Act
 	if err != nil {
 		return 0, dbError("create user: last insert id", err)
 	}
-	if err := insertEvents(ctx, tx, actor, newEvent{Type: EventUserCreated, UserID: id}); err != nil {
+	if err := insertEvents(ctx, tx, actor, time.Time{}, newEvent{Type: EventUserCreated, UserID: id}); err != nil {
 		return 0, err
 	}
 	return id, s.addToUserCount(ctx, tx, 1)
@@ -255,41 +257,41 @@ func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, strin
 func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, actor Actor) (User, error) {
 	var updated User
 	var events []newEvent
-	err := s.inTx(ctx, "update user", func(ctx context.Context, tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, "update user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
 		cur, err := lockUserAs(ctx, tx, id, actor)
 		if err != nil {
-			return err
+			return writeReceipt{}, err
 		}
 		if !changes.IfVersion.allows(cur.version) {
-			return ErrPreconditionFailed
+			return writeReceipt{}, ErrPreconditionFailed
 		}
 		if changes.ExpectPasswordHash != "" && cur.passwordHash != changes.ExpectPasswordHash {
-			return ErrPasswordChanged
+			return writeReceipt{}, ErrPasswordChanged
 		}
 		if cur.isActiveAdmin() && changes.removesAdmin() {
 			if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
-				return err
+				return writeReceipt{}, err
 			}
 		}
 		set, args := changes.assignments()
 		if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
-			return dbError("update user", err)
+			return writeReceipt{}, dbError("update user", err)
 		}
 		events = updateEvents(id, cur, changes)
 		if reason := changes.revocationReason(cur); reason != "" {
 			revoked, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id)
 			if err != nil {
-				return dbError("update user: revoke tokens", err)
+				return writeReceipt{}, dbError("update user: revoke tokens", err)
 			}
 			if n, err := revoked.RowsAffected(); err == nil && n > 0 {
 				events = append(events, revocationEvent(id, reason))
 			}
 		}
-		if err := insertEvents(ctx, tx, actor, events...); err != nil {
-			return err
+		if err := insertEvents(ctx, tx, actor, cur.lockedAt, events...); err != nil {
+			return writeReceipt{}, err
 		}
 		updated, err = getUser(ctx, tx, id)
-		return err
+		return receiptOf(actor, id, cur.lockedAt), err
 	})
 	if err == nil {
 		s.eventsCommitted(len(events))
@@ -306,6 +308,9 @@ type lockedUser struct {
 	isActive        bool
 	passwordHash    string
 	version         int64
+	// lockedAt is the time the lock was granted: the time of the
+	// change's events, and part of its receipt.
+	lockedAt time.Time
 }
 
 func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
@@ -341,13 +346,14 @@ func stillSignedIn(ctx context.Context, tx *sql.Tx, actor Actor) error {
 }
 
 // lockUser reads the user's row FOR UPDATE, so no other transaction can
-// change it before this one ends.
+// change it before this one ends, and the time the lock was granted
+// (SYSDATE, unlike NOW, is the time it is evaluated, after the wait).
 func lockUser(ctx context.Context, tx *sql.Tx, id int64) (lockedUser, error) {
 	var u lockedUser
 	var fullName sql.NullString
 	err := tx.QueryRowContext(ctx,
-		"SELECT username, email, full_name, role, is_active, password_hash, version FROM users WHERE id = ? FOR UPDATE", id).
-		Scan(&u.username, &u.email, &fullName, &u.role, &u.isActive, &u.passwordHash, &u.version)
+		"SELECT username, email, full_name, role, is_active, password_hash, version, SYSDATE(6) FROM users WHERE id = ? FOR UPDATE", id).
+		Scan(&u.username, &u.email, &fullName, &u.role, &u.isActive, &u.passwordHash, &u.version, &u.lockedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return lockedUser{}, ErrNotFound
 	}
@@ -422,26 +428,26 @@ func (c UserChanges) assignments() (string, []any) {
 // actor, says it all. ifVersion is checked against the user's version
 // under the row lock: a mismatch is ErrPreconditionFailed.
 func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch, actor Actor) error {
-	err := s.inTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
 		cur, err := lockUserAs(ctx, tx, id, actor)
 		if err != nil {
-			return err
+			return writeReceipt{}, err
 		}
 		if !ifVersion.allows(cur.version) {
-			return ErrPreconditionFailed
+			return writeReceipt{}, ErrPreconditionFailed
 		}
 		if cur.isActiveAdmin() {
 			if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
-				return err
+				return writeReceipt{}, err
 			}
 		}
 		if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
-			return dbError("delete user", err)
+			return writeReceipt{}, dbError("delete user", err)
 		}
-		if err := insertEvents(ctx, tx, actor, newEvent{Type: EventUserDeleted, UserID: id}); err != nil {
-			return err
+		if err := insertEvents(ctx, tx, actor, cur.lockedAt, newEvent{Type: EventUserDeleted, UserID: id}); err != nil {
+			return writeReceipt{}, err
 		}
-		return s.addToUserCount(ctx, tx, -1)
+		return receiptOf(actor, id, cur.lockedAt), s.addToUserCount(ctx, tx, -1)
 	})
 	if err == nil {
 		s.eventsCommitted(1)
