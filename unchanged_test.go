@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // A write that changes nothing is not a change (docs/events.md): these
@@ -120,6 +122,53 @@ func TestUnchangedWritesAreStillChecked(t *testing.T) {
 			t.Errorf("security log lines: got %v, want [user.password_changed]", got)
 		}
 	})
+}
+
+// TestHashUpgradeAtSignInIsNoChange: a sign-in through a replica with
+// another BCRYPT_COST rehashes the password, and that is not a change of
+// the account's data: password_hash alone is rewritten, updated_at and
+// version (the ETag) stay, and no event is recorded.
+func TestHashUpgradeAtSignInIsNoChange(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	u, _ := app.newUser("rehashed")
+	replica := newTestAppOn(t, app.db, func(c *Config) { c.BcryptCost = bcrypt.MinCost + 1 })
+	before := storedRow(t, app, u.ID)
+	app.waitSequenced()
+	_, cursor := app.eventsAfter("/api/v1/events", "")
+	time.Sleep(2 * time.Millisecond) // let the clock move past updated_at
+	replica.login("rehashed", "user password")
+	after := storedRow(t, app, u.ID)
+	if cost, err := bcrypt.Cost([]byte(after.hash)); err != nil || cost != bcrypt.MinCost+1 || after.hash == before.hash {
+		t.Fatalf("the hash was not upgraded to the replica's cost: cost %d, %v", cost, err)
+	}
+	if after.updatedAt != before.updatedAt || after.version != before.version {
+		t.Errorf("the upgrade moved updated_at %s to %s and version %d to %d; want both unchanged",
+			before.updatedAt, after.updatedAt, before.version, after.version)
+	}
+	app.waitSequenced()
+	if events, _ := app.eventsAfter("/api/v1/events", cursor); len(events) != 0 {
+		t.Errorf("the upgrade recorded events: %+v", events)
+	}
+	app.login("rehashed", "user password") // and back to the first replica's cost
+}
+
+// storedUser is what a test reads of a user's row directly.
+type storedUser struct {
+	hash, updatedAt string
+	version         int64
+}
+
+// storedRow reads the user's hash, updated_at and version from the table.
+func storedRow(t *testing.T, app *testApp, id int64) storedUser {
+	t.Helper()
+	var u storedUser
+	err := app.db.QueryRow("SELECT password_hash, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f'), version FROM users WHERE id = ?", id).
+		Scan(&u.hash, &u.updatedAt, &u.version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 // noChangeRequests numbers the requests of wantNoChange, for their ids.
