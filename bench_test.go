@@ -169,11 +169,13 @@ func BenchmarkRawUpdateFullName(b *testing.B) {
 	})
 }
 
+// BenchmarkPatchFullName sets a name no user has yet on each request: a
+// name sent as stored is no change, and would measure a rollback instead.
 func BenchmarkPatchFullName(b *testing.B) {
 	app := newBenchApp(b)
-	benchWrite(b, app, http.StatusOK, func(int64) *http.Request {
+	benchWrite(b, app, http.StatusOK, func(i int64) *http.Request {
 		id := 2 + rand.Int64N(benchUsers)
-		req := httptest.NewRequest("PATCH", userPath(id), strings.NewReader(fmt.Sprintf(`{"full_name":"Name %d"}`, id)))
+		req := httptest.NewRequest("PATCH", userPath(id), strings.NewReader(fmt.Sprintf(`{"full_name":"Name %d"}`, i)))
 		req.Header.Set("Content-Type", "application/json")
 		return req
 	})

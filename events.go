@@ -103,50 +103,34 @@ func mustJSON(v any) []byte {
 }
 
 // updateEvents are the events of an update of the user id, whose row held
-// cur before it, in the order they are recorded:
+// cur before it, in the order they are recorded (docs/events.md):
 //
 //   - user.password_changed when a password is set (a new hash is a change,
 //     even for the same password);
 //   - user.updated when any other field changes value, naming those fields
 //     (with old and new values for role and is_active);
-//   - user.updated with no fields when nothing changes at all: the write
-//     still moves version (the ETag) and updated_at, and a feed that
-//     mirrors users must hear of it;
 //   - user.tokens_revoked (revocation) when the update deleted tokens; the
 //     caller adds it, once it knows.
+//
+// A field sent as stored is no change (UserChanges.effective), and an
+// update that changes nothing has no event: it writes nothing at all.
 func updateEvents(id int64, cur lockedUser, c UserChanges) []newEvent {
+	c = c.effective(cur)
 	var events []newEvent
 	if c.PasswordHash != nil {
 		events = append(events, newEvent{Type: EventPasswordChanged, UserID: id})
 	}
-	changes := updateChanges{Fields: []string{}}
-	if c.Username != nil && *c.Username != cur.username {
-		changes.Fields = append(changes.Fields, "username")
-	}
-	if c.Email != nil && *c.Email != cur.email {
-		changes.Fields = append(changes.Fields, "email")
-	}
-	if c.SetFullName && !sameOptional(c.FullName, cur.fullName) {
-		changes.Fields = append(changes.Fields, "full_name")
-	}
-	if c.Role != nil && *c.Role != cur.role {
-		changes.Fields = append(changes.Fields, "role")
+	changes := updateChanges{Fields: c.fieldNames()}
+	if c.Role != nil {
 		changes.Role = &valueChange[Role]{Old: cur.role, New: *c.Role}
 	}
-	if c.IsActive != nil && *c.IsActive != cur.isActive {
-		changes.Fields = append(changes.Fields, "is_active")
+	if c.IsActive != nil {
 		changes.IsActive = &valueChange[bool]{Old: cur.isActive, New: *c.IsActive}
 	}
-	if len(changes.Fields) > 0 || c.PasswordHash == nil {
+	if len(changes.Fields) > 0 {
 		events = append(events, newEvent{Type: EventUserUpdated, UserID: id, Changes: mustJSON(changes)})
 	}
 	return events
-}
-
-// sameOptional reports whether two optional strings are both absent or
-// both present and equal.
-func sameOptional(a, b *string) bool {
-	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 // revocationEvent records that the user's tokens were revoked, and why.

@@ -393,7 +393,10 @@ func (s *server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 
 // handleUpdateUser serves PUT and PATCH alike: a partial update of the
 // fields present in the body. Users other than admins may change only
-// their own username, email, full name and password.
+// their own username, email, full name and password. A write that changes
+// nothing (every field sent as stored, no password) is not a change: it is
+// checked like any other, then answered with the user as stored and its
+// current ETag, and nothing is written.
 func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 	user, err := s.updateUser(w, r)
 	if err != nil {
@@ -442,10 +445,10 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 		return User{}, err
 	}
 	changes.IfVersion = ifVersion
-	user, err := s.store.UpdateUser(r.Context(), id, changes, s.actor(r))
+	user, made, err := s.store.UpdateUser(r.Context(), id, changes, s.actor(r))
 	switch {
 	case err == nil:
-		s.logSensitiveChanges(r, id, changes)
+		s.logSensitiveChanges(r, id, made)
 	case errors.Is(err, ErrLastAdmin) && changes.IsActive != nil && !*changes.IsActive:
 		err = &FieldError{Field: "is_active", Err: err}
 	case errors.Is(err, ErrLastAdmin):
@@ -539,9 +542,11 @@ func (s *server) dropUnchangedAccess(r *http.Request, id int64, f *userFields) e
 	return nil
 }
 
-// logSensitiveChanges writes a security event for each change that moves
-// access: a new password, role or active flag (each also revokes the
-// user's tokens when it changes anything).
+// logSensitiveChanges writes a security event for each change made that
+// moves access: a new password, role or active flag (each also revokes the
+// user's tokens when it changes anything). c holds only what the update
+// changed: a role or flag sent back as stored is no change, and is not
+// logged; a password always is (a new hash).
 func (s *server) logSensitiveChanges(r *http.Request, id int64, c UserChanges) {
 	if c.PasswordHash != nil {
 		s.security(r, "user.password_changed", slog.Int64("user_id", id))

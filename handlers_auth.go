@@ -109,7 +109,9 @@ func (s *server) issueToken(r *http.Request, creds Credentials, password string)
 }
 
 // upgradeHash rehashes a password at the configured cost. It is best
-// effort: a failure leaves the old hash, which still works.
+// effort: a failure leaves the old hash, which still works. It is not a
+// change of the account (UpgradePasswordHash): no event, and the user's
+// version and updated_at stay.
 func (s *server) upgradeHash(r *http.Request, creds Credentials, password string) {
 	ctx := r.Context()
 	hash, err := s.passwords.Hash(ctx, password, clientAddress(r))

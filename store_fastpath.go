@@ -49,9 +49,11 @@ type fastLock struct {
 }
 
 // UpdateUserFast applies changes that touch only username, email and
-// full name, as the caller holding tokenHash, to the user ref names. It
-// returns ErrUnauthenticated, a *ForbiddenError, ErrPreconditionFailed,
-// a *ConflictError, or errSlowPath for the locking path to decide.
+// full name, as the caller holding tokenHash, to the user ref names, and
+// returns the user as stored after it: as read under the lock when the
+// changes change nothing (updateFastOnce). It returns ErrUnauthenticated,
+// a *ForbiddenError, ErrPreconditionFailed, a *ConflictError, or
+// errSlowPath for the locking path to decide.
 func (s *Store) UpdateUserFast(ctx context.Context, tokenHash []byte, ref userRef, changes UserChanges, actor Actor) (User, error) {
 	var updated User
 	err := s.Retry(ctx, func() error {
@@ -62,6 +64,14 @@ func (s *Store) UpdateUserFast(ctx context.Context, tokenHash []byte, ref userRe
 	return updated, err
 }
 
+// errUnchanged: the changes change nothing of the locked row, so the fast
+// path rolls back and answers with the row as read.
+var errUnchanged = errors.New("the changes change nothing")
+
+// updateFastOnce is one attempt of UpdateUserFast. Changes that change
+// nothing of the row read under the lock (UserChanges.effective), once
+// the caller's right and If-Match pass, write nothing: the transaction
+// rolls back, and the answer is the user as read.
 func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRef, changes UserChanges, actor Actor) (User, error) {
 	var updated User
 	err := s.fastTx(ctx, tokenHash, ref, func(lock fastLock) (fastWrite, error) {
@@ -73,6 +83,9 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 			return fastWrite{}, ErrPreconditionFailed
 		case caller.ID == cur.ID && changes.Email != nil && *changes.Email != cur.Email:
 			return fastWrite{}, errSlowPath // its owner must send the current password
+		case changes.effective(lockedOf(cur, lock.hash)).none():
+			updated = cur
+			return fastWrite{}, errUnchanged
 		}
 		actor.Type, actor.ID = ActorUser, caller.ID
 		events := updateEvents(cur.ID, lockedOf(cur, lock.hash), changes)
@@ -83,6 +96,9 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 		return fastWrite{statements: "UPDATE users SET " + set + ", updated_at = ? WHERE id = ?; " + eventsSQL,
 			args: append(args, eventArgs...), events: len(events), receipt: receiptOf(actor, cur.ID, lock.now)}, nil
 	})
+	if errors.Is(err, errUnchanged) {
+		return updated, nil
+	}
 	return updated, err
 }
 

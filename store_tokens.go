@@ -119,14 +119,21 @@ func (s *Store) RevokeToken(ctx context.Context, userID int64, tokenHash []byte,
 }
 
 // UpgradePasswordHash replaces the user's hash by newHash, a hash of the
-// same password at another cost, if the stored hash is still oldHash. It
-// is not a change of password: no token is revoked.
+// same password at another cost, if the stored hash is still oldHash.
+//
+// The rule (docs/events.md): an upgrade of the hash is not a change of the
+// account's data, neither of its password nor of anything a client sees.
+// It rewrites password_hash alone: no token is revoked, no event is
+// recorded, version (the ETag) stays, and so does updated_at, which the
+// statement sets to itself, since its ON UPDATE clause would otherwise
+// move it with any other column.
 func (s *Store) UpgradePasswordHash(ctx context.Context, id int64, oldHash, newHash string) error {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	_, err = s.db.ExecContext(ctx, "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?", newHash, id, oldHash)
+	_, err = s.db.ExecContext(ctx,
+		"UPDATE users SET password_hash = ?, updated_at = updated_at WHERE id = ? AND password_hash = ?", newHash, id, oldHash)
 	return dbError("upgrade password hash", err)
 }

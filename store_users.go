@@ -251,13 +251,20 @@ func (s *Store) UserWithPasswordHash(ctx context.Context, id int64) (User, strin
 // changes, and reads the result back. When changes.ExpectPasswordHash is
 // set, the update happens only if the stored hash is still that one (the
 // current password was checked against it). Bumping the version changes
-// the row, so updated_at moves by its ON UPDATE clause on every update.
+// the row, so updated_at moves by its ON UPDATE clause on every write.
 // The events of the update (updateEvents), by actor, are recorded in the
 // same transaction.
-func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, actor Actor) (User, error) {
+//
+// It returns the user as stored after it, and the changes it made: those
+// that change a value of the locked row (UserChanges.effective). When
+// that is none, nothing is written: no version, no updated_at, no event;
+// the checks above still apply.
+func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, actor Actor) (User, UserChanges, error) {
 	var updated User
+	var made UserChanges
 	var events []newEvent
 	err := s.inWriteTx(ctx, "update user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
+		events = nil
 		cur, err := lockUserAs(ctx, tx, id, actor)
 		if err != nil {
 			return writeReceipt{}, err
@@ -268,35 +275,51 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, a
 		if changes.ExpectPasswordHash != "" && cur.passwordHash != changes.ExpectPasswordHash {
 			return writeReceipt{}, ErrPasswordChanged
 		}
-		if cur.isActiveAdmin() && changes.removesAdmin() {
-			if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
-				return writeReceipt{}, err
-			}
+		if made = changes.effective(cur); made.none() {
+			updated, err = getUser(ctx, tx, id)
+			return writeReceipt{}, err // nothing written: nothing to settle
 		}
-		set, args := changes.assignments()
-		if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
-			return writeReceipt{}, dbError("update user", err)
-		}
-		events = updateEvents(id, cur, changes)
-		if reason := changes.revocationReason(cur); reason != "" {
-			revoked, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id)
-			if err != nil {
-				return writeReceipt{}, dbError("update user: revoke tokens", err)
-			}
-			if n, err := revoked.RowsAffected(); err == nil && n > 0 {
-				events = append(events, revocationEvent(id, reason))
-			}
-		}
-		if err := insertEvents(ctx, tx, actor, cur.lockedAt, events...); err != nil {
+		if events, err = writeUpdate(ctx, tx, id, cur, made, actor); err != nil {
 			return writeReceipt{}, err
 		}
 		updated, err = getUser(ctx, tx, id)
 		return receiptOf(actor, id, cur.lockedAt), err
 	})
-	if err == nil {
-		s.eventsCommitted(len(events))
+	if err != nil {
+		return User{}, UserChanges{}, err
 	}
-	return updated, err
+	s.eventsCommitted(len(events))
+	return updated, made, nil
+}
+
+// writeUpdate writes changes, which change a value of cur, to the locked
+// row id inside tx: the last-admin rule, the update, the revocation of the
+// user's tokens when it ends their sessions, and the events, by actor,
+// which it returns.
+func writeUpdate(ctx context.Context, tx *sql.Tx, id int64, cur lockedUser, changes UserChanges, actor Actor) ([]newEvent, error) {
+	if cur.isActiveAdmin() && changes.removesAdmin() {
+		if err := ensureOtherActiveAdmin(ctx, tx, id); err != nil {
+			return nil, err
+		}
+	}
+	set, args := changes.assignments()
+	if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
+		return nil, dbError("update user", err)
+	}
+	events := updateEvents(id, cur, changes)
+	if reason := changes.revocationReason(cur); reason != "" {
+		revoked, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id)
+		if err != nil {
+			return nil, dbError("update user: revoke tokens", err)
+		}
+		if n, err := revoked.RowsAffected(); err == nil && n > 0 {
+			events = append(events, revocationEvent(id, reason))
+		}
+	}
+	if err := insertEvents(ctx, tx, actor, cur.lockedAt, events...); err != nil {
+		return nil, err
+	}
+	return events, nil
 }
 
 // lockedUser is what the rules of an update or delete need to know of the

@@ -127,6 +127,59 @@ func (c UserChanges) revocationReason(cur lockedUser) string {
 	return ""
 }
 
+// effective returns the changes that change a value of cur, the row as
+// locked: a field sent as stored is dropped, so it is neither written, nor
+// named in an event, nor logged. A password is always kept: a new hash is
+// a change, even of the same password.
+func (c UserChanges) effective(cur lockedUser) UserChanges {
+	if c.Username != nil && *c.Username == cur.username {
+		c.Username = nil
+	}
+	if c.Email != nil && *c.Email == cur.email {
+		c.Email = nil
+	}
+	if c.SetFullName && sameOptional(c.FullName, cur.fullName) {
+		c.SetFullName, c.FullName = false, nil
+	}
+	if c.Role != nil && *c.Role == cur.role {
+		c.Role = nil
+	}
+	if c.IsActive != nil && *c.IsActive == cur.isActive {
+		c.IsActive = nil
+	}
+	return c
+}
+
+// fieldNames names the fields the changes set, the password aside, in the
+// order a user.updated event lists them.
+func (c UserChanges) fieldNames() []string {
+	names := []string{}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"username", c.Username != nil}, {"email", c.Email != nil}, {"full_name", c.SetFullName},
+		{"role", c.Role != nil}, {"is_active", c.IsActive != nil},
+	} {
+		if f.set {
+			names = append(names, f.name)
+		}
+	}
+	return names
+}
+
+// none reports whether the changes set no column at all: a write of them
+// would change nothing, and so is not made.
+func (c UserChanges) none() bool {
+	return c.PasswordHash == nil && len(c.fieldNames()) == 0
+}
+
+// sameOptional reports whether two optional strings are both absent or
+// both present and equal.
+func sameOptional(a, b *string) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
+
 // userFields are the fields a client may send to create or update a user,
 // as decoded from the body: nil means absent.
 type userFields struct {
