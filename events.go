@@ -264,10 +264,11 @@ func joinTypes(types []EventType) string {
 }
 
 // eventPage is one page of the feed as read from the store, with the
-// pruning horizon read in the same statement.
+// pruning horizon and the head read in the same statement.
 type eventPage struct {
 	Events        []Event
 	PrunedThrough int64 // every seq up to this one has been deleted
+	Head          int64 // last_seq: every seq up to this one is numbered, and visible to the page
 }
 
 // nextCursor is where the consumer goes on from: after the last event
