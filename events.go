@@ -271,6 +271,21 @@ type eventPage struct {
 	Head          int64 // last_seq: every seq up to this one is numbered, and visible to the page
 }
 
+// cursorError says why the cursor of q cannot be followed, judged by the
+// page read with it, or nil: it is below the pruning horizon (the events
+// just after it are gone), or past the head (no event has that seq yet).
+func (p *eventPage) cursorError(q eventQuery) error {
+	switch {
+	case q.After == nil:
+		return nil
+	case *q.After < p.PrunedThrough:
+		return ErrCursorPruned
+	case *q.After > p.Head:
+		return ErrCursorAhead
+	}
+	return nil
+}
+
 // nextCursor is where the consumer goes on from: after the last event
 // of the page, or, on an empty page, where it was (after), or the oldest
 // position kept when it started from the beginning.

@@ -62,6 +62,7 @@ const (
 	detailKeyInFlight  = "A request with this Idempotency-Key is still running; retry once it has finished."
 	detailStarting     = "The service is starting: the schema or the bootstrap admin is not in place yet."
 	detailCursorPruned = "The cursor is older than the retention horizon: events after it have been deleted. Restart from the beginning (without after)."
+	detailCursorAhead  = "The cursor is ahead of the feed: the feed has no event that far yet (the database may have been restored from a backup). Restart from a cursor you trust, or from the beginning (without after)."
 )
 
 // problemFor maps any error to the answer the client gets. It is the only
@@ -125,6 +126,10 @@ func problemFor(err error) problemAnswer {
 	case errors.Is(err, ErrCursorPruned):
 		a := answer(http.StatusGone, detailCursorPruned)
 		a.Errors = fieldErrors{{Field: "after", Message: "is older than the retention horizon"}}
+		return a
+	case errors.Is(err, ErrCursorAhead):
+		a := answer(http.StatusBadRequest, detailCursorAhead)
+		a.Errors = fieldErrors{{Field: "after", Message: "is ahead of the feed"}}
 		return a
 	case errors.As(err, &down):
 		detail := "The database check failed: " + down.Reason + "."
