@@ -286,18 +286,24 @@ func (p *eventPage) cursorError(q eventQuery) error {
 	return nil
 }
 
-// nextCursor is where the consumer goes on from: after the last event
-// of the page, or, on an empty page, where it was (after), or the oldest
-// position kept when it started from the beginning.
+// full reports whether the page holds per_page events: more may follow.
+func (p *eventPage) full(q eventQuery) bool { return len(p.Events) == q.PerPage }
+
+// nextCursor is where the consumer goes on from. A full page ends at its
+// last event. A page that is not full has passed over every event up to
+// the head, since its snapshot holds every event numbered up to it, so
+// it goes on from the head (or its last event, were that past it): a
+// consumer whose filter matches nothing new moves on all the same, and
+// stays ahead of the pruner.
 func (p *eventPage) nextCursor(q eventQuery) string {
-	switch {
-	case len(p.Events) > 0:
-		return eventCursor(p.Events[len(p.Events)-1].Seq)
-	case q.After != nil:
-		return eventCursor(*q.After)
-	default:
-		return eventCursor(p.PrunedThrough)
+	n := len(p.Events)
+	if p.full(q) {
+		return eventCursor(p.Events[n-1].Seq)
 	}
+	if n > 0 {
+		return eventCursor(max(p.Head, p.Events[n-1].Seq))
+	}
+	return eventCursor(p.Head)
 }
 
 // appendJSON appends the page as the feed's body: items and next_cursor.

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEventCursorAheadOfTheFeed: a cursor past the head of the feed (a
@@ -37,5 +40,46 @@ func TestEventCursorAheadOfTheFeed(t *testing.T) {
 	app.waitSequenced()
 	if events, _ := app.eventsAfter("/api/v1/events", eventCursor(2)); len(events) != 1 || events[0].ID != 3 {
 		t.Errorf("after the restore: %+v", events)
+	}
+}
+
+// TestFilteredCursorAdvancesOverScanned: a consumer whose filter matches
+// nothing new still moves its cursor to the head with every page that is
+// not full, so the pruner deleting events it would never have seen does
+// not make its cursor a 410. A full page still stops at its last event.
+func TestFilteredCursorAdvancesOverScanned(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	bob, _ := app.newUser("bob") // event 2
+	carol, _ := app.newUser("carol")
+	app.waitSequenced()
+	bobs := []string{"user_id", fmt.Sprint(bob.ID)}
+	page := app.eventsPage("/api/v1/events", bobs...)
+	if len(page.Items) != 1 || page.NextCursor != eventCursor(3) {
+		t.Errorf("bob's events: %+v; want one, and the cursor at the head, 3", page)
+	}
+	cursor := page.NextCursor
+	for i := range 5 {
+		app.do("PATCH", userPath(carol.ID), fmt.Sprintf(`{"full_name":"Carol %d"}`, i))
+	}
+	app.waitSequenced() // head 8
+	if page = app.eventsPage("/api/v1/events", append(bobs, "after", cursor)...); len(page.Items) != 0 || page.NextCursor != eventCursor(8) {
+		t.Errorf("an empty filtered page: %+v; want the cursor at the head, 8", page)
+	}
+	cursor = page.NextCursor
+	// A full page is not the head: its cursor is its last event.
+	carols := []string{"user_id", fmt.Sprint(carol.ID), "per_page", "2"}
+	if page = app.eventsPage("/api/v1/events", carols...); len(page.Items) != 2 || page.NextCursor != eventCursor(page.Items[1].ID) {
+		t.Errorf("a full filtered page: %+v", page)
+	}
+	mustExec(t, app, "UPDATE user_events SET occurred_at = occurred_at - INTERVAL 100 DAY")
+	if err := pruneAll(context.Background(), app.store, time.Now().Add(-90*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	app.do("PATCH", userPath(bob.ID), `{"full_name":"Bob"}`)
+	app.waitSequenced()
+	events, _ := app.eventsAfter("/api/v1/events", cursor, bobs...)
+	if len(events) != 1 || events[0].ID != 9 {
+		t.Errorf("bob's events after the pruning: %+v", events)
 	}
 }

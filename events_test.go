@@ -542,7 +542,7 @@ func TestDeletedUsersHistoryAndFilters(t *testing.T) {
 	if len(deletions) != 1 {
 		t.Errorf("type and user_id filters: %+v", deletions)
 	}
-	// An empty page keeps the cursor it was given.
+	// An empty page at the head keeps the cursor it was given: the head.
 	page := app.eventsPage(userPath(bob.ID)+"/events", "after", eventCursor(events[2].ID))
 	if len(page.Items) != 0 || page.NextCursor != eventCursor(events[2].ID) {
 		t.Errorf("empty page: %+v", page)
