@@ -70,7 +70,7 @@ type newEvent struct {
 
 // Event is one recorded change, as the feed serves it.
 type Event struct {
-	Seq     int64 // the feed position, the event's id in JSON
+	Seq     int64 // the feed position, the event's id in JSON; 0 (null) until numbered
 	Type    EventType
 	Time    time.Time
 	UserID  int64
@@ -199,14 +199,17 @@ type eventQuery struct {
 	UserID  *int64
 	ActorID *int64
 	Type    *EventType
+	// Pending: the page also lists the user's events not yet numbered,
+	// when it reaches the head (the route of one user).
+	Pending bool
 }
 
 // parseEventQuery reads the feed's query parameters, reporting every
 // problem at once; unknown or repeated parameters are errors. userID is
 // the user of /users/{id}/events (nil for /events, where user_id is a
-// parameter).
+// parameter), whose pages also list the events not yet numbered.
 func parseEventQuery(values url.Values, userID *int64) (eventQuery, error) {
-	q := eventQuery{PerPage: defaultEventsPerPage, UserID: userID}
+	q := eventQuery{PerPage: defaultEventsPerPage, UserID: userID, Pending: userID != nil}
 	known := []string{"after", "per_page", "actor_id", "type"}
 	if userID == nil {
 		known = append(known, "user_id")
@@ -266,7 +269,10 @@ func joinTypes(types []EventType) string {
 // eventPage is one page of the feed as read from the store, with the
 // pruning horizon and the head read in the same statement.
 type eventPage struct {
-	Events        []Event
+	Events []Event
+	// Pending are the events of the user, committed but not yet numbered,
+	// in the order they will be numbered (for eventQuery.Pending).
+	Pending       []Event
 	PrunedThrough int64 // every seq up to this one has been deleted
 	Head          int64 // last_seq: every seq up to this one is numbered, and visible to the page
 }
@@ -294,7 +300,8 @@ func (p *eventPage) full(q eventQuery) bool { return len(p.Events) == q.PerPage 
 // the head, since its snapshot holds every event numbered up to it, so
 // it goes on from the head (or its last event, were that past it): a
 // consumer whose filter matches nothing new moves on all the same, and
-// stays ahead of the pruner.
+// stays ahead of the pruner. It never passes a pending event: those get
+// seqs past the head.
 func (p *eventPage) nextCursor(q eventQuery) string {
 	n := len(p.Events)
 	if p.full(q) {
@@ -306,20 +313,32 @@ func (p *eventPage) nextCursor(q eventQuery) string {
 	return eventCursor(p.Head)
 }
 
-// appendJSON appends the page as the feed's body: items and next_cursor.
+// appendJSON appends the page as the feed's body: items and next_cursor,
+// and pending when the query asks for it and the page reached the head
+// (a full page may not have: the events not yet numbered come after
+// those still to read).
 func (p *eventPage) appendJSON(b []byte, q eventQuery) []byte {
 	b = append(b, `{"items":`...)
 	b = appendJSONArray(b, p.Events, appendEventJSON)
 	b = append(b, `,"next_cursor":`...)
 	b = appendJSONString(b, p.nextCursor(q))
+	if q.Pending && !p.full(q) {
+		b = append(b, `,"pending":`...)
+		b = appendJSONArray(b, p.Pending, appendEventJSON)
+	}
 	return append(b, '}')
 }
 
-// appendEventJSON appends e as a JSON object. changes is JSON the service
-// made itself (mustJSON), so it goes in as it is.
+// appendEventJSON appends e as a JSON object, whose id is null until e is
+// numbered. changes is JSON the service made itself (mustJSON), so it
+// goes in as it is.
 func appendEventJSON(b []byte, e *Event) []byte {
 	b = append(b, `{"id":`...)
-	b = strconv.AppendInt(b, e.Seq, 10)
+	if e.Seq == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendInt(b, e.Seq, 10)
+	}
 	b = append(b, `,"type":`...)
 	b = appendJSONString(b, string(e.Type))
 	b = append(b, `,"time":`...)

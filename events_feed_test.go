@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -82,4 +83,69 @@ func TestFilteredCursorAdvancesOverScanned(t *testing.T) {
 	if len(events) != 1 || events[0].ID != 9 {
 		t.Errorf("bob's events after the pruning: %+v", events)
 	}
+}
+
+// TestUserEventsShowPendingWrites: right after a write, while its events
+// wait to be numbered, GET /users/{id}/events lists them in pending (id
+// null), without moving next_cursor past them; once numbered they are
+// items and pending is empty. A full page, and the feed of all users,
+// have no pending.
+func TestUserEventsShowPendingWrites(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	bob, _ := app.newUser("bob")
+	app.waitSequenced()
+	path := userPath(bob.ID) + "/events"
+	_, cursor := app.eventsAfter(path, "")
+	app.stopWorkers()
+
+	if rec := app.do("PATCH", userPath(bob.ID), `{"full_name":"Bob"}`); rec.Code != http.StatusOK {
+		t.Fatalf("PATCH: %d %s", rec.Code, rec.Body)
+	}
+	page := app.eventsPage(path, "after", cursor)
+	if len(page.Items) != 0 || page.Pending == nil || len(*page.Pending) != 1 || page.NextCursor != cursor {
+		t.Fatalf("right after the write: %+v; want its event pending, and the cursor where it was", page)
+	}
+	if got, want := gotEvent((*page.Pending)[0]), (wantEvent{"user.updated", bob.ID, "user", app.adminID, `{"fields":["full_name"]}`}); got != want {
+		t.Errorf("pending: got %v, want %v", got, want)
+	}
+	if raw := pendingIDs(t, app, path+"?after="+cursor); raw != "[null]" {
+		t.Errorf("pending ids: %s, want [null]", raw)
+	}
+	if page := app.eventsPage(path, "per_page", "1"); page.Pending != nil {
+		t.Errorf("a full page has pending: %+v", page)
+	}
+	if page := app.eventsPage("/api/v1/events", "user_id", fmt.Sprint(bob.ID)); page.Pending != nil {
+		t.Errorf("the feed of all users has pending: %+v", page)
+	}
+
+	if _, err := app.store.SequenceEvents(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	page = app.eventsPage(path, "after", cursor)
+	if len(page.Items) != 1 || page.Items[0].ID == 0 || page.Pending == nil || len(*page.Pending) != 0 {
+		t.Fatalf("once numbered: %+v; want it in items, and pending empty", page)
+	}
+	if page.NextCursor != eventCursor(page.Items[0].ID) {
+		t.Errorf("next_cursor %s, want the event's", page.NextCursor)
+	}
+}
+
+// pendingIDs returns the ids of the pending member of a page, as JSON.
+func pendingIDs(t *testing.T, app *testApp, path string) string {
+	t.Helper()
+	var page struct {
+		Pending []struct {
+			ID json.RawMessage `json:"id"`
+		} `json:"pending"`
+	}
+	rec := app.do("GET", path, "")
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(page.Pending))
+	for i, p := range page.Pending {
+		ids[i] = string(p.ID)
+	}
+	return "[" + strings.Join(ids, ",") + "]"
 }

@@ -29,8 +29,9 @@ type eventJSON struct {
 
 // eventPageJSON is a page of the feed as the API returns it.
 type eventPageJSON struct {
-	Items      []eventJSON `json:"items"`
-	NextCursor string      `json:"next_cursor"`
+	Items      []eventJSON  `json:"items"`
+	NextCursor string       `json:"next_cursor"`
+	Pending    *[]eventJSON `json:"pending"` // nil when absent
 }
 
 // eventsPage gets one page of path (the feed or a user's) as the admin,

@@ -46,5 +46,5 @@ func (s *server) serveEvents(w http.ResponseWriter, r *http.Request, userID *int
 		s.writeError(w, r, err)
 		return
 	}
-	writeBody(w, http.StatusOK, "application/json", page.appendJSON(make([]byte, 0, 256+300*len(page.Events)), q))
+	writeBody(w, http.StatusOK, "application/json", page.appendJSON(make([]byte, 0, 256+300*(len(page.Events)+len(page.Pending))), q))
 }

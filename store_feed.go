@@ -20,22 +20,25 @@ const eventColumns = "seq, type, occurred_at, user_id, actor_type, actor_id, req
 const (
 	partSequencer = iota // the sequencer's row: pruned_through, last_seq
 	partNumbered         // an event of the page, by seq
+	partPending          // an event not yet numbered, by pending id
 )
 
 // ListEvents reads one page of the feed with the pruning horizon and the
-// head (last_seq) in one statement: one snapshot. So a page can never
-// start past events the pruner deleted while the horizon read says they
-// were kept, and the head is exactly what the page could have held: the
-// sequencer commits each batch with its last_seq, so a snapshot that sees
-// last_seq N sees every event numbered up to N. The sequencer's row is a
-// part of its own (UNION ALL), there even when the page is empty. The
-// page's filters each have an index that ends in seq.
+// head (last_seq), and for q.Pending the matching events not yet
+// numbered, in one statement: one snapshot. So a page can never start
+// past events the pruner deleted while the horizon read says they were
+// kept; the head is exactly what the page could have held: the sequencer
+// commits each batch with its last_seq, so a snapshot that sees last_seq
+// N sees every event numbered up to N; and an event the sequencer moves
+// meanwhile is either numbered or pending, never both or neither. The
+// sequencer's row is a part of its own (UNION ALL), there even when the
+// page is empty. The page's filters each have an index that ends in seq.
 //
 // (It was once the page as a derived table LEFT JOINed to the sequencer
 // row. MariaDB 10.11.19 crashed freeing that derived table's temporary
-// table, while a second server on the machine shared its tmpdir; a UNION
-// ALL whose parts need no ORDER BY of their own result needs no
-// temporary table on MariaDB 10.11 or MySQL 8.)
+// table, while a second server on the machine shared its tmpdir. A UNION
+// ALL without an ORDER BY of the whole streams its parts, with no
+// temporary table, on MariaDB 10.11 and MySQL 8.)
 func (s *Store) ListEvents(ctx context.Context, q eventQuery) (eventPage, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
@@ -51,8 +54,10 @@ func (s *Store) ListEvents(ctx context.Context, q eventQuery) (eventPage, error)
 }
 
 // listEventsSQL is the statement of a page and its arguments: the
-// sequencer's row, then the page. Every part has the same columns: its
-// part, pruned_through and last_seq, and eventColumns.
+// sequencer's row, the page, and for q.Pending up to per_page events not
+// yet numbered. Every part has the same columns: its part,
+// pruned_through and last_seq, and eventColumns (for a pending event,
+// its pending id in place of seq).
 func listEventsSQL(q eventQuery) (string, []any) {
 	after := int64(0)
 	if q.After != nil {
@@ -64,6 +69,15 @@ func listEventsSQL(q eventQuery) (string, []any) {
 		" UNION ALL (SELECT " + strconv.Itoa(partNumbered) + ", NULL, NULL, " + eventColumns + " FROM user_events" +
 		where(append([]string{"seq > ?"}, filters...)) + " ORDER BY seq LIMIT ?)"
 	args := append(append([]any{after}, filterArgs...), q.PerPage)
+	if q.Pending {
+		// user_events_pending has no index but its key, so this scans it:
+		// it holds only the events committed since the sequencer's last
+		// round, a few milliseconds' worth. Should the sequencer stall,
+		// the LIMIT still bounds the answer (not the scan).
+		query += " UNION ALL (SELECT " + strconv.Itoa(partPending) + ", NULL, NULL, id, " + pendingEventColumns +
+			" FROM user_events_pending" + where(filters) + " ORDER BY id LIMIT ?)"
+		args = append(append(args, filterArgs...), q.PerPage)
+	}
 	return query, args
 }
 
@@ -92,7 +106,7 @@ func where(conds []string) string {
 }
 
 // feedRow is an event row of a page statement: its part, and its key in
-// that part (a seq).
+// that part: a seq, or a pending id (the order it will be numbered in).
 type feedRow struct {
 	part  int
 	key   int64
@@ -129,6 +143,10 @@ func (s *Store) readEvents(ctx context.Context, page *eventPage, query string, a
 	}
 	slices.SortFunc(events, func(a, b feedRow) int { return cmp.Or(cmp.Compare(a.part, b.part), cmp.Compare(a.key, b.key)) })
 	for _, r := range events {
+		if r.part == partPending {
+			page.Pending = append(page.Pending, r.event)
+			continue
+		}
 		r.event.Seq = r.key
 		page.Events = append(page.Events, r.event)
 	}
