@@ -149,3 +149,51 @@ func pendingIDs(t *testing.T, app *testApp, path string) string {
 	}
 	return "[" + strings.Join(ids, ",") + "]"
 }
+
+// TestUserEventsPendingIsOneSnapshot: while a writer changes a user and
+// the sequencer numbers the events, every page of the user's events
+// holds each event once, in items or in pending, and never fewer than an
+// earlier page: the two are read in one snapshot, so an event moved
+// between them can be neither missed nor counted twice.
+func TestUserEventsPendingIsOneSnapshot(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	bob, _ := app.newUser("bob")
+	const changes = 40
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range changes {
+			doResult(app, "PATCH", userPath(bob.ID), fmt.Sprintf(`{"full_name":"Bob %d"}`, i))
+		}
+	}()
+	path := userPath(bob.ID) + "/events"
+	seen := 0
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			app.waitSequenced()
+			finished = true
+		default:
+		}
+		page := app.eventsPage(path, "per_page", "1000")
+		if page.Pending == nil {
+			t.Fatalf("a page that is not full without pending: %+v", page)
+		}
+		events := append(page.Items, *page.Pending...)
+		times := map[string]bool{}
+		for _, e := range events {
+			if times[e.Time] {
+				t.Fatalf("an event of %s twice in one page: %d items, %d pending", e.Time, len(page.Items), len(*page.Pending))
+			}
+			times[e.Time] = true
+		}
+		if len(events) < seen {
+			t.Fatalf("%d events after %d: a page missed some (%d items, %d pending)", len(events), seen, len(page.Items), len(*page.Pending))
+		}
+		seen = len(events)
+	}
+	if seen != 1+changes {
+		t.Errorf("%d events, want %d", seen, 1+changes)
+	}
+}
