@@ -51,6 +51,11 @@ var (
 	// horizon: events after it have been deleted, so following it would
 	// skip them.
 	ErrCursorPruned = errors.New("event cursor older than the retention horizon")
+	// ErrCursorAhead: an event feed cursor points past the head of the
+	// feed, a seq not yet handed out: the database was restored from an
+	// older backup, say. Following it would skip the events numbered
+	// anew up to it.
+	ErrCursorAhead = errors.New("event cursor ahead of the feed")
 
 	// ErrOutcomeUnknown: a write's COMMIT was sent and no answer came, and
 	// whether it committed could not be found out (store_commit.go).

@@ -43,6 +43,7 @@ func TestProblemFor(t *testing.T) {
 		{"key in flight", ErrKeyInFlight, 409, detailKeyInFlight, []string{"Idempotency-Key"}, nil},
 		{"claim lost", ErrClaimLost, 409, detailKeyInFlight, []string{"Idempotency-Key"}, nil},
 		{"cursor pruned", wrap(ErrCursorPruned), 410, detailCursorPruned, []string{"after"}, nil},
+		{"cursor ahead", wrap(ErrCursorAhead), 400, detailCursorAhead, []string{"after"}, nil},
 		{"rate limited", &RateLimitedError{RetryAfter: 1500 * time.Millisecond}, 429, "Too many failed sign-in attempts; try again later.", nil,
 			map[string]string{"Retry-After": "2"}},
 		{"rate limited, nearly over", &RateLimitedError{RetryAfter: time.Millisecond}, 429, "Too many failed sign-in attempts; try again later.", nil,

@@ -70,7 +70,7 @@ type newEvent struct {
 
 // Event is one recorded change, as the feed serves it.
 type Event struct {
-	Seq     int64 // the feed position, the event's id in JSON
+	Seq     int64 // the feed position, the event's id in JSON; 0 (null) until numbered
 	Type    EventType
 	Time    time.Time
 	UserID  int64
@@ -183,14 +183,17 @@ type eventQuery struct {
 	UserID  *int64
 	ActorID *int64
 	Type    *EventType
+	// Pending: the page also lists the user's events not yet numbered,
+	// when it reaches the head (the route of one user).
+	Pending bool
 }
 
 // parseEventQuery reads the feed's query parameters, reporting every
 // problem at once; unknown or repeated parameters are errors. userID is
 // the user of /users/{id}/events (nil for /events, where user_id is a
-// parameter).
+// parameter), whose pages also list the events not yet numbered.
 func parseEventQuery(values url.Values, userID *int64) (eventQuery, error) {
-	q := eventQuery{PerPage: defaultEventsPerPage, UserID: userID}
+	q := eventQuery{PerPage: defaultEventsPerPage, UserID: userID, Pending: userID != nil}
 	known := []string{"after", "per_page", "actor_id", "type"}
 	if userID == nil {
 		known = append(known, "user_id")
@@ -248,40 +251,78 @@ func joinTypes(types []EventType) string {
 }
 
 // eventPage is one page of the feed as read from the store, with the
-// pruning horizon read in the same statement.
+// pruning horizon and the head read in the same statement.
 type eventPage struct {
-	Events        []Event
+	Events []Event
+	// Pending are the events of the user, committed but not yet numbered,
+	// in the order they will be numbered (for eventQuery.Pending).
+	Pending       []Event
 	PrunedThrough int64 // every seq up to this one has been deleted
+	Head          int64 // last_seq: every seq up to this one is numbered, and visible to the page
 }
 
-// nextCursor is where the consumer goes on from: after the last event
-// of the page, or, on an empty page, where it was (after), or the oldest
-// position kept when it started from the beginning.
-func (p *eventPage) nextCursor(q eventQuery) string {
+// cursorError says why the cursor of q cannot be followed, judged by the
+// page read with it, or nil: it is below the pruning horizon (the events
+// just after it are gone), or past the head (no event has that seq yet).
+func (p *eventPage) cursorError(q eventQuery) error {
 	switch {
-	case len(p.Events) > 0:
-		return eventCursor(p.Events[len(p.Events)-1].Seq)
-	case q.After != nil:
-		return eventCursor(*q.After)
-	default:
-		return eventCursor(p.PrunedThrough)
+	case q.After == nil:
+		return nil
+	case *q.After < p.PrunedThrough:
+		return ErrCursorPruned
+	case *q.After > p.Head:
+		return ErrCursorAhead
 	}
+	return nil
 }
 
-// appendJSON appends the page as the feed's body: items and next_cursor.
+// full reports whether the page holds per_page events: more may follow.
+func (p *eventPage) full(q eventQuery) bool { return len(p.Events) == q.PerPage }
+
+// nextCursor is where the consumer goes on from. A full page ends at its
+// last event. A page that is not full has passed over every event up to
+// the head, since its snapshot holds every event numbered up to it, so
+// it goes on from the head (or its last event, were that past it): a
+// consumer whose filter matches nothing new moves on all the same, and
+// stays ahead of the pruner. It never passes a pending event: those get
+// seqs past the head.
+func (p *eventPage) nextCursor(q eventQuery) string {
+	n := len(p.Events)
+	if p.full(q) {
+		return eventCursor(p.Events[n-1].Seq)
+	}
+	if n > 0 {
+		return eventCursor(max(p.Head, p.Events[n-1].Seq))
+	}
+	return eventCursor(p.Head)
+}
+
+// appendJSON appends the page as the feed's body: items and next_cursor,
+// and pending when the query asks for it and the page reached the head
+// (a full page may not have: the events not yet numbered come after
+// those still to read).
 func (p *eventPage) appendJSON(b []byte, q eventQuery) []byte {
 	b = append(b, `{"items":`...)
 	b = appendJSONArray(b, p.Events, appendEventJSON)
 	b = append(b, `,"next_cursor":`...)
 	b = appendJSONString(b, p.nextCursor(q))
+	if q.Pending && !p.full(q) {
+		b = append(b, `,"pending":`...)
+		b = appendJSONArray(b, p.Pending, appendEventJSON)
+	}
 	return append(b, '}')
 }
 
-// appendEventJSON appends e as a JSON object. changes is JSON the service
-// made itself (mustJSON), so it goes in as it is.
+// appendEventJSON appends e as a JSON object, whose id is null until e is
+// numbered. changes is JSON the service made itself (mustJSON), so it
+// goes in as it is.
 func appendEventJSON(b []byte, e *Event) []byte {
 	b = append(b, `{"id":`...)
-	b = strconv.AppendInt(b, e.Seq, 10)
+	if e.Seq == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendInt(b, e.Seq, 10)
+	}
 	b = append(b, `,"type":`...)
 	b = appendJSONString(b, string(e.Type))
 	b = append(b, `,"time":`...)

@@ -29,8 +29,9 @@ type eventJSON struct {
 
 // eventPageJSON is a page of the feed as the API returns it.
 type eventPageJSON struct {
-	Items      []eventJSON `json:"items"`
-	NextCursor string      `json:"next_cursor"`
+	Items      []eventJSON  `json:"items"`
+	NextCursor string       `json:"next_cursor"`
+	Pending    *[]eventJSON `json:"pending"` // nil when absent
 }
 
 // eventsPage gets one page of path (the feed or a user's) as the admin,
@@ -542,7 +543,7 @@ func TestDeletedUsersHistoryAndFilters(t *testing.T) {
 	if len(deletions) != 1 {
 		t.Errorf("type and user_id filters: %+v", deletions)
 	}
-	// An empty page keeps the cursor it was given.
+	// An empty page at the head keeps the cursor it was given: the head.
 	page := app.eventsPage(userPath(bob.ID)+"/events", "after", eventCursor(events[2].ID))
 	if len(page.Items) != 0 || page.NextCursor != eventCursor(events[2].ID) {
 		t.Errorf("empty page: %+v", page)

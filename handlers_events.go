@@ -30,8 +30,8 @@ func (s *server) handleUserEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveEvents answers one page of the feed, of the user userID when it is
-// not nil. A cursor below the pruning horizon is refused (410): the
-// events just after it are gone, and following it would skip them.
+// not nil. A cursor below the pruning horizon (410) or past the head
+// (400) is refused: following it would skip events.
 func (s *server) serveEvents(w http.ResponseWriter, r *http.Request, userID *int64) {
 	q, err := parseEventQuery(r.URL.Query(), userID)
 	if err != nil {
@@ -39,12 +39,12 @@ func (s *server) serveEvents(w http.ResponseWriter, r *http.Request, userID *int
 		return
 	}
 	page, err := s.store.ListEvents(r.Context(), q)
-	if err == nil && q.After != nil && *q.After < page.PrunedThrough {
-		err = ErrCursorPruned
+	if err == nil {
+		err = page.cursorError(q)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeBody(w, http.StatusOK, "application/json", page.appendJSON(make([]byte, 0, 256+300*len(page.Events)), q))
+	writeBody(w, http.StatusOK, "application/json", page.appendJSON(make([]byte, 0, 256+300*(len(page.Events)+len(page.Pending))), q))
 }

@@ -69,6 +69,7 @@ const (
 		"Do not retry blindly: read the user (its ETag says whether the change is there), " +
 		"or retry with the same Idempotency-Key, which applies it at most once."
 	detailCursorPruned = "The cursor is older than the retention horizon: events after it have been deleted. Restart from the beginning (without after)."
+	detailCursorAhead  = "The cursor is ahead of the feed: the feed has no event that far yet (the database may have been restored from a backup). Restart from a cursor you trust, or from the beginning (without after)."
 )
 
 // problemFor maps any error to the answer the client gets. It is the only
@@ -132,6 +133,10 @@ func problemFor(err error) problemAnswer {
 	case errors.Is(err, ErrCursorPruned):
 		a := answer(http.StatusGone, detailCursorPruned)
 		a.Errors = fieldErrors{{Field: "after", Message: "is older than the retention horizon"}}
+		return a
+	case errors.Is(err, ErrCursorAhead):
+		a := answer(http.StatusBadRequest, detailCursorAhead)
+		a.Errors = fieldErrors{{Field: "after", Message: "is ahead of the feed"}}
 		return a
 	case errors.As(err, &down):
 		detail := "The database check failed: " + down.Reason + "."
