@@ -366,7 +366,7 @@ func TestLastAdminRules(t *testing.T) {
 	wantProblem(t, app.do("PATCH", me, `{"is_active":false}`), http.StatusConflict)
 	wantProblem(t, app.do("DELETE", me, ""), http.StatusForbidden)
 	wantProblem(t, app.do("DELETE", "/api/v1/users/me", ""), http.StatusForbidden)
-	if err := app.store.DeleteUser(context.Background(), app.adminID, VersionMatch{}, Actor{Type: ActorSystem}); err != ErrLastAdmin {
+	if err := app.store.DeleteUser(context.Background(), app.adminID, VersionMatch{}, Actor{Type: ActorSystem}, nil); err != ErrLastAdmin {
 		t.Errorf("store delete of the last admin: got %v, want ErrLastAdmin", err)
 	}
 	inactive := app.createUser(`{"username":"sleepy","email":"sleepy@example.com","password":"rq7-tz4w","role":"admin","is_active":false}`)

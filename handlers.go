@@ -397,8 +397,25 @@ func (s *server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 // nothing (every field sent as stored, no password) is not a change: it is
 // checked like any other, then answered with the user as stored and its
 // current ETag, and nothing is written.
+//
+// With an Idempotency-Key header, the answer is recorded in the update's
+// own transaction, and a retry with the same key gets it again
+// (writeKeyed).
 func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
-	user, err := s.updateUser(w, r)
+	if _, keyed := r.Header["Idempotency-Key"]; keyed {
+		body, bodyErr := readJSONBody(w, r, updateMediaTypes[r.Method]...)
+		s.writeKeyed(w, r, body, func(r *http.Request, key *IdempotencyKey) (RecordedAnswer, error) {
+			var members []jsonMember
+			if bodyErr == nil {
+				members, bodyErr = parseJSONObject(body)
+			}
+			user, err := s.updateUser(r, members, bodyErr, key)
+			return userAnswer(&user), err
+		})
+		return
+	}
+	members, bodyErr := readJSONObject(w, r, updateMediaTypes[r.Method]...)
+	user, err := s.updateUser(r, members, bodyErr, nil)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -412,11 +429,12 @@ func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 // the fast path (store_fastpath.go): the token, the caller's right,
 // If-Match and the write in two round trips. Everything else, and what
 // the fast path cannot decide, takes the locking path, which
-// authenticates the caller first, as tokenFirst routes do.
-func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error) {
-	members, bodyErr := readJSONObject(w, r, updateMediaTypes[r.Method]...)
+// authenticates the caller first, as tokenFirst routes do. members is
+// the body, or bodyErr why it is not one, answered once the caller is
+// known. With key, the answer is recorded under it by the write.
+func (s *server) updateUser(r *http.Request, members []jsonMember, bodyErr error, key *IdempotencyKey) (User, error) {
 	if bodyErr == nil {
-		if user, err := s.updateFast(r, members); !errors.Is(err, errSlowPath) {
+		if user, err := s.updateFast(r, members, key); !errors.Is(err, errSlowPath) {
 			return user, err
 		}
 	}
@@ -444,7 +462,7 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 	if err != nil {
 		return User{}, err
 	}
-	changes.IfVersion = ifVersion
+	changes.IfVersion, changes.Key = ifVersion, key
 	user, made, err := s.store.UpdateUser(r.Context(), id, changes, s.actor(r))
 	switch {
 	case err == nil:
@@ -463,7 +481,7 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request) (User, error
 // nothing but username, email and full name. errSlowPath sends the
 // request on to the locking path, which answers every other case,
 // errors included, the way it always has.
-func (s *server) updateFast(r *http.Request, members []jsonMember) (User, error) {
+func (s *server) updateFast(r *http.Request, members []jsonMember, key *IdempotencyKey) (User, error) {
 	tokenHash, err := requestTokenHash(r)
 	if err != nil {
 		return User{}, errSlowPath
@@ -484,7 +502,7 @@ func (s *server) updateFast(r *http.Request, members []jsonMember) (User, error)
 		return User{}, errSlowPath
 	}
 	changes := UserChanges{Username: fields.Username, Email: fields.Email, SetFullName: fields.HasFullName,
-		FullName: fields.FullName, IfVersion: ifVersion}
+		FullName: fields.FullName, IfVersion: ifVersion, Key: key}
 	return s.store.UpdateUserFast(r.Context(), tokenHash, ref, changes, s.actor(r))
 }
 
@@ -644,16 +662,26 @@ func (s *server) checkCurrentPassword(r *http.Request, id int64, storedHash stri
 }
 
 // handleDeleteUser deletes a user; admins may not delete themselves.
+// With an Idempotency-Key header, a retry gets the first answer again
+// (writeKeyed).
 func (s *server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
-	if err := s.deleteUser(r); err != nil {
+	if _, keyed := r.Header["Idempotency-Key"]; keyed {
+		s.writeKeyed(w, r, nil, func(r *http.Request, key *IdempotencyKey) (RecordedAnswer, error) {
+			return deletedAnswer(), s.deleteUser(r, key)
+		})
+		return
+	}
+	if err := s.deleteUser(r, nil); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *server) deleteUser(r *http.Request) error {
-	if id, err := s.deleteFast(r); !errors.Is(err, errSlowPath) {
+// deleteUser checks and applies a delete, by the fast path when it can
+// decide it; with key, the 204 is recorded under it by the write.
+func (s *server) deleteUser(r *http.Request, key *IdempotencyKey) error {
+	if id, err := s.deleteFast(r, key); !errors.Is(err, errSlowPath) {
 		if err == nil {
 			s.security(r, "user.deleted", slog.Int64("user_id", id))
 		}
@@ -675,7 +703,7 @@ func (s *server) deleteUser(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteUser(r.Context(), id, ifVersion, s.actor(r)); err != nil {
+	if err := s.store.DeleteUser(r.Context(), id, ifVersion, s.actor(r), key); err != nil {
 		if errors.Is(err, ErrLastAdmin) {
 			return &FieldError{Field: "id", Err: err}
 		}
@@ -688,7 +716,7 @@ func (s *server) deleteUser(r *http.Request) error {
 // deleteFast tries the fast path (store_fastpath.go) for a delete by id,
 // and returns the id; errSlowPath sends the request on to the locking
 // path.
-func (s *server) deleteFast(r *http.Request) (int64, error) {
+func (s *server) deleteFast(r *http.Request, key *IdempotencyKey) (int64, error) {
 	tokenHash, err := requestTokenHash(r)
 	if err != nil {
 		return 0, errSlowPath
@@ -701,7 +729,7 @@ func (s *server) deleteFast(r *http.Request) (int64, error) {
 	if err != nil {
 		return 0, errSlowPath
 	}
-	return ref.id, s.store.DeleteUserFast(r.Context(), tokenHash, ref.id, ifVersion, s.actor(r))
+	return ref.id, s.store.DeleteUserFast(r.Context(), tokenHash, ref.id, ifVersion, s.actor(r), key)
 }
 
 // pathUser parses the {id} path segment: "me" for the caller, or a
@@ -821,29 +849,82 @@ func (s *server) createIdempotently(w http.ResponseWriter, r *http.Request, body
 	} else {
 		created, err = s.createUser(r, body, &key)
 	}
-	if err == nil {
-		writeRecorded(w, created) // recorded with the user, in the same transaction
+	s.finishKeyed(w, r, key, created, err)
+}
+
+// writeKeyed runs a PUT, PATCH or DELETE under the request's
+// Idempotency-Key, with the contract of create (createIdempotently): the
+// caller is authenticated first (the key is theirs), the first request
+// with the key runs, and write records its answer under the key in the
+// change's own transaction, so that a retry with the same request gets
+// that answer again, once applied, whatever happened to the first
+// answer. The same key with another request (method, path, If-Match or
+// body) is a 422.
+func (s *server) writeKeyed(w http.ResponseWriter, r *http.Request, body []byte, write func(*http.Request, *IdempotencyKey) (RecordedAnswer, error)) {
+	r, _, err := s.signIn(r)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	answer := problemFor(err)
-	s.logAnswer(r, answer.Status, err)
+	key, err := requestIdempotencyKey(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	recorded, err := s.store.ClaimIdempotencyKey(r.Context(), &key, keyedRequestHash(r, body))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if recorded != nil {
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeRecorded(w, *recorded)
+		return
+	}
+	answer, err := write(r, &key)
+	s.finishKeyed(w, r, key, answer, err)
+}
+
+// keyedRequestHash identifies a keyed write's request: its method, path,
+// If-Match and body, so a key sent again with any of them changed is
+// another request (422), not a retry.
+func keyedRequestHash(r *http.Request, body []byte) []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s\n%s\n", r.Method, r.URL.EscapedPath(), r.Header.Get("If-Match"))
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// finishKeyed answers a request that claimed key: the answer its write
+// recorded, or the error, whose fate under the key depends on its kind. A
+// 4xx is recorded (a retry gets the same refusal); a 5xx releases the
+// key (a retry runs again: a write that did commit had recorded its
+// answer, which the release leaves in place); a lost claim belongs to the
+// retry that took it over.
+func (s *server) finishKeyed(w http.ResponseWriter, r *http.Request, key IdempotencyKey, answer RecordedAnswer, err error) {
+	if err == nil {
+		writeRecorded(w, answer) // recorded with the change, in the same transaction
+		return
+	}
+	refusal := problemFor(err)
+	s.logAnswer(r, refusal.Status, err)
 	// The key's fate must not depend on a client that hung up.
 	ctx := context.WithoutCancel(r.Context())
 	switch {
 	case errors.Is(err, ErrClaimLost):
 		// A retry holds the key now: it records its own answer.
-	case answer.Status >= 500:
+	case refusal.Status >= 500:
 		if err := s.store.ReleaseIdempotencyKey(ctx, key); err != nil {
 			s.logger.WarnContext(ctx, "release idempotency key", "error", err, "request_id", requestID(ctx))
 		}
 	default:
-		refusal, encodeErr := recordedProblem(answer)
+		recorded, encodeErr := recordedProblem(refusal)
 		if encodeErr == nil {
-			encodeErr = s.store.CompleteIdempotencyKey(ctx, key, refusal)
+			encodeErr = s.store.CompleteIdempotencyKey(ctx, key, recorded)
 		}
 		if encodeErr != nil {
 			s.logger.WarnContext(ctx, "record idempotency key", "error", encodeErr, "request_id", requestID(ctx))
 		}
 	}
-	writeProblem(w, answer)
+	writeProblem(w, refusal)
 }

@@ -56,8 +56,10 @@ func writeRecorded(w http.ResponseWriter, a RecordedAnswer) {
 	if a.ETag != "" {
 		h.Set("ETag", a.ETag)
 	}
-	h.Set("Content-Type", a.ContentType)
-	h.Set("Content-Length", strconv.Itoa(len(a.Body)))
+	if a.ContentType != "" { // none on a 204
+		h.Set("Content-Type", a.ContentType)
+		h.Set("Content-Length", strconv.Itoa(len(a.Body)))
+	}
 	w.WriteHeader(a.Status)
 	w.Write(a.Body)
 }
@@ -69,4 +71,17 @@ func recordedProblem(a problemAnswer) (RecordedAnswer, error) {
 		return RecordedAnswer{}, err
 	}
 	return RecordedAnswer{Status: a.Status, ContentType: "application/problem+json", Body: append(body, '\n')}, nil
+}
+
+// userAnswer is the 200 of a PUT or PATCH that leaves u as stored, as the
+// handler sends it and as it is recorded under an Idempotency-Key.
+func userAnswer(u *User) RecordedAnswer {
+	return RecordedAnswer{Status: http.StatusOK, ContentType: "application/json", ETag: etagOf(u),
+		Body: append(appendUserJSON(make([]byte, 0, 256), u), '\n')}
+}
+
+// deletedAnswer is the 204 of a DELETE, as it is recorded under an
+// Idempotency-Key.
+func deletedAnswer() RecordedAnswer {
+	return RecordedAnswer{Status: http.StatusNoContent}
 }

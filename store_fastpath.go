@@ -85,7 +85,10 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 			return fastWrite{}, errSlowPath // its owner must send the current password
 		case changes.effective(lockedOf(cur, lock.hash)).none():
 			updated = cur
-			return fastWrite{}, errUnchanged
+			if changes.Key == nil {
+				return fastWrite{}, errUnchanged
+			}
+			return fastWrite{}.recording(changes.Key, userAnswer(&updated)), nil // the answer, and nothing else
 		}
 		actor.Type, actor.ID = ActorUser, caller.ID
 		events := updateEvents(cur.ID, lockedOf(cur, lock.hash), changes)
@@ -93,8 +96,9 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 		args = append(args, lock.now, cur.ID)
 		eventsSQL, eventArgs := insertEventsSQL(actor, lock.now, events...)
 		updated = changes.appliedTo(cur, lock.now)
-		return fastWrite{statements: "UPDATE users SET " + set + ", updated_at = ? WHERE id = ?; " + eventsSQL,
-			args: append(args, eventArgs...), events: len(events), receipt: receiptOf(actor, cur.ID, lock.now)}, nil
+		write := fastWrite{statements: "UPDATE users SET " + set + ", updated_at = ? WHERE id = ?; " + eventsSQL,
+			args: append(args, eventArgs...), events: len(events), receipt: receiptOf(actor, cur.ID, lock.now)}
+		return write.recording(changes.Key, userAnswer(&updated)), nil
 	})
 	if errors.Is(err, errUnchanged) {
 		return updated, nil
@@ -105,7 +109,7 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 // DeleteUserFast deletes the user id as the caller holding tokenHash,
 // unless the user is an active admin (errSlowPath: the last-admin rule
 // takes the locking path), or is the caller.
-func (s *Store) DeleteUserFast(ctx context.Context, tokenHash []byte, id int64, ifVersion VersionMatch, actor Actor) error {
+func (s *Store) DeleteUserFast(ctx context.Context, tokenHash []byte, id int64, ifVersion VersionMatch, actor Actor, key *IdempotencyKey) error {
 	return s.Retry(ctx, func() error {
 		return s.fastTx(ctx, tokenHash, userRef{id: id}, func(lock fastLock) (fastWrite, error) {
 			caller, cur := lock.caller, lock.user
@@ -122,8 +126,9 @@ func (s *Store) DeleteUserFast(ctx context.Context, tokenHash []byte, id int64, 
 			actor.Type, actor.ID = ActorUser, caller.ID
 			eventsSQL, eventArgs := insertEventsSQL(actor, lock.now, newEvent{Type: EventUserDeleted, UserID: cur.ID})
 			args := []any{cur.ID, s.countSlot(), -1, -1}
-			return fastWrite{statements: "DELETE FROM users WHERE id = ?; " + userCountSQL + "; " + eventsSQL,
-				args: append(args, eventArgs...), events: 1, receipt: receiptOf(actor, cur.ID, lock.now)}, nil
+			write := fastWrite{statements: "DELETE FROM users WHERE id = ?; " + userCountSQL + "; " + eventsSQL,
+				args: append(args, eventArgs...), events: 1, receipt: receiptOf(actor, cur.ID, lock.now)}
+			return write.recording(key, deletedAnswer()), nil
 		})
 	})
 }
@@ -137,6 +142,24 @@ type fastWrite struct {
 	args       []any
 	events     int
 	receipt    writeReceipt
+	// recordsKey: the last statement records the answer under an
+	// Idempotency-Key, and must match its one row (the claim held).
+	recordsKey bool
+}
+
+// recording is w with, when key is set, the answer recorded under it as
+// its last statement.
+func (w fastWrite) recording(key *IdempotencyKey, answer RecordedAnswer) fastWrite {
+	if key == nil {
+		return w
+	}
+	if w.statements != "" {
+		w.statements += "; "
+	}
+	w.statements += completeKeySQL
+	w.args = append(w.args, completeKeyArgs(*key, answer)...)
+	w.recordsKey = true
+	return w
 }
 
 // fastTx runs the round trips: it locks and reads the row ref names with
@@ -182,8 +205,12 @@ func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decid
 	if err != nil {
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, write.statements, write.args...); err != nil {
+	res, err := conn.ExecContext(ctx, write.statements, write.args...)
+	if err != nil {
 		return dbError("fast write", err)
+	}
+	if n, err := res.RowsAffected(); write.recordsKey && (err != nil || n != 1) {
+		return ErrClaimLost // a retry took the key over: it answers, not this request
 	}
 	err = s.commitConn(ctx, conn, "fast write: commit", write.receipt)
 	if err == nil {

@@ -131,12 +131,9 @@ func (s *Store) CompleteIdempotencyKey(ctx context.Context, key IdempotencyKey, 
 
 // completeIdempotencyKey records the answer under the key, if this
 // request still holds its claim; otherwise it returns ErrClaimLost (and a
-// create in the same transaction is rolled back).
+// write in the same transaction is rolled back).
 func completeIdempotencyKey(ctx context.Context, db execer, key IdempotencyKey, answer RecordedAnswer) error {
-	res, err := db.ExecContext(ctx,
-		"UPDATE idempotency_keys SET status = ?, content_type = ?, location = ?, etag = ?, body = ?"+
-			" WHERE scope = ? AND idem_key = ? AND claim = ? AND status IS NULL",
-		answer.Status, answer.ContentType, answer.Location, answer.ETag, answer.Body, key.Scope, key.Key, key.claim)
+	res, err := db.ExecContext(ctx, completeKeySQL, completeKeyArgs(key, answer)...)
 	if err != nil {
 		return dbError("record idempotency key", err)
 	}
@@ -144,6 +141,17 @@ func completeIdempotencyKey(ctx context.Context, db execer, key IdempotencyKey, 
 		return ErrClaimLost
 	}
 	return nil
+}
+
+// completeKeySQL records an answer under a key whose claim the request
+// still holds (ClientFoundRows: one row matched, or none when the claim
+// was lost). Its arguments are completeKeyArgs.
+const completeKeySQL = "UPDATE idempotency_keys SET status = ?, content_type = ?, location = ?, etag = ?, body = ?" +
+	" WHERE scope = ? AND idem_key = ? AND claim = ? AND status IS NULL"
+
+// completeKeyArgs are the arguments of completeKeySQL.
+func completeKeyArgs(key IdempotencyKey, answer RecordedAnswer) []any {
+	return []any{answer.Status, answer.ContentType, answer.Location, answer.ETag, answer.Body, key.Scope, key.Key, key.claim}
 }
 
 // ReleaseIdempotencyKey forgets a claim whose request failed on our side,

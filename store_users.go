@@ -275,15 +275,19 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, a
 		if changes.ExpectPasswordHash != "" && cur.passwordHash != changes.ExpectPasswordHash {
 			return writeReceipt{}, ErrPasswordChanged
 		}
+		receipt := receiptOf(actor, id, cur.lockedAt)
 		if made = changes.effective(cur); made.none() {
-			updated, err = getUser(ctx, tx, id)
-			return writeReceipt{}, err // nothing written: nothing to settle
-		}
-		if events, err = writeUpdate(ctx, tx, id, cur, made, actor); err != nil {
+			receipt = writeReceipt{} // nothing written: nothing to settle
+		} else if events, err = writeUpdate(ctx, tx, id, cur, made, actor); err != nil {
 			return writeReceipt{}, err
 		}
-		updated, err = getUser(ctx, tx, id)
-		return receiptOf(actor, id, cur.lockedAt), err
+		if updated, err = getUser(ctx, tx, id); err != nil {
+			return writeReceipt{}, err
+		}
+		if changes.Key != nil {
+			err = completeIdempotencyKey(ctx, tx, *changes.Key, userAnswer(&updated))
+		}
+		return receipt, err
 	})
 	if err != nil {
 		return User{}, UserChanges{}, err
@@ -450,7 +454,7 @@ func (c UserChanges) assignments() (string, []any) {
 // (ON DELETE CASCADE), without an event of their own: user.deleted, by
 // actor, says it all. ifVersion is checked against the user's version
 // under the row lock: a mismatch is ErrPreconditionFailed.
-func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch, actor Actor) error {
+func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch, actor Actor, key *IdempotencyKey) error {
 	err := s.inWriteTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
 		cur, err := lockUserAs(ctx, tx, id, actor)
 		if err != nil {
@@ -469,6 +473,11 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch
 		}
 		if err := insertEvents(ctx, tx, actor, cur.lockedAt, newEvent{Type: EventUserDeleted, UserID: id}); err != nil {
 			return writeReceipt{}, err
+		}
+		if key != nil {
+			if err := completeIdempotencyKey(ctx, tx, *key, deletedAnswer()); err != nil {
+				return writeReceipt{}, err
+			}
 		}
 		return receiptOf(actor, id, cur.lockedAt), s.addToUserCount(ctx, tx, -1)
 	})

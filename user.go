@@ -77,6 +77,10 @@ type UserChanges struct {
 	// IfVersion is the If-Match precondition: the versions the stored
 	// user may have for the update to go ahead.
 	IfVersion VersionMatch
+
+	// Key, when set, is the Idempotency-Key the request claimed: its
+	// answer is recorded under it in the update's own transaction.
+	Key *IdempotencyKey
 }
 
 // VersionMatch is an If-Match precondition as data. The zero value allows
