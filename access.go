@@ -5,25 +5,6 @@ import (
 	"net/http"
 )
 
-// access is who may call a route; the route table (server.routes) gives
-// every route one.
-type access int
-
-const (
-	// public: anyone; no token is looked at.
-	public access = iota
-	// signedIn: any valid token.
-	signedIn
-	// selfOrAdmin: admins, and users for their own id (or "me"). Any other
-	// id is 403 whether it exists or not, so ids cannot be probed.
-	selfOrAdmin
-	// adminOnly: admins.
-	adminOnly
-	// adminOrSignup: admins, and anonymous callers when sign-up is on
-	// (the handler then limits what they may set).
-	adminOrSignup
-)
-
 // tokenCheck is when a route's token is checked.
 type tokenCheck int
 
@@ -102,8 +83,9 @@ func (s *server) signInAs(r *http.Request, rule access) (*http.Request, *Caller,
 	return r, caller, nil
 }
 
-// allow is what each access rule means: nil lets the caller (nil when
-// anonymous) through.
+// allow applies rule to the request's caller (nil when anonymous): nil
+// lets it through. Anonymous callers are decided here; a signed-in one by
+// access.permits, with the user the path names.
 func (s *server) allow(rule access, caller *Caller, r *http.Request) error {
 	switch {
 	case rule == public:
@@ -114,22 +96,16 @@ func (s *server) allow(rule access, caller *Caller, r *http.Request) error {
 		return nil
 	case caller == nil:
 		return ErrUnauthenticated
-	case rule == signedIn, caller.isAdmin():
-		return nil
-	case rule == adminOrSignup:
-		return errAdminsCreate
-	case rule == selfOrAdmin:
+	}
+	var target int64
+	if rule == selfOrAdmin && !caller.isAdmin() {
 		ref, err := pathUser(r)
 		if err != nil {
 			return err
 		}
-		if ref.resolve(caller) != caller.ID {
-			return errNotYours
-		}
-		return nil
-	default:
-		return errAdminsOnly
+		target = ref.resolve(caller)
 	}
+	return rule.permits(caller, target)
 }
 
 // authenticate finds the caller from the Authorization header: nil

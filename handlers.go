@@ -503,7 +503,7 @@ func (s *server) updateFast(r *http.Request, members []jsonMember, key *Idempote
 	}
 	changes := UserChanges{Username: fields.Username, Email: fields.Email, SetFullName: fields.HasFullName,
 		FullName: fields.FullName, IfVersion: ifVersion, Key: key}
-	return s.store.UpdateUserFast(r.Context(), tokenHash, ref, changes, s.actor(r))
+	return s.store.UpdateUserFast(r.Context(), tokenHash, ref, routeRule(r), changes, s.actor(r))
 }
 
 // updateMediaTypes are the bodies PUT and PATCH take: PATCH also as a JSON
@@ -696,8 +696,8 @@ func (s *server) deleteUser(r *http.Request, key *IdempotencyKey) error {
 		return err
 	}
 	id := ref.resolve(caller)
-	if id == caller.ID {
-		return errNoSelfDelete
+	if err := mayDelete(caller, id); err != nil {
+		return err
 	}
 	ifVersion, err := ifMatch(r)
 	if err != nil {
@@ -729,7 +729,7 @@ func (s *server) deleteFast(r *http.Request, key *IdempotencyKey) (int64, error)
 	if err != nil {
 		return 0, errSlowPath
 	}
-	return ref.id, s.store.DeleteUserFast(r.Context(), tokenHash, ref.id, ifVersion, s.actor(r), key)
+	return ref.id, s.store.DeleteUserFast(r.Context(), tokenHash, ref.id, routeRule(r), ifVersion, s.actor(r), key)
 }
 
 // pathUser parses the {id} path segment: "me" for the caller, or a

@@ -54,11 +54,11 @@ type fastLock struct {
 // changes change nothing (updateFastOnce). It returns ErrUnauthenticated,
 // a *ForbiddenError, ErrPreconditionFailed, a *ConflictError, or
 // errSlowPath for the locking path to decide.
-func (s *Store) UpdateUserFast(ctx context.Context, tokenHash []byte, ref userRef, changes UserChanges, actor Actor) (User, error) {
+func (s *Store) UpdateUserFast(ctx context.Context, tokenHash []byte, ref userRef, rule access, changes UserChanges, actor Actor) (User, error) {
 	var updated User
 	err := s.Retry(ctx, func() error {
 		var err error
-		updated, err = s.updateFastOnce(ctx, tokenHash, ref, changes, actor)
+		updated, err = s.updateFastOnce(ctx, tokenHash, ref, rule, changes, actor)
 		return err
 	})
 	return updated, err
@@ -72,13 +72,13 @@ var errUnchanged = errors.New("the changes change nothing")
 // nothing of the row read under the lock (UserChanges.effective), once
 // the caller's right and If-Match pass, write nothing: the transaction
 // rolls back, and the answer is the user as read.
-func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRef, changes UserChanges, actor Actor) (User, error) {
+func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRef, rule access, changes UserChanges, actor Actor) (User, error) {
 	var updated User
 	err := s.fastTx(ctx, tokenHash, ref, func(lock fastLock) (fastWrite, error) {
 		caller, cur := lock.caller, lock.user
 		switch {
-		case caller.Role != RoleAdmin && caller.ID != cur.ID:
-			return fastWrite{}, errNotYours
+		case rule.permits(caller, cur.ID) != nil:
+			return fastWrite{}, rule.permits(caller, cur.ID)
 		case !changes.IfVersion.allows(cur.Version):
 			return fastWrite{}, ErrPreconditionFailed
 		case caller.ID == cur.ID && changes.Email != nil && *changes.Email != cur.Email:
@@ -109,15 +109,15 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 // DeleteUserFast deletes the user id as the caller holding tokenHash,
 // unless the user is an active admin (errSlowPath: the last-admin rule
 // takes the locking path), or is the caller.
-func (s *Store) DeleteUserFast(ctx context.Context, tokenHash []byte, id int64, ifVersion VersionMatch, actor Actor, key *IdempotencyKey) error {
+func (s *Store) DeleteUserFast(ctx context.Context, tokenHash []byte, id int64, rule access, ifVersion VersionMatch, actor Actor, key *IdempotencyKey) error {
 	return s.Retry(ctx, func() error {
 		return s.fastTx(ctx, tokenHash, userRef{id: id}, func(lock fastLock) (fastWrite, error) {
 			caller, cur := lock.caller, lock.user
 			switch {
-			case caller.Role != RoleAdmin:
-				return fastWrite{}, errAdminsOnly
-			case caller.ID == cur.ID:
-				return fastWrite{}, errNoSelfDelete
+			case rule.permits(caller, cur.ID) != nil:
+				return fastWrite{}, rule.permits(caller, cur.ID)
+			case mayDelete(caller, cur.ID) != nil:
+				return fastWrite{}, mayDelete(caller, cur.ID)
 			case !ifVersion.allows(cur.Version):
 				return fastWrite{}, ErrPreconditionFailed
 			case cur.Role == RoleAdmin && cur.IsActive:

@@ -1,0 +1,55 @@
+package main
+
+// The access rules, each defined once, as pure functions of the caller and
+// the user acted on. The route table (server.routes) names each route's
+// rule; the route guard applies it (server.allow), and a statement that
+// checks the token itself (the fast write path) is handed the rule as
+// data and applies the same function to the caller and row it read.
+
+// access is who may call a route; the route table (server.routes) gives
+// every route one.
+type access int
+
+const (
+	// public: anyone; no token is looked at.
+	public access = iota
+	// signedIn: any valid token.
+	signedIn
+	// selfOrAdmin: admins, and users for their own id (or "me"). Any other
+	// id is 403 whether it exists or not, so ids cannot be probed.
+	selfOrAdmin
+	// adminOnly: admins.
+	adminOnly
+	// adminOrSignup: admins, and anonymous callers when sign-up is on
+	// (the handler then limits what they may set).
+	adminOrSignup
+)
+
+// permits applies rule to a signed-in caller acting on the user target
+// (0 when the route names none): nil, or the refusal. Admins pass every
+// rule; selfOrAdmin lets a user through for their own id only, and any
+// other id is refused whether it exists or not.
+func (rule access) permits(caller *Caller, target int64) error {
+	switch {
+	case rule == public, rule == signedIn, caller.isAdmin():
+		return nil
+	case rule == adminOrSignup:
+		return errAdminsCreate
+	case rule == selfOrAdmin && target == caller.ID:
+		return nil
+	case rule == selfOrAdmin:
+		return errNotYours
+	default:
+		return errAdminsOnly
+	}
+}
+
+// mayDelete is the rule of a delete beyond the route's: an admin may not
+// delete their own account (the last-admin rule is the store's, since it
+// depends on the other rows).
+func mayDelete(caller *Caller, target int64) error {
+	if target == caller.ID {
+		return errNoSelfDelete
+	}
+	return nil
+}
