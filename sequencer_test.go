@@ -211,8 +211,8 @@ func TestSequencerSessionLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wait != 3 || lockWait != 3 || isolation != "READ COMMITTED" {
-		t.Errorf("round session: wait_timeout %d, innodb_lock_wait_timeout %d, %s; want 3, 3, READ-COMMITTED", wait, lockWait, isolation)
+	if wait != 2 || lockWait != 2 || isolation != "READ COMMITTED" {
+		t.Errorf("round session: wait_timeout %d, innodb_lock_wait_timeout %d, %s; want 2, 2, READ COMMITTED", wait, lockWait, isolation)
 	}
 	var poolWait int64
 	if err := db.QueryRow("SELECT @@SESSION.wait_timeout").Scan(&poolWait); err != nil {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -215,10 +214,12 @@ func numberPending(ctx context.Context, conn *sql.Conn) (int, error) {
 // sequencerSessionLimit is how long, in whole seconds, the server lets a
 // sequencer round wait for a lock, or wait for its client between two
 // statements (wait_timeout: a frozen or cut-off replica's round is rolled
-// back and its lock released after this). It is the store's timeout,
-// rounded up to a second (the unit of both variables), at least 1.
+// back and its lock released after this). It is the store's timeout in
+// whole seconds (the unit of both variables), rounded down, at least 1:
+// with the next round's tick, the feed moves again within 2 × DB_TIMEOUT
+// for any DB_TIMEOUT of 1 s or more (docs/events.md).
 func (s *Store) sequencerSessionLimit() int64 {
-	return max(1, int64(math.Ceil(s.timeout.Seconds())))
+	return max(1, int64(s.timeout/time.Second))
 }
 
 // sequencerRound runs fn in one transaction at READ COMMITTED on a
@@ -270,7 +271,10 @@ func (s *Store) sequencerRound(ctx context.Context, fn func(ctx context.Context,
 // (EXPLAIN: type ALL), and a scan waits for every row a writer still
 // holds, even at READ COMMITTED (a DELETE has no semi-consistent read).
 // JSON_TABLE exists on MySQL 8.0.4+ and MariaDB 10.6+.
-const batchIDs = "JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS batch STRAIGHT_JOIN user_events_pending AS p ON p.id = batch.id"
+const batchIDs = jsonIDs + " STRAIGHT_JOIN user_events_pending AS p ON p.id = batch.id"
+
+// jsonIDs is the table batch of ids, from a JSON array of them (idsJSON).
+const jsonIDs = "JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS batch"
 
 // moveEvents gives the pending events ids the seqs after last, in id
 // order, as it moves them to user_events: one INSERT ... SELECT (window
@@ -316,32 +320,24 @@ const pruneBatch = 500
 // prefix of the feed, so every seq up to pruned_through is gone and every
 // later one is kept: a cursor below pruned_through has missed events
 // (410). It returns how many it deleted.
+//
+// It runs as a sequencer round does (sequencerRound: READ COMMITTED, the
+// session limits), since it locks the same event_sequencer row: a replica
+// frozen mid-prune must not hold up the numbering any longer than one
+// frozen mid-round.
 func (s *Store) PruneEvents(ctx context.Context, horizon time.Time) (int, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
 	deleted := 0
-	err := s.inTx(ctx, "prune events", func(ctx context.Context, tx *sql.Tx) error {
-		var through int64
-		if err := tx.QueryRowContext(ctx, "SELECT pruned_through FROM event_sequencer WHERE id = 1 FOR UPDATE").Scan(&through); err != nil {
-			return dbError("prune events: lock", err)
-		}
-		ids, last, err := prunablePrefix(ctx, tx, through, horizon)
-		if err != nil || len(ids) == 0 {
+	err = s.Retry(ctx, func() error {
+		return s.sequencerRound(ctx, func(ctx context.Context, conn *sql.Conn) error {
+			n, err := prunePrefix(ctx, conn, horizon)
+			deleted = n
 			return err
-		}
-		in, args := inList(ids)
-		// By primary key: only these rows are locked, not the gap where
-		// new events go.
-		res, err := tx.ExecContext(ctx, "DELETE FROM user_events WHERE id IN ("+in+")", args...)
-		if err != nil {
-			return dbError("prune events: delete", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
-			return errors.New("prune events: deleted concurrently")
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE event_sequencer SET pruned_through = ? WHERE id = 1", last); err != nil {
-			return dbError("prune events: record", err)
-		}
-		deleted = len(ids)
-		return nil
+		})
 	})
 	if err != nil {
 		return 0, err
@@ -350,11 +346,38 @@ func (s *Store) PruneEvents(ctx context.Context, horizon time.Time) (int, error)
 	return deleted, nil
 }
 
+// prunePrefix is the body of a pruning round, inside its transaction:
+// lock the sequencer row, delete the prunable prefix of the feed by
+// primary key, and record how far it reaches.
+func prunePrefix(ctx context.Context, conn *sql.Conn, horizon time.Time) (int, error) {
+	var through int64
+	if err := conn.QueryRowContext(ctx, "SELECT pruned_through FROM event_sequencer WHERE id = 1 FOR UPDATE").Scan(&through); err != nil {
+		return 0, dbError("prune events: lock", err)
+	}
+	ids, last, err := prunablePrefix(ctx, conn, through, horizon)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	// Each row by primary key (see batchIDs): an IN list can become a
+	// scan of the whole feed.
+	res, err := conn.ExecContext(ctx, "DELETE e FROM "+jsonIDs+" STRAIGHT_JOIN user_events AS e ON e.id = batch.id", idsJSON(ids))
+	if err != nil {
+		return 0, dbError("prune events: delete", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
+		return 0, errors.New("prune events: deleted concurrently")
+	}
+	if _, err := conn.ExecContext(ctx, "UPDATE event_sequencer SET pruned_through = ? WHERE id = 1", last); err != nil {
+		return 0, dbError("prune events: record", err)
+	}
+	return len(ids), nil
+}
+
 // prunablePrefix returns the ids of the events that follow seq through
 // in the feed and happened before horizon, up to the first that did not,
 // and the seq of the last of them.
-func prunablePrefix(ctx context.Context, tx *sql.Tx, through int64, horizon time.Time) ([]int64, int64, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT id, seq, occurred_at FROM user_events WHERE seq > ? ORDER BY seq LIMIT ?", through, pruneBatch)
+func prunablePrefix(ctx context.Context, conn *sql.Conn, through int64, horizon time.Time) ([]int64, int64, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT id, seq, occurred_at FROM user_events WHERE seq > ? ORDER BY seq LIMIT ?", through, pruneBatch)
 	if err != nil {
 		return nil, 0, dbError("prune events: read", err)
 	}
