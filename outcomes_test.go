@@ -78,8 +78,9 @@ func TestLostCommitAnswerIsSettled(t *testing.T) {
 }
 
 // TestWriteCutBeforeCommitIsNotApplied: a write whose connection is cut
-// after its UPDATE reached the server but before COMMIT was sent answers
-// 503, and nothing of it stays: the 503 is true, and a retry applies it.
+// after its UPDATE reached the server but before COMMIT was sent (the
+// locking path sends one statement per round trip) answers 503, and
+// nothing of it stays: the 503 is true, and a retry applies it.
 func TestWriteCutBeforeCommitIsNotApplied(t *testing.T) {
 	t.Parallel()
 	app, proxy, _ := newProxiedApp(t)
@@ -87,7 +88,8 @@ func TestWriteCutBeforeCommitIsNotApplied(t *testing.T) {
 	u, _ := app.newUser("cut_before_commit")
 	before, version := storedFullName(t, app, u.ID)
 	proxy.cutOnce("UPDATE users", false)
-	rec := app.do("PATCH", fmt.Sprintf("/api/v1/users/%d", u.ID), `{"full_name":"Never Applied"}`)
+	// is_active sent as stored: the same change, on the locking path.
+	rec := app.do("PATCH", fmt.Sprintf("/api/v1/users/%d", u.ID), `{"full_name":"Never Applied","is_active":true}`)
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("PATCH cut before its COMMIT: %d %s; want 503", rec.Code, rec.Body)
 	}
@@ -103,7 +105,7 @@ func TestWriteCutBeforeCommitIsNotApplied(t *testing.T) {
 	if n := eventCount(t, app, u.ID, EventUserUpdated); n != 0 {
 		t.Errorf("%d user.updated events after a 503; want none", n)
 	}
-	if rec := app.do("PATCH", fmt.Sprintf("/api/v1/users/%d", u.ID), `{"full_name":"Applied On Retry"}`); rec.Code != http.StatusOK {
+	if rec := app.do("PATCH", fmt.Sprintf("/api/v1/users/%d", u.ID), `{"full_name":"Applied On Retry","is_active":true}`); rec.Code != http.StatusOK {
 		t.Errorf("retry: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -10,18 +10,24 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// Truthful outcomes. A write's COMMIT is always sent alone, so that every
-// failure falls on one side of it:
+// Truthful outcomes. Every failure of a write falls on one side of its
+// COMMIT:
 //
 //   - before COMMIT was sent (a statement failed, the deadline passed),
 //     nothing can commit: the transaction is rolled back, and the answer
 //     (a 503, "try again") is true;
-//   - the server answered COMMIT with an error: it did not commit;
+//   - the server answered with an error: it did not commit (an error
+//     stops a batch of statements where it happens, so a COMMIT sent at
+//     the end of the batch did not run, or failed);
 //   - COMMIT was sent and no answer came (the connection broke, the
-//     commit's own deadline passed): it may have committed. The store then
-//     finds out, on another connection, from the write's receipt, and
-//     answers what happened; where it cannot know, it answers
-//     ErrOutcomeUnknown, never "try again".
+//     deadline passed): it may have committed. The store then finds out,
+//     on another connection, from the write's receipt, and answers what
+//     happened; where it cannot know, it answers ErrOutcomeUnknown, never
+//     "try again".
+//
+// The locking path and keyed writes send COMMIT alone (commitTx,
+// commitConn); the fast path sends it at the end of its writes
+// (commitWith), one round trip fewer.
 
 // writeReceipt identifies what a write left in the database: the events it
 // recorded for user userID, in request requestID, at the time at (read by
@@ -65,6 +71,17 @@ func (s *Store) commitConn(ctx context.Context, conn *sql.Conn, op string, r wri
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	_, err := conn.ExecContext(commitCtx, "COMMIT")
+	if commitOutcomeUnknown(err) {
+		return s.settleCommit(ctx, op, err, r)
+	}
+	return dbError(op, err)
+}
+
+// commitWith sends statements and COMMIT in one round trip on conn,
+// inside its transaction. A server error is an answer (the batch stopped
+// there: nothing committed); no answer at all is settled from the receipt.
+func (s *Store) commitWith(ctx context.Context, conn *sql.Conn, op, statements string, args []any, r writeReceipt) error {
+	_, err := conn.ExecContext(ctx, statements+"; COMMIT", args...)
 	if commitOutcomeUnknown(err) {
 		return s.settleCommit(ctx, op, err, r)
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // The fast write path: an update of username, email or full name, or the
-// delete of a user who is not an active admin, in three round trips, with
+// delete of a user who is not an active admin, in two round trips, with
 // every guarantee of the locking path. (Not on Galera: fastTx says why.)
 //
 //  1. "START TRANSACTION; SELECT ... FOR UPDATE": one round trip that
@@ -19,12 +19,17 @@ import (
 //     one admin's concurrent writes do not queue on their token row but a
 //     revocation waits), locks the user's row and reads it, with
 //     SYSDATE(6), the time after the lock was granted.
-//  2. "UPDATE ...; INSERT INTO user_events ..." (or the DELETE, the count
-//     and the event): the write and its audit event in one round trip.
-//     The answer is computed from the row read in 1.
-//  3. "COMMIT", alone: a failure before it is a rollback for sure, and
-//     a lost answer to it is settled from the write's receipt
-//     (store_commit.go), so a 503 never belongs to a change applied.
+//  2. "UPDATE ...; INSERT INTO user_events ...; COMMIT" (or the DELETE,
+//     the count and the event): the write, its audit event and the commit
+//     in one round trip (commitWith). The answer is computed from the row
+//     read in 1. A request with an Idempotency-Key records its answer as
+//     the last write and sends COMMIT alone, once it has checked that
+//     write matched its key's row (recordThenCommit).
+//
+// A server error stops the batch at the statement that failed, so nothing
+// committed; a batch without an answer (the connection broke, the
+// deadline passed) may have committed, and is settled from the write's
+// receipt (store_commit.go): a 503 never belongs to a change applied.
 //
 // Between the two, Go checks the caller's right, If-Match and the rules;
 // a request it cannot decide (no such row, an email change by its owner,
@@ -205,19 +210,30 @@ func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decid
 	if err != nil {
 		return err
 	}
-	res, err := conn.ExecContext(ctx, write.statements, write.args...)
-	if err != nil {
-		return dbError("fast write", err)
+	if write.recordsKey {
+		err = s.recordThenCommit(ctx, conn, write)
+	} else {
+		err = s.commitWith(ctx, conn, "fast write", write.statements, write.args, write.receipt)
 	}
-	if n, err := res.RowsAffected(); write.recordsKey && (err != nil || n != 1) {
-		return ErrClaimLost // a retry took the key over: it answers, not this request
-	}
-	err = s.commitConn(ctx, conn, "fast write: commit", write.receipt)
 	if err == nil {
 		ended = true
 		s.eventsCommitted(write.events)
 	}
 	return err
+}
+
+// recordThenCommit sends the writes of a keyed request, checks that the
+// last of them recorded the answer under its key (the claim still held),
+// and then sends COMMIT.
+func (s *Store) recordThenCommit(ctx context.Context, conn *sql.Conn, write fastWrite) error {
+	res, err := conn.ExecContext(ctx, write.statements, write.args...)
+	if err != nil {
+		return dbError("fast write", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return ErrClaimLost // a retry took the key over: it answers, not this request
+	}
+	return s.commitConn(ctx, conn, "fast write: commit", write.receipt)
 }
 
 // fastLockSQL starts the transaction and reads, under the row lock, the

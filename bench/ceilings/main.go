@@ -8,6 +8,7 @@
 //	ceilings update -dsn DSN -conns 64 -pool 20 -duration 10s -max-id N
 //	ceilings bcrypt -cost 12 -duration 10s
 //	ceilings hash -cost 12 -password P
+//	ceilings feedlag -url URL[,URL] -token T -rate 150 -duration 20s -max-id N
 package main
 
 import (
@@ -31,7 +32,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ceilings select|http|bcrypt|hash [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ceilings select|http|httpselect|update|bcrypt|hash|feedlag [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -48,6 +49,8 @@ func main() {
 		err = bcryptRate(os.Args[2:])
 	case "hash":
 		err = hash(os.Args[2:])
+	case "feedlag":
+		err = feedLag(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
