@@ -80,7 +80,9 @@ func (l *lagRun) write(client *http.Client, replicas []string, token string, rat
 // writeOne sends one PATCH and records its answer.
 func (l *lagRun) writeOne(client *http.Client, base, token string, n int, id int64) {
 	requestID := fmt.Sprintf("feedlag-%d-%d", time.Now().UnixNano(), n)
-	body := fmt.Sprintf(`{"full_name":"Feed Lag %d"}`, n)
+	// Unique in every run: a name sent again would be a no-op, with no
+	// event to wait for.
+	body := fmt.Sprintf(`{"full_name":"Feed Lag %s"}`, requestID)
 	req, _ := http.NewRequest("PATCH", fmt.Sprintf("%s/api/v1/users/%d", base, id), strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
