@@ -806,5 +806,7 @@ func (s *server) logAnswer(r *http.Request, status int, err error) {
 		s.logger.ErrorContext(ctx, "internal error", "error", err, "request_id", requestID(ctx))
 	case status == http.StatusServiceUnavailable && !errors.Is(err, ErrBusy):
 		s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", requestID(ctx))
+	case errors.Is(err, ErrOutcomeUnknown):
+		s.logger.ErrorContext(ctx, "write outcome unknown", "error", err, "request_id", requestID(ctx))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -130,5 +131,8 @@ func TestUnknownOutcomeIsSaid(t *testing.T) {
 	}
 	if rec.Header().Get("Retry-After") != "" {
 		t.Errorf("Retry-After %q on an unknown outcome; want none", rec.Header().Get("Retry-After"))
+	}
+	if !strings.Contains(app.logs.String(), `"msg":"write outcome unknown"`) {
+		t.Error("an unknown outcome was not logged")
 	}
 }

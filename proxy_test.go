@@ -169,14 +169,14 @@ func (p *faultProxy) pipe(src, dst net.Conn, upstream bool) {
 			}
 			p.mu.Unlock()
 			time.Sleep(delay)
+			if cut {
+				p.cut(src, dst, buf[:n])
+				return
+			}
 			if !swallow {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					return
 				}
-			}
-			if cut {
-				p.cut(src, dst)
-				return
 			}
 		}
 		if err != nil {
@@ -185,19 +185,28 @@ func (p *faultProxy) pipe(src, dst net.Conn, upstream bool) {
 	}
 }
 
-// cut ends a connection after the chunk that armed cutOnce: the client's
-// side at once (its answer is lost), the server's for writing only, so
-// the server reads the whole chunk before the end of the stream.
-func (p *faultProxy) cut(client, server net.Conn) {
+// cut passes chunk, which armed cutOnce, from client to server and ends
+// the connection: the client's side first, so that no answer can reach
+// it (the server's may come at once), then the server's for writing
+// only, after the chunk, so the server reads all of it and acts on it.
+// With downAfterCut the proxy goes down before that, every other
+// connection cut, so the client finds no way to the database when it
+// learns of the loss.
+func (p *faultProxy) cut(client, server net.Conn, chunk []byte) {
+	p.mu.Lock()
+	if p.downAfterCut {
+		p.down = true
+		for c := range p.conns {
+			if c != client && c != server {
+				c.Close()
+			}
+		}
+	}
+	p.mu.Unlock()
 	client.Close()
+	server.Write(chunk)
 	if tcp, ok := server.(*net.TCPConn); ok {
 		tcp.CloseWrite()
-	}
-	p.mu.Lock()
-	down := p.downAfterCut
-	p.mu.Unlock()
-	if down {
-		p.setDown(true)
 	}
 }
 

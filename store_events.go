@@ -229,7 +229,9 @@ func (s *Store) sequencerSessionLimit() int64 {
 // then unknown. The same SET statements run on MySQL 8.4 and MariaDB
 // 10.11 (wait_timeout and innodb_lock_wait_timeout are session variables
 // on both; MariaDB's idle_transaction_timeout would be narrower, but
-// MySQL has none).
+// MySQL has none). READ COMMITTED needs a binary log, if any, in ROW or
+// MIXED format: with STATEMENT, InnoDB refuses the round's writes (error
+// 1665; docs/deploy.md).
 func (s *Store) sequencerRound(ctx context.Context, fn func(ctx context.Context, conn *sql.Conn) error) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -270,7 +272,10 @@ func (s *Store) sequencerRound(ctx context.Context, fn func(ctx context.Context,
 // both servers read the whole table once a batch covers most of it
 // (EXPLAIN: type ALL), and a scan waits for every row a writer still
 // holds, even at READ COMMITTED (a DELETE has no semi-consistent read).
-// JSON_TABLE exists on MySQL 8.0.4+ and MariaDB 10.6+.
+// JSON_TABLE exists on MySQL 8.0.4+ and MariaDB 10.6+; MySQL's grammar
+// takes a table function wherever a table reference goes, the table
+// list of a multi-table DELETE included, but only MariaDB 10.11 runs here
+// (EXPLAIN there: batch ALL, then the pending table eq_ref on PRIMARY).
 const batchIDs = jsonIDs + " STRAIGHT_JOIN user_events_pending AS p ON p.id = batch.id"
 
 // jsonIDs is the table batch of ids, from a JSON array of them (idsJSON).
