@@ -51,15 +51,6 @@ func bearerToken(header string) (string, bool) {
 	return token, token != ""
 }
 
-// Caller is the authenticated user making a request.
-type Caller struct {
-	ID        int64
-	Role      Role
-	TokenHash []byte
-}
-
-func (c *Caller) isAdmin() bool { return c != nil && c.Role == RoleAdmin }
-
 type callerKey struct{}
 
 func withCaller(ctx context.Context, c *Caller) context.Context {

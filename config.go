@@ -424,3 +424,15 @@ func withDotenv(lookupEnv func(string) (string, bool), file map[string]string) f
 		return file[name]
 	}
 }
+
+// version is the service's version, set at build time:
+//
+//	go build -ldflags "-X main.version=1.2.3"
+var version = "dev"
+
+// dbSettings are the settings of the store and its pool.
+func (c Config) dbSettings() dbSettings {
+	return dbSettings{Host: c.DBHost, Port: c.DBPort, User: c.DBUser, Password: c.DBPassword, Name: c.DBName,
+		TLS: c.DBTLS, TLSCA: c.DBTLSCA, Timeout: c.DBTimeout,
+		MaxOpenConns: c.DBMaxOpenConns, MaxIdleConns: c.DBMaxIdleConns, ConnMaxLifetime: c.DBConnMaxLifetime}
+}

@@ -30,20 +30,20 @@ var dbTLSModes = []string{dbTLSOff, dbTLSPreferred, dbTLSOn, dbTLSSkipVerify}
 // falls back to exactly that when the server offers no TLS, and neither
 // "preferred" nor "skip-verify" checks whom it talks to. Only "true"
 // protects the password against an active attacker.
-func applyDBTLS(mc *mysql.Config, cfg Config) error {
-	switch cfg.DBTLS {
+func applyDBTLS(mc *mysql.Config, cfg dbSettings) error {
+	switch cfg.TLS {
 	case "", dbTLSOff:
 		mc.TLS = nil
 	case dbTLSOn:
-		c := &tls.Config{ServerName: cfg.DBHost, MinVersion: tls.VersionTLS12}
-		if cfg.DBTLSCA != "" {
-			pemCerts, err := os.ReadFile(cfg.DBTLSCA)
+		c := &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+		if cfg.TLSCA != "" {
+			pemCerts, err := os.ReadFile(cfg.TLSCA)
 			if err != nil {
 				return fmt.Errorf("DB_TLS_CA: %w", err)
 			}
 			c.RootCAs = x509.NewCertPool()
 			if !c.RootCAs.AppendCertsFromPEM(pemCerts) {
-				return fmt.Errorf("DB_TLS_CA: %s holds no PEM certificate", cfg.DBTLSCA)
+				return fmt.Errorf("DB_TLS_CA: %s holds no PEM certificate", cfg.TLSCA)
 			}
 		}
 		mc.TLS = c
@@ -53,7 +53,7 @@ func applyDBTLS(mc *mysql.Config, cfg Config) error {
 		mc.TLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
 		mc.AllowFallbackToPlaintext = true
 	default:
-		return fmt.Errorf("DB_TLS: unknown mode %q", cfg.DBTLS)
+		return fmt.Errorf("DB_TLS: unknown mode %q", cfg.TLS)
 	}
 	return nil
 }

@@ -23,12 +23,12 @@ func newPrivateServerApp(t *testing.T, srv *privateServer, options ...func(*Conf
 	for _, option := range options {
 		option(&cfg)
 	}
-	mc, err := mysqlConfig(cfg)
+	mc, err := mysqlConfig(cfg.dbSettings())
 	if err != nil {
 		t.Fatal(err)
 	}
 	mc.Logger = &mysql.NopLogger{} // the tests provoke failed handshakes
-	db, err := openDB(mc, cfg)
+	db, err := openDB(mc, cfg.dbSettings())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,10 +150,10 @@ func TestDBTLSConfig(t *testing.T) {
 			t.Errorf("%v: got %v, want %q", tt.env, err, tt.wantErr)
 		}
 	}
-	if _, err := mysqlConfig(Config{DBTLS: dbTLSOn, DBTLSCA: "/nonexistent/ca.pem"}); err == nil || !strings.Contains(err.Error(), "DB_TLS_CA") {
+	if _, err := mysqlConfig(Config{DBTLS: dbTLSOn, DBTLSCA: "/nonexistent/ca.pem"}.dbSettings()); err == nil || !strings.Contains(err.Error(), "DB_TLS_CA") {
 		t.Errorf("an unreadable DB_TLS_CA: got %v", err)
 	}
-	mc, err := mysqlConfig(Config{DBHost: "db.example.com", DBTLS: dbTLSOn})
+	mc, err := mysqlConfig(Config{DBHost: "db.example.com", DBTLS: dbTLSOn}.dbSettings())
 	if err != nil || mc.TLS == nil || mc.TLS.InsecureSkipVerify || mc.TLS.ServerName != "db.example.com" || mc.AllowFallbackToPlaintext {
 		t.Errorf("DB_TLS=true: got %+v, %v; want verified TLS for db.example.com", mc.TLS, err)
 	}

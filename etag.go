@@ -6,13 +6,6 @@ import (
 	"strings"
 )
 
-// etagOf is the strong entity tag of a user's current version. The
-// version is bumped by every update, so the tag changes whenever the user
-// does; it tells nothing else.
-func etagOf(u *User) string {
-	return `"` + strconv.FormatInt(u.Version, 10) + `"`
-}
-
 // entityTags is a parsed If-Match or If-None-Match header: "*" or a list
 // of entity tags (RFC 9110 section 8.8.3).
 type entityTags struct {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -333,17 +332,6 @@ func parseNewUser(r *http.Request, body []byte) (NewUser, error) {
 	return nu, nil
 }
 
-// createdAnswer is the 201 answer to a create.
-func createdAnswer(u *User) RecordedAnswer {
-	return RecordedAnswer{
-		Status:      http.StatusCreated,
-		ContentType: "application/json",
-		Location:    userPath(u.ID),
-		ETag:        etagOf(u),
-		Body:        append(appendUserJSON(make([]byte, 0, 256), u), '\n'),
-	}
-}
-
 // signupMayNotSet refuses a self sign-up that asks for more than an active
 // ordinary account.
 func signupMayNotSet(f userFields) error {
@@ -355,8 +343,6 @@ func signupMayNotSet(f userFields) error {
 	}
 	return nil
 }
-
-func userPath(id int64) string { return "/api/v1/users/" + strconv.FormatInt(id, 10) }
 
 // handleGetUser reads one user. It checks the caller's token in the same
 // statement that reads the user: one database round trip in all.

@@ -53,7 +53,7 @@ func testServer(t testing.TB) (*sql.DB, *mysql.Config) {
 		}
 		adminCfg.DBName = ""
 		applySessionSettings(adminCfg, testTimeout)
-		adminDB, adminErr = openDB(adminCfg, testConfig())
+		adminDB, adminErr = openDB(adminCfg, testConfig().dbSettings())
 		if adminErr != nil {
 			return
 		}
@@ -117,7 +117,7 @@ func newTestDatabase(t testing.TB, addr string) *sql.DB {
 	if addr != "" {
 		mc.Net, mc.Addr = "tcp", addr
 	}
-	db, err := openDB(mc, testConfig())
+	db, err := openDB(mc, testConfig().dbSettings())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,19 +78,6 @@ func recordedProblem(a problemAnswer) (RecordedAnswer, error) {
 	return RecordedAnswer{Status: a.Status, ContentType: "application/problem+json", Body: append(body, '\n')}, nil
 }
 
-// userAnswer is the 200 of a PUT or PATCH that leaves u as stored, as the
-// handler sends it and as it is recorded under an Idempotency-Key.
-func userAnswer(u *User) RecordedAnswer {
-	return RecordedAnswer{Status: http.StatusOK, ContentType: "application/json", ETag: etagOf(u),
-		Body: append(appendUserJSON(make([]byte, 0, 256), u), '\n')}
-}
-
-// deletedAnswer is the 204 of a DELETE, as it is recorded under an
-// Idempotency-Key.
-func deletedAnswer() RecordedAnswer {
-	return RecordedAnswer{Status: http.StatusNoContent}
-}
-
 // createIdempotently runs a create under the request's Idempotency-Key:
 // the first request with a key runs and its answer is recorded, so that
 // a retry with the same body gets that answer again (see

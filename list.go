@@ -16,9 +16,6 @@ const (
 	defaultPerPage = 20
 	maxPerPage     = 100
 	maxQueryLen    = 254
-	// maxFilteredCount caps the rows counted for a filtered total; past it
-	// the total is reported as a lower bound (total_is_estimate).
-	maxFilteredCount = 10_000
 	// maxOffset is the deepest a page number reaches: an OFFSET makes the
 	// server read and drop every row before the page. Cursors go deeper
 	// at the cost of one page each.
@@ -45,22 +42,6 @@ func prefixProblem(s string) string {
 // sortColumns are the columns a list may be sorted by; every one is
 // indexed, and id breaks ties.
 var sortColumns = []string{"id", "username", "email", "created_at", "updated_at"}
-
-// listQuery is a parsed, validated list request.
-type listQuery struct {
-	Page    int64   // 1-based; 0 when Cursor is used
-	Cursor  *cursor // the position to continue after
-	PerPage int64
-	Sort    string // one of sortColumns
-	Desc    bool
-
-	Role          *Role
-	IsActive      *bool
-	Prefix        string // q: a prefix of the username or the email
-	CreatedAfter  *time.Time
-	CreatedBefore *time.Time
-	UpdatedSince  *time.Time
-}
 
 // listParams are the query parameters the list accepts.
 var listParams = []string{"page", "per_page", "cursor", "sort", "role", "is_active", "q", "created_after", "created_before", "updated_since"}
@@ -161,22 +142,6 @@ func storableTime(t time.Time) bool {
 	return year >= 1000 && year <= 9999
 }
 
-// filtered reports whether the list is narrowed by any filter, so that its
-// total needs a count of its own.
-func (q listQuery) filtered() bool {
-	return q.Role != nil || q.IsActive != nil || q.Prefix != "" ||
-		q.CreatedAfter != nil || q.CreatedBefore != nil || q.UpdatedSince != nil
-}
-
-// cursor is a position in a sorted list: the sort key and id of the last
-// row returned. Clients see it as an opaque string.
-type cursor struct {
-	Sort  string `json:"s"`
-	Key   string `json:"k,omitempty"` // the sort column's value, as text
-	ID    int64  `json:"i"`
-	value any    // Key parsed for the sort column
-}
-
 // cursorAfter returns the cursor that continues after u.
 func cursorAfter(u *User, sort string, desc bool) string {
 	c := cursor{Sort: sortParam(sort, desc), ID: u.ID}
@@ -230,14 +195,6 @@ func sortParam(col string, desc bool) string {
 		return "-" + col
 	}
 	return col
-}
-
-// listPage is one page of the user list as read from the store.
-type listPage struct {
-	Users    []User
-	Total    int64
-	Estimate bool // Total is a lower bound: the filtered count was capped
-	HasMore  bool // rows follow the last of Users
 }
 
 // nextCursor is the cursor after the page's last user, or "" at the end.

@@ -40,11 +40,6 @@ const (
 	bcryptMaxWait        = 5 * time.Second
 )
 
-// version is the service's version, set at build time:
-//
-//	go build -ldflags "-X main.version=1.2.3"
-var version = "dev"
-
 // usage is what help, -h and --help print.
 const usage = `usersvc: a REST API for user accounts, backed by MySQL 8.4 or MariaDB.
 
@@ -137,12 +132,12 @@ func withDotenvFile(lookupEnv func(string) (string, bool), path string, named bo
 // it stops accepting, lets requests in flight finish for up to
 // shutdownTimeout, and closes the database pool.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	mc, err := mysqlConfig(cfg)
+	mc, err := mysqlConfig(cfg.dbSettings())
 	if err != nil {
 		return err
 	}
 	mc.Logger = driverLogger{logger}
-	db, err := openDB(mc, cfg)
+	db, err := openDB(mc, cfg.dbSettings())
 	if err != nil {
 		return err
 	}

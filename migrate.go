@@ -18,14 +18,14 @@ import (
 // The account needs SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX
 // and REFERENCES on the database (docs/deploy.md).
 func migrate(ctx context.Context, cfg Config, stdout io.Writer) error {
-	mc, err := mysqlConfig(cfg)
+	mc, err := mysqlConfig(cfg.dbSettings())
 	if err != nil {
 		return err
 	}
 	// Converting a large table can take minutes: no I/O deadline past the
 	// dial; the command ends with its context (SIGINT, SIGTERM).
 	mc.ReadTimeout, mc.WriteTimeout = 0, 0
-	db, err := openDB(mc, cfg)
+	db, err := openDB(mc, cfg.dbSettings())
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,30 +252,4 @@ func (h *passwordHasher) dummy() []byte {
 	}
 	h.dummies[cost] = d
 	return d
-}
-
-// commonPasswords is the blocklist NIST SP 800-63B section 5.1.1.2 asks
-// for: the 10,000 most common passwords (SecLists'
-// Passwords/Common-Credentials/10-million-password-list-top-10000.txt,
-// MIT licence), one per line.
-//
-//go:embed common-passwords.txt
-var commonPasswordsText string
-
-// commonPasswordSet holds the blocklist's entries that are valid
-// passwords otherwise (8 to 72 bytes), lower-cased: a case variant of a
-// common password is just as guessable.
-var commonPasswordSet = sync.OnceValue(func() map[string]bool {
-	set := map[string]bool{}
-	for _, line := range strings.Split(commonPasswordsText, "\n") {
-		if line = strings.TrimSpace(line); len(line) >= passwordMinBytes && len(line) <= passwordMaxBytes {
-			set[strings.ToLower(line)] = true
-		}
-	}
-	return set
-})
-
-// commonPassword reports whether password is on the blocklist.
-func commonPassword(password string) bool {
-	return commonPasswordSet()[strings.ToLower(password)]
 }

@@ -25,6 +25,16 @@ const (
 	adminOrSignup
 )
 
+// Caller is the authenticated user making a request.
+type Caller struct {
+	ID        int64
+	Role      Role
+	TokenHash []byte
+}
+
+// isAdmin reports whether the caller is signed in as an admin.
+func (c *Caller) isAdmin() bool { return c != nil && c.Role == RoleAdmin }
+
 // permits applies rule to a signed-in caller acting on the user target
 // (0 when the route names none): nil, or the refusal. Admins pass every
 // rule; selfOrAdmin lets a user through for their own id only, and any

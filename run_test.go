@@ -184,7 +184,7 @@ func TestLeastPrivilegeServesAfterMigrate(t *testing.T) {
 	dml := serverCfg.Clone()
 	dml.User, dml.Passwd, dml.DBName = user, password, dbName
 	dml.Logger = &mysql.NopLogger{}
-	dmlDB, err := openDB(dml, testConfig())
+	dmlDB, err := openDB(dml, testConfig().dbSettings())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,16 +35,27 @@ func (d driverLogger) Print(v ...any) {
 	d.logger.Warn("mysql driver", "message", strings.TrimSpace(fmt.Sprint(v...)))
 }
 
+// dbSettings are the store's settings, taken from the configuration
+// (Config.dbSettings: DB_HOST, DB_PORT, ...).
+type dbSettings struct {
+	Host, User, Password, Name string
+	Port                       int
+	TLS, TLSCA                 string        // DB_TLS (dbtls.go) and DB_TLS_CA
+	Timeout                    time.Duration // each call, and dialing
+	MaxOpenConns, MaxIdleConns int
+	ConnMaxLifetime            time.Duration // 0: never closed for their age
+}
+
 // mysqlConfig is the driver configuration for cfg. It fails only when
 // DB_TLS_CA cannot be read.
-func mysqlConfig(cfg Config) (*mysql.Config, error) {
+func mysqlConfig(cfg dbSettings) (*mysql.Config, error) {
 	mc := mysql.NewConfig()
 	mc.Net = "tcp"
-	mc.Addr = net.JoinHostPort(cfg.DBHost, strconv.Itoa(cfg.DBPort))
-	mc.User = cfg.DBUser
-	mc.Passwd = cfg.DBPassword
-	mc.DBName = cfg.DBName
-	applySessionSettings(mc, cfg.DBTimeout)
+	mc.Addr = net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	mc.User = cfg.User
+	mc.Passwd = cfg.Password
+	mc.DBName = cfg.Name
+	applySessionSettings(mc, cfg.Timeout)
 	if err := applyDBTLS(mc, cfg); err != nil {
 		return nil, err
 	}
@@ -98,18 +109,18 @@ func poolWaitTimeout(timeout time.Duration) int64 {
 
 // openDB opens a pool on mc with the configured limits. It does not
 // connect: the service starts even while the database is down.
-func openDB(mc *mysql.Config, cfg Config) (*sql.DB, error) {
+func openDB(mc *mysql.Config, cfg dbSettings) (*sql.DB, error) {
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(cfg.DBMaxOpenConns)
-	db.SetMaxIdleConns(cfg.DBMaxIdleConns)
-	db.SetConnMaxLifetime(cfg.DBConnMaxLifetime)
+	db.SetMaxOpenConns(cfg.MaxOpenConns)
+	db.SetMaxIdleConns(cfg.MaxIdleConns)
+	db.SetConnMaxLifetime(cfg.ConnMaxLifetime)
 	// Closed before the server's wait_timeout (applySessionSettings)
 	// would: a connection the server dropped costs a failed first use.
-	db.SetConnMaxIdleTime(max(cfg.DBTimeout, time.Second))
+	db.SetConnMaxIdleTime(max(cfg.Timeout, time.Second))
 	return db, nil
 }
 

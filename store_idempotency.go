@@ -15,24 +15,6 @@ const (
 	idempotencyStaleRun = time.Minute // a first request still "running" after this has died
 )
 
-// IdempotencyKey is a key as stored: the caller's scope and the key, and
-// once claimed, the claim's random id.
-type IdempotencyKey struct {
-	Scope uint64 // the caller's user id, or for anonymous callers anonymousScope
-	Key   string
-	claim []byte
-}
-
-// RecordedAnswer is an answer kept under an idempotency key. The store
-// keeps and returns it as it is, without reading it.
-type RecordedAnswer struct {
-	Status      int
-	ContentType string
-	Location    string
-	ETag        string
-	Body        []byte
-}
-
 // ClaimIdempotencyKey records that the request with this key and body hash
 // starts now, sets key.claim and returns nil, or returns the recorded
 // answer of an earlier request with the key. It returns ErrKeyReused for

@@ -6,7 +6,56 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
+
+// The list as the store reads it: the request (listQuery, parsed from
+// the query string by list.go) and the page (listPage, written as JSON by
+// list.go).
+
+// maxFilteredCount caps the rows counted for a filtered total; past it
+// the total is reported as a lower bound (total_is_estimate).
+const maxFilteredCount = 10_000
+
+// listQuery is a parsed, validated list request.
+type listQuery struct {
+	Page    int64   // 1-based; 0 when Cursor is used
+	Cursor  *cursor // the position to continue after
+	PerPage int64
+	Sort    string // one of sortColumns
+	Desc    bool
+
+	Role          *Role
+	IsActive      *bool
+	Prefix        string // q: a prefix of the username or the email
+	CreatedAfter  *time.Time
+	CreatedBefore *time.Time
+	UpdatedSince  *time.Time
+}
+
+// filtered reports whether the list is narrowed by any filter, so that its
+// total needs a count of its own.
+func (q listQuery) filtered() bool {
+	return q.Role != nil || q.IsActive != nil || q.Prefix != "" ||
+		q.CreatedAfter != nil || q.CreatedBefore != nil || q.UpdatedSince != nil
+}
+
+// cursor is a position in a sorted list: the sort key and id of the last
+// row returned. Clients see it as an opaque string.
+type cursor struct {
+	Sort  string `json:"s"`
+	Key   string `json:"k,omitempty"` // the sort column's value, as text
+	ID    int64  `json:"i"`
+	value any    // Key parsed for the sort column
+}
+
+// listPage is one page of the user list as read from the store.
+type listPage struct {
+	Users    []User
+	Total    int64
+	Estimate bool // Total is a lower bound: the filtered count was capped
+	HasMore  bool // rows follow the last of Users
+}
 
 // ListUsersAs authenticates the token and reads one page of the list with
 // its exact unfiltered total, in one statement (see listQuery.pageSQL),

@@ -326,22 +326,6 @@ func writeUpdate(ctx context.Context, tx *sql.Tx, id int64, cur lockedUser, chan
 	return events, nil
 }
 
-// lockedUser is what the rules of an update or delete need to know of the
-// row they lock, and what its events compare the changes with.
-type lockedUser struct {
-	username, email string
-	fullName        *string
-	role            Role
-	isActive        bool
-	passwordHash    string
-	version         int64
-	// lockedAt is the time the lock was granted: the time of the
-	// change's events, and part of its receipt.
-	lockedAt time.Time
-}
-
-func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
-
 // lockUserAs locks the user's row (lockUser) for a change by actor, whose
 // token it then checks again under that lock (stillSignedIn).
 func lockUserAs(ctx context.Context, tx *sql.Tx, id int64, actor Actor) (lockedUser, error) {

@@ -1,9 +1,10 @@
 package main
 
 import (
-	"encoding/json"
+	_ "embed"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -227,85 +228,6 @@ func (e fieldErrors) has(field string) bool {
 	return false
 }
 
-// maxUnknownFieldsReported bounds the errors an attacker can make us echo.
-const maxUnknownFieldsReported = 10
-
-// parseUserFields decodes the members of a JSON object into userFields,
-// reporting unknown fields, wrong types and nulls where null is not allowed.
-func parseUserFields(members []jsonMember) (userFields, fieldErrors) {
-	var f userFields
-	var errs fieldErrors
-	unknown := 0
-	for _, m := range members {
-		switch m.Name {
-		case "username":
-			f.Username = decodeString(m, &errs)
-		case "email":
-			f.Email = decodeString(m, &errs)
-		case "password":
-			f.Password = decodeString(m, &errs)
-		case "full_name":
-			f.HasFullName = true
-			if !m.isNull() {
-				f.FullName = decodeString(m, &errs)
-			}
-		case "role":
-			f.Role = decodeString(m, &errs)
-		case "is_active":
-			f.IsActive = decodeBool(m, &errs)
-		case "current_password":
-			f.CurrentPassword = decodeString(m, &errs)
-		case "id":
-			f.ReadOnly = append(f.ReadOnly, m.Name)
-			f.ID = decodeID(m, &errs)
-		case "created_at", "updated_at":
-			f.ReadOnly = append(f.ReadOnly, m.Name)
-			decodeString(m, &errs)
-		default:
-			if unknown++; unknown <= maxUnknownFieldsReported {
-				errs.add(fieldName(m.Name), "is not a known field")
-			}
-		}
-	}
-	return f, errs
-}
-
-// decodeID decodes a user id: a positive integer.
-func decodeID(m jsonMember, errs *fieldErrors) *int64 {
-	id, ok := parsePositiveInt(string(m.Value))
-	if !ok {
-		errs.add(m.Name, "must be a positive integer")
-		return nil
-	}
-	return &id
-}
-
-func decodeString(m jsonMember, errs *fieldErrors) *string {
-	if m.isNull() {
-		errs.add(m.Name, "must not be null")
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(m.Value, &s); err != nil {
-		errs.add(m.Name, "must be a string")
-		return nil
-	}
-	return &s
-}
-
-func decodeBool(m jsonMember, errs *fieldErrors) *bool {
-	if m.isNull() {
-		errs.add(m.Name, "must not be null")
-		return nil
-	}
-	var b bool
-	if err := json.Unmarshal(m.Value, &b); err != nil {
-		errs.add(m.Name, "must be true or false")
-		return nil
-	}
-	return &b
-}
-
 // normalize trims the text fields, lowercases the email and turns a
 // full_name that is empty after trimming into null. The password is taken
 // exactly as sent. Normalizing twice gives the same result as once.
@@ -524,4 +446,47 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// lockedUser is what the rules of an update or delete need to know of the
+// row they lock, and what its events compare the changes with.
+type lockedUser struct {
+	username, email string
+	fullName        *string
+	role            Role
+	isActive        bool
+	passwordHash    string
+	version         int64
+	// lockedAt is the time the lock was granted: the time of the
+	// change's events, and part of its receipt.
+	lockedAt time.Time
+}
+
+// isActiveAdmin reports whether the locked user is an active admin.
+func (u lockedUser) isActiveAdmin() bool { return u.role == RoleAdmin && u.isActive }
+
+// commonPasswords is the blocklist NIST SP 800-63B section 5.1.1.2 asks
+// for: the 10,000 most common passwords (SecLists'
+// Passwords/Common-Credentials/10-million-password-list-top-10000.txt,
+// MIT licence), one per line.
+//
+//go:embed common-passwords.txt
+var commonPasswordsText string
+
+// commonPasswordSet holds the blocklist's entries that are valid
+// passwords otherwise (8 to 72 bytes), lower-cased: a case variant of a
+// common password is just as guessable.
+var commonPasswordSet = sync.OnceValue(func() map[string]bool {
+	set := map[string]bool{}
+	for _, line := range strings.Split(commonPasswordsText, "\n") {
+		if line = strings.TrimSpace(line); len(line) >= passwordMinBytes && len(line) <= passwordMaxBytes {
+			set[strings.ToLower(line)] = true
+		}
+	}
+	return set
+})
+
+// commonPassword reports whether password is on the blocklist.
+func commonPassword(password string) bool {
+	return commonPasswordSet()[strings.ToLower(password)]
 }
