@@ -57,7 +57,7 @@ func TestNonAdminListReadsNoUsers(t *testing.T) {
 // list's page statement with the given token.
 func explainExtra(t *testing.T, app *testApp, q listQuery, tokenHash []byte) string {
 	t.Helper()
-	stmt, args := q.pageSQL(tokenHash)
+	stmt, args := q.pageSQL(tokenHash, adminOnly.rolesPermitted())
 	rows, err := app.db.Query("EXPLAIN "+stmt, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func TestBodyBudget(t *testing.T) {
 	if !b.acquire(ctx, 60, time.Second) {
 		t.Error("a body did not get the room given back")
 	}
-	if got := problemFor(errBodiesBusy); got.Status != http.StatusServiceUnavailable || got.Header.Get("Retry-After") == "" {
+	if got := problemFor(ErrBodiesBusy); got.Status != http.StatusServiceUnavailable || got.Header.Get("Retry-After") == "" {
 		t.Errorf("busy bodies: %+v", got)
 	}
 }

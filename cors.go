@@ -17,10 +17,6 @@ const (
 	corsMaxAge        = "600"
 )
 
-// errOriginNotAllowed refuses a preflight from an origin not in
-// CORS_ALLOWED_ORIGINS.
-var errOriginNotAllowed = &ForbiddenError{Reason: "This origin may not call the API from a browser; ask the operator to add it to CORS_ALLOWED_ORIGINS."}
-
 // corsOrigins are the allowed origins; "*" allows every one.
 type corsOrigins []string
 

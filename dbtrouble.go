@@ -58,3 +58,15 @@ func (t *setupTrouble) resolved(ctx context.Context, logger *slog.Logger) {
 		logger.InfoContext(ctx, "database setup problem resolved", "was", was)
 	}
 }
+
+// ReportSetupTrouble logs err once per change of reason when it is a
+// database setup failure (see setupTrouble), and says whether it was one.
+func (s *Store) ReportSetupTrouble(ctx context.Context, logger *slog.Logger, err error) bool {
+	return s.trouble.report(ctx, logger, err)
+}
+
+// SetupTroubleResolved notes that the database works again (see
+// setupTrouble.resolved).
+func (s *Store) SetupTroubleResolved(ctx context.Context, logger *slog.Logger) {
+	s.trouble.resolved(ctx, logger)
+}

@@ -32,6 +32,11 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrBusy: the password hasher is saturated. Clients may retry.
 	ErrBusy = errors.New("password hashing is saturated")
+
+	// ErrBodiesBusy: the bytes of request bodies in flight are at their
+	// limit (MAX_BODY_BYTES_IN_FLIGHT): the service is busy, not the
+	// database.
+	ErrBodiesBusy = errors.New("request bodies in flight at their limit")
 	// ErrStarting: start-up is not done: the schema or the bootstrap admin
 	// is not in place yet.
 	ErrStarting = errors.New("starting")
@@ -128,10 +133,13 @@ func (e *DatabaseSetupError) Unwrap() []error { return []error{ErrUnavailable, e
 
 // The refusals of the access rules.
 var (
-	errAdminsOnly       = &ForbiddenError{Reason: "Only an admin may do this."}
-	errNotYours         = &ForbiddenError{Reason: "You may only see and change your own account."}
-	errAdminsCreate     = &ForbiddenError{Reason: "Only an admin may create users."}
-	errNoSelfDelete     = &ForbiddenError{Reason: "An admin may not delete their own account."}
+	errAdminsOnly   = &ForbiddenError{Reason: "Only an admin may do this."}
+	errNotYours     = &ForbiddenError{Reason: "You may only see and change your own account."}
+	errAdminsCreate = &ForbiddenError{Reason: "Only an admin may create users."}
+	errNoSelfDelete = &ForbiddenError{Reason: "An admin may not delete their own account."}
+	// errOriginNotAllowed refuses a preflight from an origin not in
+	// CORS_ALLOWED_ORIGINS.
+	errOriginNotAllowed = &ForbiddenError{Reason: "This origin may not call the API from a browser; ask the operator to add it to CORS_ALLOWED_ORIGINS."}
 	errRoleByAdmin      = &ForbiddenError{Reason: "Only an admin may change a role.", Field: "role"}
 	errActiveByAdmin    = &ForbiddenError{Reason: "Only an admin may activate or deactivate a user.", Field: "is_active"}
 	errSignupRole       = &ForbiddenError{Reason: `Signing up creates an account with role "user" only.`, Field: "role"}

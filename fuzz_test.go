@@ -131,7 +131,7 @@ func FuzzListQuery(f *testing.F) {
 		if q.PerPage < 1 || q.PerPage > maxPerPage || (q.Cursor == nil) != (q.Page >= 1) {
 			t.Fatalf("out of bounds: %+v", q)
 		}
-		stmt, args := q.pageSQL([]byte("hash"))
+		stmt, args := q.pageSQL([]byte("hash"), adminOnly.rolesPermitted())
 		if strings.Count(stmt, "?") != len(args) {
 			t.Fatalf("%d placeholders for %d arguments in %s", strings.Count(stmt, "?"), len(args), stmt)
 		}

@@ -155,7 +155,7 @@ func (s *server) checkReady(r *http.Request) error {
 	if err := s.store.Ready(ctx); err != nil {
 		return databaseDown(err)
 	}
-	s.store.trouble.resolved(ctx, s.logger)
+	s.store.SetupTroubleResolved(ctx, s.logger)
 	if !s.startup.done() {
 		return &DatabaseDownError{Reason: "starting", Err: ErrStarting}
 	}
@@ -751,7 +751,7 @@ func (s *server) handleListUsers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	caller, page, err := s.store.ListUsersAs(r.Context(), tokenHash, q)
+	caller, page, err := s.store.ListUsersAs(r.Context(), tokenHash, routeRule(r).rolesPermitted(), q)
 	if err == nil {
 		err = s.authorize(r, caller)
 	}
@@ -787,9 +787,11 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 func (s *server) logAnswer(r *http.Request, status int, err error) {
 	ctx := r.Context()
 	switch {
-	case s.store.trouble.report(ctx, s.logger, err):
+	case s.store.ReportSetupTrouble(ctx, s.logger, err):
 	case status == http.StatusInternalServerError:
 		s.logger.ErrorContext(ctx, "internal error", "error", err, "request_id", requestID(ctx))
+	case errors.Is(err, ErrBodiesBusy):
+		s.logger.WarnContext(ctx, "request bodies at their limit", "request_id", requestID(ctx))
 	case status == http.StatusServiceUnavailable && !errors.Is(err, ErrBusy):
 		s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", requestID(ctx))
 	case errors.Is(err, ErrOutcomeUnknown):

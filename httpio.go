@@ -28,11 +28,6 @@ const (
 	bodyBudgetWait      = 2 * time.Second // how long a body may wait for room in the budget
 )
 
-// errBodiesBusy: the bytes of bodies in flight are at their limit.
-var errBodiesBusy = &requestError{status: http.StatusServiceUnavailable,
-	detail: "The service is receiving too many request bodies at once; try again shortly.",
-	header: http.Header{"Retry-After": {"1"}}}
-
 // bodyBudget bounds the bytes all request bodies being read and held may
 // take at once, so that many large bodies cannot exhaust memory.
 type bodyBudget struct {
@@ -91,7 +86,7 @@ func (s *server) limitBody(limit int64, next http.HandlerFunc) http.HandlerFunc 
 			need = r.ContentLength
 		}
 		if !s.bodies.acquire(r.Context(), need, bodyBudgetWait) {
-			s.writeError(w, r, errBodiesBusy)
+			s.writeError(w, r, ErrBodiesBusy)
 			return
 		}
 		defer s.bodies.release(need)

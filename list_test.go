@@ -386,7 +386,7 @@ func TestStatementArgumentTypes(t *testing.T) {
 				}
 				q.Cursor = &c
 			}
-			stmt, args := q.pageSQL([]byte("hash"))
+			stmt, args := q.pageSQL([]byte("hash"), adminOnly.rolesPermitted())
 			countStmt, countArgs := q.countSQL()
 			for _, s := range []struct {
 				stmt string

@@ -258,7 +258,7 @@ func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHashe
 	for {
 		err := store.EnsureSchema(ctx)
 		if err == nil {
-			store.trouble.resolved(ctx, logger)
+			store.SetupTroubleResolved(ctx, logger)
 			logger.Info("database schema in place", "galera", store.Galera())
 			if store.Galera() {
 				logger.Info("the database is a Galera cluster node: conflicting transactions run again, reads that decide access are causal (wsrep_sync_wait=1)")
@@ -269,7 +269,7 @@ func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHashe
 			st.adminDone.Store(true)
 			return
 		}
-		if !store.trouble.report(ctx, logger, err) {
+		if !store.ReportSetupTrouble(ctx, logger, err) {
 			logger.Warn("database not ready; retrying", "error", err, "retry_in", delay.String())
 		}
 		select {

@@ -107,6 +107,8 @@ func problemFor(err error) problemAnswer {
 			detail = "Too many failed sign-in attempts; try again later."
 		}
 		return answer(http.StatusTooManyRequests, detail, "Retry-After", strconv.Itoa(seconds))
+	case errors.Is(err, ErrBodiesBusy):
+		return answer(http.StatusServiceUnavailable, "The service is receiving too many request bodies at once; try again shortly.", "Retry-After", "1")
 	case errors.Is(err, ErrBusy):
 		return answer(http.StatusServiceUnavailable, "The service is busy hashing passwords; try again shortly.", "Retry-After", "1")
 	case errors.As(err, &reqErr):

@@ -63,3 +63,17 @@ func mayDelete(caller *Caller, target int64) error {
 	}
 	return nil
 }
+
+// rolesPermitted lists the roles whose holders rule lets through when the
+// route names no user: the rule as data, for a statement that checks the
+// token itself and must read nothing for anyone else (the list). It is
+// computed from permits, so the rule has one definition.
+func (rule access) rolesPermitted() []Role {
+	var roles []Role
+	for _, role := range []Role{RoleAdmin, RoleUser} {
+		if rule.permits(&Caller{ID: -1, Role: role}, 0) == nil { // -1: no user's id
+			roles = append(roles, role)
+		}
+	}
+	return roles
+}

@@ -491,14 +491,6 @@ func (s *Store) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return dbError("ping", err)
-	}
-	return nil
-}
-
 // execer is what both *sql.DB and *sql.Tx offer for statements.
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -59,20 +60,21 @@ type listPage struct {
 
 // ListUsersAs authenticates the token and reads one page of the list with
 // its exact unfiltered total, in one statement (see listQuery.pageSQL),
-// for an admin. Only an empty page needs a second statement, to tell a
-// valid token from an invalid one and an admin from anyone else; a
-// filtered total (capped at maxFilteredCount rows) is another, for admins
-// only. For a caller who is not an admin the page statement reads nothing,
-// so the work is a token check whatever the query; the caller must still
-// be refused by the handler.
-func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, q listQuery) (*Caller, listPage, error) {
+// for a caller whose role is one of readers: the route's access rule, as
+// data (access.rolesPermitted). Only an empty page needs a second
+// statement, to tell a valid token from an invalid one and a reader from
+// anyone else; a filtered total (capped at maxFilteredCount rows) is
+// another, for readers only. For any other caller the page statement
+// reads nothing, so the work is a token check whatever the query; the
+// caller must still be refused by the handler.
+func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, readers []Role, q listQuery) (*Caller, listPage, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return nil, listPage{}, err
 	}
 	defer cancel()
 	caller := &Caller{TokenHash: tokenHash}
-	page, err := s.readPage(ctx, caller, q)
+	page, err := s.readPage(ctx, caller, readers, q)
 	if err != nil {
 		return nil, listPage{}, err
 	}
@@ -90,7 +92,7 @@ func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, q listQuery) 
 	if int64(len(page.Users)) > q.PerPage {
 		page.Users, page.HasMore = page.Users[:q.PerPage], true
 	}
-	if q.filtered() && caller.isAdmin() {
+	if q.filtered() && slices.Contains(readers, caller.Role) {
 		stmt, args := q.countSQL()
 		if err := s.db.QueryRowContext(ctx, s.bounded(stmt), args...).Scan(&page.Total); err != nil {
 			return nil, listPage{}, dbError("list users: count", err)
@@ -104,8 +106,8 @@ func (s *Store) ListUsersAs(ctx context.Context, tokenHash []byte, q listQuery) 
 
 // readPage runs the page statement, filling in the caller from its
 // token row, and returns up to PerPage+1 users with the unfiltered total.
-func (s *Store) readPage(ctx context.Context, caller *Caller, q listQuery) (listPage, error) {
-	stmt, args := q.pageSQL(caller.TokenHash)
+func (s *Store) readPage(ctx context.Context, caller *Caller, readers []Role, q listQuery) (listPage, error) {
+	stmt, args := q.pageSQL(caller.TokenHash, readers)
 	rows, err := s.queryRows(ctx, s.bounded(stmt), args...)
 	if err != nil {
 		return listPage{}, dbError("list users", err)
@@ -169,14 +171,18 @@ func escapeLike(s string) string {
 // the token at the same time: the valid token row t is joined as a
 // constant table (one primary-key lookup), and each row starts with the
 // holder's id and role and the exact unfiltered total. The users table
-// is aliased u. Only an admin's token row passes t.role = 'admin': for
-// anyone else the server finds the WHERE impossible once it has read the
-// constant table, and reads no user at all, whatever the filters and
-// page (authorization before any work).
-func (q listQuery) pageSQL(tokenHash []byte) (string, []any) {
+// is aliased u. Only the token row of one of readers passes t.role IN
+// (...): for anyone else the server finds the WHERE impossible once it
+// has read the constant table, and reads no user at all, whatever the
+// filters and page (authorization before any work).
+func (q listQuery) pageSQL(tokenHash []byte, readers []Role) (string, []any) {
 	filters, filterArgs := q.filterSQL()
-	conds := append([]string{tokenValidSQL, "t.role = 'admin'"}, filters...)
-	args := append([]any{tokenHash}, filterArgs...)
+	in, roleArgs := inList(roleNames(readers))
+	if len(readers) == 0 {
+		in = "NULL" // nobody: IN (NULL) is never true
+	}
+	conds := append([]string{tokenValidSQL, "t.role IN (" + in + ")"}, filters...)
+	args := append(append([]any{tokenHash}, roleArgs...), filterArgs...)
 	cmp := ">"
 	if q.Desc {
 		cmp = "<"
@@ -220,4 +226,13 @@ func (q listQuery) countSQL() (string, []any) {
 	conds, args := q.filterSQL()
 	return "SELECT COUNT(*) FROM (SELECT 1 FROM users u WHERE " + strings.Join(conds, " AND ") +
 		" LIMIT ?) AS capped", append(args, int64(maxFilteredCount+1))
+}
+
+// roleNames are the roles as the statements' string arguments.
+func roleNames(roles []Role) []string {
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = string(r)
+	}
+	return names
 }
