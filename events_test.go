@@ -295,15 +295,11 @@ func TestFailedChangesLeaveNoEvent(t *testing.T) {
 		}
 	}
 	// A create whose idempotency claim a retry took over rolls back.
-	pending, err := app.store.InsertUser(context.Background(), NewUser{Username: "lost", Email: "lost@example.com", PasswordHash: "x", Role: RoleUser, IsActive: true},
-		Actor{Type: ActorUser, ID: app.adminID})
-	if err != nil {
-		t.Fatal(err)
+	_, err := app.store.CreateUser(context.Background(), NewUser{Username: "lost", Email: "lost@example.com", PasswordHash: "x", Role: RoleUser, IsActive: true},
+		Actor{Type: ActorUser, ID: app.adminID}, &IdempotencyKey{Scope: uint64(app.adminID), Key: "never-claimed"})
+	if err != ErrClaimLost {
+		t.Errorf("create under a lost claim: %v", err)
 	}
-	if err := pending.Commit(&IdempotencyKey{Scope: uint64(app.adminID), Key: "never-claimed"}, RecordedAnswer{Status: 201}); err != ErrClaimLost {
-		t.Errorf("commit under a lost claim: %v", err)
-	}
-	pending.Rollback()
 
 	time.Sleep(2 * sequencerTick) // time for any stray event to be numbered
 	app.waitSequenced()
@@ -481,11 +477,7 @@ func TestSequencersRaceEachOther(t *testing.T) {
 			for i := range 30 {
 				s := []*Store{app.store, other}[i%2]
 				nu := NewUser{Username: fmt.Sprintf("r%d_%d", w, i), Email: fmt.Sprintf("r%d_%d@example.com", w, i), PasswordHash: "x", Role: RoleUser, IsActive: true}
-				pending, err := s.InsertUser(context.Background(), nu, Actor{Type: ActorAnonymous})
-				if err == nil {
-					err = pending.Commit(nil, RecordedAnswer{})
-				}
-				if err != nil {
+				if _, err := s.CreateUser(context.Background(), nu, Actor{Type: ActorAnonymous}, nil); err != nil {
 					t.Errorf("create: %v", err)
 				}
 			}

@@ -261,20 +261,11 @@ func (s *server) createUser(r *http.Request, body []byte, key *IdempotencyKey) (
 // insertUser inserts a validated user with its hash, recording the 201
 // answer under key when there is one.
 func (s *server) insertUser(r *http.Request, nu NewUser, key *IdempotencyKey) (RecordedAnswer, error) {
-	var created RecordedAnswer
-	err := s.store.Retry(r.Context(), func() error {
-		pending, err := s.store.InsertUser(r.Context(), nu, s.actor(r))
-		if err != nil {
-			return err
-		}
-		defer pending.Rollback()
-		created = createdAnswer(&pending.User)
-		return pending.Commit(key, created)
-	})
+	created, err := s.store.CreateUser(r.Context(), nu, s.actor(r), key)
 	if err != nil {
 		return RecordedAnswer{}, err
 	}
-	return created, nil
+	return createdAnswer(&created), nil
 }
 
 // newUserFrom parses and validates a create body and hashes its password.

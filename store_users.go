@@ -77,66 +77,38 @@ func getUser(ctx context.Context, q queryer, id int64) (User, error) {
 	return u, nil
 }
 
-// PendingUser is a user inserted by a transaction that is still open. The
-// caller reads the user as stored, then commits, recording an answer under
-// an idempotency key in the same transaction (the user and the record of
-// its creation exist together or not at all), or rolls back.
-type PendingUser struct {
-	User User
-
-	ctx       context.Context
-	cancel    context.CancelFunc
-	tx        *sql.Tx
-	store     *Store
-	requestID string // of the user.created event: the receipt (store_commit.go)
-}
-
-// InsertUser inserts u, counts it and records its user.created event by
-// actor in a new transaction, and reads it back for the server-set
-// columns (MySQL has no INSERT ... RETURNING). A taken username or email
-// is a *ConflictError: the unique indexes decide, so concurrent creates of
-// one name cannot both succeed. The caller must call Commit or Rollback.
-func (s *Store) InsertUser(ctx context.Context, u NewUser, actor Actor) (*PendingUser, error) {
-	ctx, cancel, err := s.callContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p := &PendingUser{ctx: ctx, cancel: cancel, store: s, requestID: cut(actor.RequestID, eventRequestIDMax)}
-	if p.tx, err = s.db.BeginTx(ctx, nil); err != nil {
-		cancel()
-		return nil, dbError("create user: begin", err)
-	}
-	id, err := s.insertUser(ctx, p.tx, u, actor)
-	if err == nil {
-		p.User, err = getUser(ctx, p.tx, id)
-	}
-	if err != nil {
-		p.Rollback()
-		return nil, err
-	}
-	return p, nil
-}
-
-// Commit records answer under key when key is not nil (ErrClaimLost if a
-// retry took the key over, and then nothing is created), and commits.
-func (p *PendingUser) Commit(key *IdempotencyKey, answer RecordedAnswer) error {
-	defer p.cancel()
-	if key != nil {
-		if err := completeIdempotencyKey(p.ctx, p.tx, *key, answer); err != nil {
-			return err
+// CreateUser inserts u, counts it and records its user.created event by
+// actor, in one transaction, and returns the user as stored (read back
+// for the server-set columns: MySQL has no INSERT ... RETURNING). With
+// key, the 201 (createdAnswer) is recorded under it in the same
+// transaction, so the user and the record of its creation exist together
+// or not at all (ErrClaimLost if a retry took the key over, and then
+// nothing is created). A taken username or email is a *ConflictError: the
+// unique indexes decide, so concurrent creates of one name cannot both
+// succeed.
+func (s *Store) CreateUser(ctx context.Context, u NewUser, actor Actor, key *IdempotencyKey) (User, error) {
+	var created User
+	err := s.inWriteTx(ctx, "create user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
+		id, err := s.insertUser(ctx, tx, u, actor)
+		if err != nil {
+			return writeReceipt{}, err
 		}
+		if created, err = getUser(ctx, tx, id); err != nil {
+			return writeReceipt{}, err
+		}
+		if key != nil {
+			if err := completeIdempotencyKey(ctx, tx, *key, createdAnswer(&created)); err != nil {
+				return writeReceipt{}, err
+			}
+		}
+		// Any event of the new id is this create's (a zero time).
+		return writeReceipt{userID: id, requestID: cut(actor.RequestID, eventRequestIDMax)}, nil
+	})
+	if err != nil {
+		return User{}, err
 	}
-	if err := p.store.commitTx(p.ctx, p.tx, "create user: commit", writeReceipt{userID: p.User.ID, requestID: p.requestID}); err != nil {
-		return err
-	}
-	p.store.eventsCommitted(1)
-	return nil
-}
-
-// Rollback abandons the insert; after Commit it does nothing.
-func (p *PendingUser) Rollback() {
-	p.tx.Rollback()
-	p.cancel()
+	s.eventsCommitted(1)
+	return created, nil
 }
 
 // insertUser inserts u, counts it and records its creation by actor,
