@@ -6,11 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"log/slog"
-	"math"
 	"math/rand/v2"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,103 +22,6 @@ var schemaSQL string
 // behave alike: strict (a bad value is an error, never truncated) and
 // without zero dates.
 const sessionSQLMode = "'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY'"
-
-// driverLogger sends the driver's own complaints (broken connections and
-// the like) to the service's structured log instead of bare stderr lines.
-type driverLogger struct{ logger *slog.Logger }
-
-func (d driverLogger) Print(v ...any) {
-	d.logger.Warn("mysql driver", "message", strings.TrimSpace(fmt.Sprint(v...)))
-}
-
-// dbSettings are the store's settings, taken from the configuration
-// (Config.dbSettings: DB_HOST, DB_PORT, ...).
-type dbSettings struct {
-	Host, User, Password, Name string
-	Port                       int
-	TLS, TLSCA                 string        // DB_TLS (dbtls.go) and DB_TLS_CA
-	Timeout                    time.Duration // each call, and dialing
-	MaxOpenConns, MaxIdleConns int
-	ConnMaxLifetime            time.Duration // 0: never closed for their age
-}
-
-// mysqlConfig is the driver configuration for cfg. It fails only when
-// DB_TLS_CA cannot be read.
-func mysqlConfig(cfg dbSettings) (*mysql.Config, error) {
-	mc := mysql.NewConfig()
-	mc.Net = "tcp"
-	mc.Addr = net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
-	mc.User = cfg.User
-	mc.Passwd = cfg.Password
-	mc.DBName = cfg.Name
-	applySessionSettings(mc, cfg.Timeout)
-	if err := applyDBTLS(mc, cfg); err != nil {
-		return nil, err
-	}
-	return mc, nil
-}
-
-// applySessionSettings sets what every connection of the service needs,
-// whatever server it talks to: UTC timestamps, a pinned time zone, SQL mode
-// and collation, matched-rows counts, and I/O deadlines so a black-holed
-// server cannot hang a connection forever.
-func applySessionSettings(mc *mysql.Config, timeout time.Duration) {
-	mc.ParseTime = true
-	mc.Loc = time.UTC
-	mc.Collation = "utf8mb4_unicode_ci"
-	mc.ClientFoundRows = true // UPDATE reports matched rows: 0 means not found
-	// Queries with arguments go out in one round trip, the arguments
-	// escaped into the text by the driver (safe with utf8mb4), instead of
-	// prepare + execute + close (docs/performance.md has the numbers).
-	// The read statements are held prepared instead (Store.prepared),
-	// which also spares the server parsing them.
-	// The fast write path (store_fastpath.go) sends the statements of one
-	// round trip together. Every value is an argument, escaped by the
-	// driver, never spliced into the text, so a value cannot add a
-	// statement of its own.
-	mc.MultiStatements = true
-	mc.InterpolateParams = true
-	mc.Timeout = timeout
-	mc.ReadTimeout = 2 * timeout
-	mc.WriteTimeout = 2 * timeout
-	if mc.Params == nil {
-		mc.Params = map[string]string{}
-	}
-	mc.Params["time_zone"] = "'+00:00'"
-	mc.Params["sql_mode"] = sessionSQLMode
-	// The server itself ends a session whose client went silent, frozen
-	// or cut off, and with it any transaction it held open and its locks
-	// (the default, 8 hours, would let one stopped replica hold a row for
-	// that long). Idle connections are closed by the pool first
-	// (openDB), so only a silent client meets this limit.
-	mc.Params["wait_timeout"] = strconv.FormatInt(poolWaitTimeout(timeout), 10)
-}
-
-// poolWaitTimeout is the wait_timeout, in whole seconds, of the service's
-// connections: twice the database timeout, rounded up, at least 2. No
-// statement of a request is sent later than the timeout after the one
-// before it, so only a client that stopped (SIGSTOP, a cut network)
-// reaches it. Sequencer rounds use a tighter limit (sequencerRound).
-func poolWaitTimeout(timeout time.Duration) int64 {
-	return max(2, int64(math.Ceil(2*timeout.Seconds())))
-}
-
-// openDB opens a pool on mc with the configured limits. It does not
-// connect: the service starts even while the database is down.
-func openDB(mc *mysql.Config, cfg dbSettings) (*sql.DB, error) {
-	connector, err := mysql.NewConnector(mc)
-	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(cfg.MaxOpenConns)
-	db.SetMaxIdleConns(cfg.MaxIdleConns)
-	db.SetConnMaxLifetime(cfg.ConnMaxLifetime)
-	// Closed before the server's wait_timeout (applySessionSettings)
-	// would: a connection the server dropped costs a failed first use.
-	db.SetConnMaxIdleTime(max(cfg.Timeout, time.Second))
-	return db, nil
-}
 
 // Store keeps users in MySQL. Every method bounds its database work by
 // the store's timeout, on top of the caller's context.
@@ -380,100 +279,6 @@ func (s *Store) runTx(ctx context.Context, op string, fn func(ctx context.Contex
 		return dbError(op+": commit", tx.Commit())
 	}
 	return s.commitTx(ctx, tx, op+": commit", receipt)
-}
-
-// EnsureSchema applies schema.sql once per process, or with applySchema
-// off (SCHEMA_APPLY=false) only checks that its tables exist, running no
-// DDL. Until it succeeds, every call tries again, so the service heals
-// when the database, or the schema, appears.
-func (s *Store) EnsureSchema(ctx context.Context) error {
-	if s.schemaApplied.Load() {
-		return nil
-	}
-	select {
-	case s.schemaLock <- struct{}{}:
-		defer func() { <-s.schemaLock }()
-	case <-ctx.Done():
-		return dbError("apply schema", ctx.Err())
-	}
-	if s.schemaApplied.Load() {
-		return nil
-	}
-	check := s.applySchemaSQL
-	if !s.applySchema {
-		check = s.checkSchema
-	}
-	if err := check(ctx); err != nil {
-		return err
-	}
-	// Galera first: the seed's read must then be causal, or a replica
-	// starting on another node could miss the seed and add a second one.
-	if err := s.detectGalera(ctx); err != nil {
-		return err
-	}
-	if err := s.Retry(ctx, func() error { return s.initUserCount(ctx) }); err != nil {
-		return err
-	}
-	s.schemaApplied.Store(true)
-	return nil
-}
-
-// initUserCount seeds the user count from the users table when the count
-// has no rows (a new database, or users restored without their count).
-// The locking read of the empty count table blocks concurrent creates and
-// deletes until the seed commits, so none is counted twice or missed. A
-// causal read comes first: on Galera it sees a seed another node
-// committed (two nodes seeding at once conflict, and the loser runs again
-// and sees it), and a seeded count needs no lock.
-func (s *Store) initUserCount(ctx context.Context) error {
-	var slots int
-	if err := s.db.QueryRowContext(ctx, s.causal("SELECT COUNT(*) FROM user_counts")).Scan(&slots); err != nil {
-		return dbError("init user count", err)
-	}
-	if slots > 0 {
-		return nil
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return dbError("init user count: begin", err)
-	}
-	defer tx.Rollback()
-	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM user_counts FOR UPDATE").Scan(&slots); err != nil {
-		return dbError("init user count", err)
-	}
-	if slots > 0 {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO user_counts (slot, n) SELECT 0, COUNT(*) FROM users"); err != nil {
-		return dbError("init user count", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return dbError("init user count: commit", err)
-	}
-	return nil
-}
-
-// splitSQL splits a script into statements at semicolons that end a line,
-// dropping comment lines. It is enough for schema.sql, which we write.
-func splitSQL(script string) []string {
-	var stmts []string
-	var current strings.Builder
-	for _, line := range strings.Split(script, "\n") {
-		trimmed := strings.TrimSpace(line)
-		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
-			continue
-		}
-		current.WriteString(line)
-		current.WriteByte('\n')
-		if strings.HasSuffix(trimmed, ";") {
-			stmts = append(stmts, strings.TrimSuffix(strings.TrimSpace(current.String()), ";"))
-			current.Reset()
-		}
-	}
-	if rest := strings.TrimSpace(current.String()); rest != "" {
-		stmts = append(stmts, rest)
-	}
-	return stmts
 }
 
 // Stats returns the connection pool's statistics.

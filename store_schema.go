@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // schemaCollation is the one collation of every table and text column:
@@ -83,4 +84,98 @@ func (s *Store) convertCollations(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// EnsureSchema applies schema.sql once per process, or with applySchema
+// off (SCHEMA_APPLY=false) only checks that its tables exist, running no
+// DDL. Until it succeeds, every call tries again, so the service heals
+// when the database, or the schema, appears.
+func (s *Store) EnsureSchema(ctx context.Context) error {
+	if s.schemaApplied.Load() {
+		return nil
+	}
+	select {
+	case s.schemaLock <- struct{}{}:
+		defer func() { <-s.schemaLock }()
+	case <-ctx.Done():
+		return dbError("apply schema", ctx.Err())
+	}
+	if s.schemaApplied.Load() {
+		return nil
+	}
+	check := s.applySchemaSQL
+	if !s.applySchema {
+		check = s.checkSchema
+	}
+	if err := check(ctx); err != nil {
+		return err
+	}
+	// Galera first: the seed's read must then be causal, or a replica
+	// starting on another node could miss the seed and add a second one.
+	if err := s.detectGalera(ctx); err != nil {
+		return err
+	}
+	if err := s.Retry(ctx, func() error { return s.initUserCount(ctx) }); err != nil {
+		return err
+	}
+	s.schemaApplied.Store(true)
+	return nil
+}
+
+// initUserCount seeds the user count from the users table when the count
+// has no rows (a new database, or users restored without their count).
+// The locking read of the empty count table blocks concurrent creates and
+// deletes until the seed commits, so none is counted twice or missed. A
+// causal read comes first: on Galera it sees a seed another node
+// committed (two nodes seeding at once conflict, and the loser runs again
+// and sees it), and a seeded count needs no lock.
+func (s *Store) initUserCount(ctx context.Context) error {
+	var slots int
+	if err := s.db.QueryRowContext(ctx, s.causal("SELECT COUNT(*) FROM user_counts")).Scan(&slots); err != nil {
+		return dbError("init user count", err)
+	}
+	if slots > 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return dbError("init user count: begin", err)
+	}
+	defer tx.Rollback()
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM user_counts FOR UPDATE").Scan(&slots); err != nil {
+		return dbError("init user count", err)
+	}
+	if slots > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO user_counts (slot, n) SELECT 0, COUNT(*) FROM users"); err != nil {
+		return dbError("init user count", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return dbError("init user count: commit", err)
+	}
+	return nil
+}
+
+// splitSQL splits a script into statements at semicolons that end a line,
+// dropping comment lines. It is enough for schema.sql, which we write.
+func splitSQL(script string) []string {
+	var stmts []string
+	var current strings.Builder
+	for _, line := range strings.Split(script, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		current.WriteString(line)
+		current.WriteByte('\n')
+		if strings.HasSuffix(trimmed, ";") {
+			stmts = append(stmts, strings.TrimSuffix(strings.TrimSpace(current.String()), ";"))
+			current.Reset()
+		}
+	}
+	if rest := strings.TrimSpace(current.String()); rest != "" {
+		stmts = append(stmts, rest)
+	}
+	return stmts
 }
