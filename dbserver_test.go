@@ -91,9 +91,13 @@ type privateServer struct {
 
 // startPrivateMariaDB starts a MariaDB server for the test and stops it,
 // removing all its files, when the test ends. Without MariaDB installed
-// the test is skipped, or fails under CI=true.
+// the test is skipped, or fails under CI=true; under -short it is
+// skipped (a server takes seconds to start).
 func startPrivateMariaDB(t testing.TB, opts privateServerOptions) *privateServer {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a private MariaDB server; run without -short")
+	}
 	begin := time.Now()
 	if opts.RequireSecureTransport && !opts.TLS {
 		t.Fatal("startPrivateMariaDB: RequireSecureTransport needs TLS")

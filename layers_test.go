@@ -202,3 +202,18 @@ func TestLayersTestCatchesWrongWays(t *testing.T) {
 		}
 	}
 }
+
+// TestCodeMapNamesEveryFile: the README's code map names every source
+// file, so a newcomer finds each one's job.
+func TestCodeMapNamesEveryFile(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range fileLayers {
+		if !strings.Contains(string(readme), "`"+name+"`") {
+			t.Errorf("README.md's code map does not name %s", name)
+		}
+	}
+}

@@ -8,8 +8,8 @@ import (
 )
 
 // bufferedWriter batches log lines into few write system calls: one
-// access line per request, written one by one, cost a quarter of the
-// throughput of a point read (bench/run.sh). It flushes every interval,
+// write per access line is a cost every request would pay
+// (docs/performance.md has what it cost). It flushes every interval,
 // whenever its buffer fills, and on Close, so a line waits at most
 // interval before the log shows it; a crash of the whole process loses
 // at most that much.

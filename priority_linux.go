@@ -5,7 +5,7 @@ import "syscall"
 // bcryptNice is the nice value of the bcrypt threads. At 10 such a thread
 // weighs a tenth of a normal one in the kernel's scheduler: requests come
 // first, yet creates and logins still advance while reads saturate the
-// CPU (at 19, the lowest, they all but stopped: a create waited seconds).
+// CPU (the lowest, 19, starved them: docs/performance.md).
 const bcryptNice = 10
 
 // lowerThreadPriority lowers the calling OS thread's priority to

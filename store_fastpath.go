@@ -176,13 +176,10 @@ func (s *Store) fastTx(ctx context.Context, tokenHash []byte, ref userRef, decid
 	// On a Galera node every write takes the locking path, one statement
 	// per round trip. Under certification conflicts the statements sent
 	// together here went wrong there, though every error the driver
-	// returned was handled: twelve If-Match writers on three nodes holding
-	// one ETag got two 200s, one of whose writes was gone, in about 1 round
-	// in 150 (TestClusterIdempotencyAndIfMatch). A probe of "UPDATE;
-	// INSERT; COMMIT" in one packet lost 9 of about 7,100 commits answered
-	// as successes, none of 3,600 with COMMIT sent alone; but sending it
-	// alone still left 1 round in 400 wrong. The locking path, with the
-	// same checks, gave none in 2,000 rounds.
+	// returned was handled: If-Match writers on three nodes holding one
+	// ETag could both win (TestClusterIdempotencyAndIfMatch), and commits
+	// answered as successes were lost; the locking path, with the same
+	// checks, never did (docs/performance.md has the counts).
 	if s.galera.Load() {
 		return errSlowPath
 	}
