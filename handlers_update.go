@@ -43,37 +43,63 @@ func (s *server) handleUpdateUser(w http.ResponseWriter, r *http.Request) {
 	s.respond(w, r, http.StatusOK, user)
 }
 
-// updateUser reads, checks and applies an update, and returns the user as
+// updateRequest is a PUT or PATCH parsed once, for both paths: the user
+// the path names, the body's fields (normalized) with the problems of
+// decoding them and of their values, and If-Match, each with the error
+// that stops it, answered in the order the locking path checks them.
+type updateRequest struct {
+	ref       userRef
+	refErr    error
+	bodyErr   error // the body is not a JSON object of the right media type
+	fields    userFields
+	decodeErr fieldErrors // members unknown, of the wrong type or null
+	invalid   fieldErrors // values the rules refuse
+	ifVersion VersionMatch
+	ifErr     error
+	key       *IdempotencyKey
+}
+
+// parseUpdate parses r, whose body is members (or bodyErr why it is not
+// an object), once.
+func parseUpdate(r *http.Request, members []jsonMember, bodyErr error, key *IdempotencyKey) updateRequest {
+	u := updateRequest{bodyErr: bodyErr, key: key}
+	u.ref, u.refErr = pathUser(r)
+	u.ifVersion, u.ifErr = ifMatch(r)
+	if bodyErr == nil {
+		u.fields, u.decodeErr = parseUserFields(members)
+		u.fields.normalize()
+		u.invalid = u.fields.validatePresent()
+	}
+	return u
+}
+
+// updateUser checks and applies an update, and returns the user as
 // stored after it. A valid change of username, email or full name takes
 // the fast path (store_fastpath.go): the token, the caller's right,
 // If-Match and the write in two round trips. Everything else, and what
 // the fast path cannot decide, takes the locking path, which
-// authenticates the caller first, as tokenFirst routes do. members is
-// the body, or bodyErr why it is not one, answered once the caller is
-// known. With key, the answer is recorded under it by the write.
+// authenticates the caller first, as tokenFirst routes do, and then
+// answers the request's first problem. With key, the answer is recorded
+// under it by the write.
 func (s *server) updateUser(r *http.Request, members []jsonMember, bodyErr error, key *IdempotencyKey) (User, error) {
-	if bodyErr == nil {
-		if user, err := s.updateFast(r, members, key); !errors.Is(err, errSlowPath) {
-			return user, err
-		}
+	u := parseUpdate(r, members, bodyErr, key)
+	if user, err := s.updateFast(r, u); !errors.Is(err, errSlowPath) {
+		return user, err
 	}
 	r, caller, err := s.signIn(r)
 	if err != nil {
 		return User{}, err
 	}
-	if bodyErr != nil {
-		return User{}, bodyErr
+	for _, err := range []error{u.bodyErr, u.refErr} {
+		if err != nil {
+			return User{}, err
+		}
 	}
-	ref, err := pathUser(r)
-	if err != nil {
-		return User{}, err
+	id := u.ref.resolve(caller)
+	fields, err := s.checkChanges(r, id, caller, u)
+	if err == nil {
+		err = u.ifErr
 	}
-	id := ref.resolve(caller)
-	fields, err := s.checkChanges(r, id, caller, members)
-	if err != nil {
-		return User{}, err
-	}
-	ifVersion, err := ifMatch(r)
 	if err != nil {
 		return User{}, err
 	}
@@ -81,7 +107,13 @@ func (s *server) updateUser(r *http.Request, members []jsonMember, bodyErr error
 	if err != nil {
 		return User{}, err
 	}
-	changes.IfVersion, changes.Key = ifVersion, key
+	changes.IfVersion, changes.Key = u.ifVersion, key
+	return s.applyUpdate(r, id, changes)
+}
+
+// applyUpdate writes changes by the locking path, logs what changed
+// access, and names the field a conflict is about.
+func (s *server) applyUpdate(r *http.Request, id int64, changes UserChanges) (User, error) {
 	user, made, err := s.store.UpdateUser(r.Context(), id, changes, s.actor(r))
 	switch {
 	case err == nil:
@@ -100,29 +132,17 @@ func (s *server) updateUser(r *http.Request, members []jsonMember, bodyErr error
 // nothing but username, email and full name. errSlowPath sends the
 // request on to the locking path, which answers every other case,
 // errors included, the way it always has.
-func (s *server) updateFast(r *http.Request, members []jsonMember, key *IdempotencyKey) (User, error) {
+func (s *server) updateFast(r *http.Request, u updateRequest) (User, error) {
 	tokenHash, err := requestTokenHash(r)
-	if err != nil {
-		return User{}, errSlowPath
-	}
-	ref, err := pathUser(r)
-	if err != nil {
-		return User{}, errSlowPath
-	}
-	fields, errs := parseUserFields(members)
-	fields.normalize()
-	errs = append(errs, fields.validatePresent()...)
+	f := u.fields
 	// An id sent for "me" is compared on the locking path, which knows it.
-	if len(errs) > 0 || !fields.fastEligible() || fields.ID != nil && (ref.self || *fields.ID != ref.id) {
+	if err != nil || u.bodyErr != nil || u.refErr != nil || u.ifErr != nil || len(u.decodeErr)+len(u.invalid) > 0 ||
+		!f.fastEligible() || f.ID != nil && (u.ref.self || *f.ID != u.ref.id) {
 		return User{}, errSlowPath
 	}
-	ifVersion, err := ifMatch(r)
-	if err != nil {
-		return User{}, errSlowPath
-	}
-	changes := UserChanges{Username: fields.Username, Email: fields.Email, SetFullName: fields.HasFullName,
-		FullName: fields.FullName, IfVersion: ifVersion, Key: key}
-	return s.store.UpdateUserFast(r.Context(), tokenHash, ref, routeRule(r), changes, s.actor(r))
+	changes := UserChanges{Username: f.Username, Email: f.Email, SetFullName: f.HasFullName,
+		FullName: f.FullName, IfVersion: u.ifVersion, Key: u.key}
+	return s.store.UpdateUserFast(r.Context(), tokenHash, u.ref, routeRule(r), changes, s.actor(r))
 }
 
 // updateMediaTypes are the bodies PUT and PATCH take: PATCH also as a JSON
@@ -133,11 +153,12 @@ var updateMediaTypes = map[string][]string{
 	http.MethodPatch: {"application/json", "application/merge-patch+json"},
 }
 
-// checkChanges validates an update's body. It takes back what a GET gave:
-// id must be the path's, created_at and updated_at are ignored, and a
-// caller who is not an admin may send role and is_active unchanged.
-func (s *server) checkChanges(r *http.Request, id int64, caller *Caller, members []jsonMember) (userFields, error) {
-	fields, errs := parseUserFields(members)
+// checkChanges validates an update's body, parsed by parseUpdate. It
+// takes back what a GET gave: id must be the path's, created_at and
+// updated_at are ignored, and a caller who is not an admin may send role
+// and is_active unchanged.
+func (s *server) checkChanges(r *http.Request, id int64, caller *Caller, u updateRequest) (userFields, error) {
+	fields, errs := u.fields, append(fieldErrors(nil), u.decodeErr...)
 	if fields.ID != nil && *fields.ID != id {
 		errs.add("id", fmt.Sprintf("must be the id in the path, %d, when sent", id))
 	}
@@ -150,9 +171,7 @@ func (s *server) checkChanges(r *http.Request, id int64, caller *Caller, members
 			return userFields{}, err
 		}
 	}
-	fields.normalize()
-	errs = append(errs, fields.validatePresent()...)
-	if len(errs) > 0 {
+	if errs = append(errs, u.invalid...); len(errs) > 0 {
 		return userFields{}, badRequest("The changes are not valid.", errs...)
 	}
 	return fields, nil

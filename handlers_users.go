@@ -193,10 +193,23 @@ func (s *server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// deleteRequest is a DELETE parsed once, for both paths: the user the
+// path names and If-Match, each with the error that stops it.
+type deleteRequest struct {
+	ref       userRef
+	refErr    error
+	ifVersion VersionMatch
+	ifErr     error
+	key       *IdempotencyKey
+}
+
 // deleteUser checks and applies a delete, by the fast path when it can
 // decide it; with key, the 204 is recorded under it by the write.
 func (s *server) deleteUser(r *http.Request, key *IdempotencyKey) error {
-	if id, err := s.deleteFast(r, key); !errors.Is(err, errSlowPath) {
+	d := deleteRequest{key: key}
+	d.ref, d.refErr = pathUser(r)
+	d.ifVersion, d.ifErr = ifMatch(r)
+	if id, err := s.deleteFast(r, d); !errors.Is(err, errSlowPath) {
 		if err == nil {
 			s.security(r, "user.deleted", slog.Int64("user_id", id))
 		}
@@ -206,19 +219,17 @@ func (s *server) deleteUser(r *http.Request, key *IdempotencyKey) error {
 	if err != nil {
 		return err
 	}
-	ref, err := pathUser(r)
-	if err != nil {
-		return err
+	if d.refErr != nil {
+		return d.refErr
 	}
-	id := ref.resolve(caller)
+	id := d.ref.resolve(caller)
 	if err := mayDelete(caller, id); err != nil {
 		return err
 	}
-	ifVersion, err := ifMatch(r)
-	if err != nil {
-		return err
+	if d.ifErr != nil {
+		return d.ifErr
 	}
-	if err := s.store.DeleteUser(r.Context(), id, ifVersion, s.actor(r), key); err != nil {
+	if err := s.store.DeleteUser(r.Context(), id, d.ifVersion, s.actor(r), key); err != nil {
 		if errors.Is(err, ErrLastAdmin) {
 			return &FieldError{Field: "id", Err: err}
 		}
@@ -231,20 +242,12 @@ func (s *server) deleteUser(r *http.Request, key *IdempotencyKey) error {
 // deleteFast tries the fast path (store_fastpath.go) for a delete by id,
 // and returns the id; errSlowPath sends the request on to the locking
 // path.
-func (s *server) deleteFast(r *http.Request, key *IdempotencyKey) (int64, error) {
+func (s *server) deleteFast(r *http.Request, d deleteRequest) (int64, error) {
 	tokenHash, err := requestTokenHash(r)
-	if err != nil {
+	if err != nil || d.refErr != nil || d.ref.self || d.ifErr != nil {
 		return 0, errSlowPath
 	}
-	ref, err := pathUser(r)
-	if err != nil || ref.self {
-		return 0, errSlowPath
-	}
-	ifVersion, err := ifMatch(r)
-	if err != nil {
-		return 0, errSlowPath
-	}
-	return ref.id, s.store.DeleteUserFast(r.Context(), tokenHash, ref.id, routeRule(r), ifVersion, s.actor(r), key)
+	return d.ref.id, s.store.DeleteUserFast(r.Context(), tokenHash, d.ref.id, routeRule(r), d.ifVersion, s.actor(r), d.key)
 }
 
 // pathUser parses the {id} path segment: "me" for the caller, or a
