@@ -11,18 +11,6 @@ import (
 // create. Before, the header was ignored on these routes, and a retry
 // applied the change a second time.
 
-// eventsOf counts user id's events of every type, numbered or not.
-func eventsOf(t *testing.T, app *testApp, id int64) int {
-	t.Helper()
-	var n int
-	err := app.db.QueryRow("SELECT (SELECT COUNT(*) FROM user_events WHERE user_id = ?) + "+
-		"(SELECT COUNT(*) FROM user_events_pending WHERE user_id = ?)", id, id).Scan(&n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // TestIdempotentUpdates: a PATCH (fast path), a PUT and a PATCH on the
 // locking path, each sent three times with one key, apply once: one
 // version, one set of events, and the same answer three times, the
@@ -40,7 +28,7 @@ func TestIdempotentUpdates(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, version := storedFullName(t, app, u.ID)
-			events := eventsOf(t, app, u.ID)
+			events := eventCount(t, app, u.ID, "")
 			first := app.do(c.method, path, c.body, "Idempotency-Key", c.key)
 			if first.Code != http.StatusOK || first.Header().Get("Idempotent-Replayed") != "" {
 				t.Fatalf("first: %d %s", first.Code, first.Body)
@@ -55,7 +43,7 @@ func TestIdempotentUpdates(t *testing.T) {
 			if _, now := storedFullName(t, app, u.ID); now != version+1 {
 				t.Errorf("version %d after three sends; want %d, applied once", now, version+1)
 			}
-			if got := eventsOf(t, app, u.ID) - events; got < 1 || got > 2 {
+			if got := eventCount(t, app, u.ID, "") - events; got < 1 || got > 2 {
 				t.Errorf("%d new events; want the one change's", got)
 			}
 			other := strings.Replace(c.body, "}", `,"username":"someone_else"}`, 1)
