@@ -84,23 +84,23 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		TrustedProxies:       r.prefixes("TRUSTED_PROXIES"),
 		CORSAllowedOrigins:   r.origins("CORS_ALLOWED_ORIGINS"),
 		MaxConnections:       r.intRange("MAX_CONNECTIONS", 1024, 1, 1_000_000),
-		IdleTimeout:          r.duration("IDLE_TIMEOUT", 30*time.Second),
+		IdleTimeout:          r.durationRange("IDLE_TIMEOUT", 30*time.Second, time.Second, time.Hour),
 		MaxBodyBytes:         int64(r.intRange("MAX_BODY_BYTES", defaultMaxBodyBytes, 4<<10, 1<<20)),
 		MaxBodyBytesInFlight: int64(r.intRange("MAX_BODY_BYTES_IN_FLIGHT", 32<<20, 1<<20, 1<<40)),
 		SignupsPerHour:       r.intRange("SIGNUPS_PER_HOUR", 10, 1, 1_000_000),
-		DBHost:               r.str("DB_HOST", "127.0.0.1"),
+		DBHost:               r.host("DB_HOST", "127.0.0.1"),
 		DBPort:               r.intRange("DB_PORT", 3306, 1, 65535),
 		DBUser:               r.str("DB_USER", "root"),
 		DBPassword:           r.str("DB_PASSWORD", ""),
 		DBName:               r.str("DB_NAME", "users"),
 		DBMaxOpenConns:       r.intRange("DB_MAX_OPEN_CONNS", 20, 1, 10000),
 		DBConnMaxLifetime:    r.durationOrZero("DB_CONN_MAX_LIFETIME", 3*time.Minute),
-		DBTimeout:            r.duration("DB_TIMEOUT", 5*time.Second),
+		DBTimeout:            r.durationRange("DB_TIMEOUT", 5*time.Second, 100*time.Millisecond, 5*time.Minute),
 		DBTLS:                r.oneOf("DB_TLS", dbTLSOff, dbTLSModes),
 		DBTLSCA:              r.str("DB_TLS_CA", ""),
 		BcryptCost:           r.bcryptCost("BCRYPT_COST", "BCRYPT_COST_UNBOUNDED", 12),
 		BcryptWorkers:        r.intRange("BCRYPT_WORKERS", runtime.GOMAXPROCS(0), 1, 1024),
-		TokenTTL:             r.duration("TOKEN_TTL", time.Hour),
+		TokenTTL:             r.durationRange("TOKEN_TTL", time.Hour, time.Minute, 30*24*time.Hour),
 		AllowSignup:          r.boolean("ALLOW_SIGNUP", false),
 		EventsRetention:      r.durationOrZero("EVENTS_RETENTION", 90*24*time.Hour),
 		AdminUsername:        strings.TrimSpace(r.str("ADMIN_USERNAME", "")),
@@ -174,6 +174,36 @@ func (r *envReader) intRange(name string, fallback, lo, hi int) int {
 		return fallback
 	}
 	return n
+}
+
+// durationRange reads a duration from lo to hi: outside, a value is a
+// mistake (IDLE_TIMEOUT=1ns closes every connection at once, a
+// TOKEN_TTL of a century outlives any revocation policy).
+func (r *envReader) durationRange(name string, fallback, lo, hi time.Duration) time.Duration {
+	v := r.getenv(name)
+	if v == "" {
+		return fallback
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		r.fail(name, "must be a duration from %v to %v, such as %v, got %q", lo, hi, fallback, v)
+		return fallback
+	}
+	return d
+}
+
+// host reads a host name or address without a port (the port has a
+// variable of its own: DB_PORT). An IPv6 address is taken as it is.
+func (r *envReader) host(name, fallback string) string {
+	v := r.str(name, fallback)
+	if _, err := netip.ParseAddr(v); err == nil {
+		return v
+	}
+	if _, port, err := net.SplitHostPort(v); err == nil {
+		r.fail(name, "must be a host name or address without a port; put the port in DB_PORT (%s), got %q", port, v)
+		return fallback
+	}
+	return v
 }
 
 func (r *envReader) duration(name string, fallback time.Duration) time.Duration {
@@ -261,7 +291,7 @@ func (r *envReader) addr(name, fallback string) string {
 // optionalAddr is addr where "off" (or an empty value in the environment
 // over a default) turns the listener off.
 func (r *envReader) optionalAddr(name, fallback string) string {
-	if v := r.getenv(name); v == "off" {
+	if v := r.getenv(name); strings.EqualFold(v, "off") {
 		return ""
 	}
 	return r.addr(name, fallback)

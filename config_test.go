@@ -248,3 +248,43 @@ func TestLoadConfigBootstrapAdmin(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadConfigRefusesAbsurdValues: durations past their bounds and a
+// DB_HOST with a port are refused by name, with the fix; MANAGEMENT_ADDR
+// takes off in any case. Before, each was accepted (or OFF refused
+// without saying why).
+func TestLoadConfigRefusesAbsurdValues(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, value, want string }{
+		{"TOKEN_TTL", "1000000h", "TOKEN_TTL must be a duration from 1m0s to 720h0m0s"},
+		{"TOKEN_TTL", "1s", "TOKEN_TTL must be a duration from 1m0s"},
+		{"IDLE_TIMEOUT", "1ns", "IDLE_TIMEOUT must be a duration from 1s to 1h0m0s"},
+		{"DB_TIMEOUT", "1ns", "DB_TIMEOUT must be a duration from 100ms to 5m0s"},
+		{"DB_HOST", "127.0.0.1:3306", "put the port in DB_PORT (3306)"},
+		{"DB_HOST", "[::1]:3307", "put the port in DB_PORT (3307)"},
+	} {
+		_, err := loadConfig(func(name string) string {
+			if name == c.name {
+				return c.value
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s=%s: %v; want %q", c.name, c.value, err, c.want)
+		}
+	}
+	for _, c := range []struct{ name, value string }{{"DB_HOST", "::1"}, {"DB_HOST", "db.example.com"}, {"MANAGEMENT_ADDR", "OFF"}, {"TOKEN_TTL", "720h"}} {
+		cfg, err := loadConfig(func(name string) string {
+			if name == c.name {
+				return c.value
+			}
+			return ""
+		})
+		if err != nil {
+			t.Errorf("%s=%s: %v", c.name, c.value, err)
+		}
+		if c.name == "MANAGEMENT_ADDR" && cfg.ManagementAddr != "" {
+			t.Errorf("MANAGEMENT_ADDR=OFF left the listener on %q", cfg.ManagementAddr)
+		}
+	}
+}

@@ -20,6 +20,8 @@ type setupTrouble struct {
 var setupHints = map[string]string{
 	reasonAccessDenied: "check DB_USER and DB_PASSWORD and that the account may connect from this host; " +
 		"MariaDB before 11.4 also answers this when it requires TLS (set DB_TLS=true)",
+	reasonDatabaseDenied: "the account may not use DB_NAME, or no database has that name (the server answers both alike): " +
+		"check DB_NAME's spelling, create the database, or grant the account SELECT, INSERT, UPDATE, DELETE on it (docs/deploy.md)",
 	reasonMissingGrant: "the account lacks a privilege: grant it SELECT, INSERT, UPDATE, DELETE on DB_NAME, " +
 		"apply the schema with `usersvc migrate` as a privileged account, and serve with SCHEMA_APPLY=false",
 	reasonTLSRequired:    "the server requires TLS: set DB_TLS=true (and DB_TLS_CA to its CA)",

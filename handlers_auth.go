@@ -137,7 +137,11 @@ func (s *server) security(r *http.Request, event string, attrs ...slog.Attr) {
 	if caller := callerFrom(ctx); caller != nil {
 		attrs = append(attrs, slog.Int64("actor_id", caller.ID))
 	}
-	s.logger.LogAttrs(ctx, slog.LevelWarn, "security", attrs...)
+	level := slog.LevelWarn
+	if strings.HasSuffix(event, ".succeeded") {
+		level = slog.LevelInfo // a record, not a warning: nothing went wrong
+	}
+	s.logger.LogAttrs(ctx, level, "security", attrs...)
 }
 
 // canonicalLogin reports whether login can name a user: a valid username,

@@ -48,7 +48,7 @@ Usage:
   usersvc migrate      apply the schema (schema.sql, idempotent) and exit;
                        run it as an account that may CREATE and ALTER
   usersvc healthcheck  exit 0 when the running service's /health answers 200
-  usersvc version      print the version
+  usersvc version      print the version (also --version)
   usersvc help         print this text (also -h, --help)
 
 Configuration comes from the environment, over a .env file (or the file
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		command = args[1]
 	}
 	switch command { // these need no configuration
-	case "version":
+	case "version", "--version":
 		fmt.Fprintf(stdout, "usersvc %s %s\n", version, runtime.Version())
 		return nil
 	case "help", "-h", "--help":

@@ -55,3 +55,23 @@ func TestBodyBudgetFullIsLoggedAsSuch(t *testing.T) {
 		t.Errorf("logged:\n%s", logs)
 	}
 }
+
+// TestSecurityLogLevels: a failed sign-in is a warning, a successful one
+// a record at info. Before, both were warnings.
+func TestSecurityLogLevels(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	app.newUser("levels")
+	app.do("POST", "/api/v1/auth/token", `{"username":"levels","password":"wrong password"}`, "Authorization", "")
+	for _, line := range strings.Split(app.logs.String(), "\n") {
+		switch {
+		case strings.Contains(line, `"event":"login.succeeded"`) && !strings.Contains(line, `"level":"INFO"`):
+			t.Errorf("a successful sign-in not at info: %s", line)
+		case strings.Contains(line, `"event":"login.failed"`) && !strings.Contains(line, `"level":"WARN"`):
+			t.Errorf("a failed sign-in not a warning: %s", line)
+		}
+	}
+	if !strings.Contains(app.logs.String(), `"event":"login.succeeded"`) || !strings.Contains(app.logs.String(), `"event":"login.failed"`) {
+		t.Errorf("the sign-ins were not logged:\n%s", app.logs)
+	}
+}

@@ -129,6 +129,19 @@ func TestRunHelp(t *testing.T) {
 	}
 }
 
+// TestRunVersion: version and --version print the version, and need no
+// configuration. Before, --version was an unknown command.
+func TestRunVersion(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"version", "--version"} {
+		var out bytes.Buffer
+		env := mapEnv(map[string]string{"ENV_FILE": "/nonexistent/.env", "DB_PORT": "bad"})
+		if err := run(context.Background(), []string{"usersvc", arg}, env, &out); err != nil || !strings.HasPrefix(out.String(), "usersvc "+version+" go") {
+			t.Errorf("%s: %q, %v", arg, out.String(), err)
+		}
+	}
+}
+
 func TestRunNamedEnvFileMustExist(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
@@ -152,6 +165,12 @@ func newDBUser(t *testing.T, db, grants string) (string, string) {
 	t.Helper()
 	admin, _ := testServer(t)
 	user, password := "usersvc_t_"+randomHex(4), "pw-"+randomHex(8)
+	// Registered first: a test that fails at the GRANT leaves no user.
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP USER IF EXISTS '" + user + "'@'%'"); err != nil {
+			t.Errorf("drop user %s: %v", user, err)
+		}
+	})
 	for _, stmt := range []string{
 		"CREATE USER '" + user + "'@'%' IDENTIFIED BY '" + password + "'",
 		"GRANT " + grants + " ON " + db + ".* TO '" + user + "'@'%'",
@@ -160,11 +179,6 @@ func newDBUser(t *testing.T, db, grants string) (string, string) {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP USER IF EXISTS '" + user + "'@'%'"); err != nil {
-			t.Errorf("drop user %s: %v", user, err)
-		}
-	})
 	return user, password
 }
 

@@ -25,6 +25,7 @@ const (
 // /health and /health/ready answer them in their "database" member.
 const (
 	reasonAccessDenied   = "access denied"
+	reasonDatabaseDenied = "no access to database"
 	reasonMissingGrant   = "missing grant"
 	reasonTLSRequired    = "tls required"
 	reasonTLS            = "tls"
@@ -37,15 +38,15 @@ const (
 // its grants, the transport or the schema are not as the service needs.
 // Each is a DatabaseSetupError, answered 503 and logged once.
 var setupErrors = map[uint16]string{
-	1044: reasonAccessDenied,  // no rights at all on the database
-	1045: reasonAccessDenied,  // wrong user or password; MariaDB before 11.4 also sends it under require_secure_transport
-	1698: reasonAccessDenied,  // MariaDB: the account authenticates another way (unix_socket)
-	1142: reasonMissingGrant,  // a statement denied on a table (CREATE by a DML-only user)
-	1143: reasonMissingGrant,  // a column denied
-	1227: reasonMissingGrant,  // a statement needs a privilege the account lacks
-	3159: reasonTLSRequired,   // require_secure_transport: MySQL, and MariaDB from 11.4 (SQLSTATE 08004 there)
-	1049: reasonUnknownDB,     // DB_NAME does not exist
-	1146: reasonSchemaMissing, // a table does not exist: migrate has not run
+	1044: reasonDatabaseDenied, // no rights on DB_NAME, or (the same answer) no such database
+	1045: reasonAccessDenied,   // wrong user or password; MariaDB before 11.4 also sends it under require_secure_transport
+	1698: reasonAccessDenied,   // MariaDB: the account authenticates another way (unix_socket)
+	1142: reasonMissingGrant,   // a statement denied on a table (CREATE by a DML-only user)
+	1143: reasonMissingGrant,   // a column denied
+	1227: reasonMissingGrant,   // a statement needs a privilege the account lacks
+	3159: reasonTLSRequired,    // require_secure_transport: MySQL, and MariaDB from 11.4 (SQLSTATE 08004 there)
+	1049: reasonUnknownDB,      // DB_NAME does not exist
+	1146: reasonSchemaMissing,  // a table does not exist: migrate has not run
 }
 
 // busyErrors are server errors that mean "try again later": the server is

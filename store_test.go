@@ -89,7 +89,7 @@ func TestDBErrorClassification(t *testing.T) {
 		{"cancelled", context.Canceled, busy, ""},
 		{"connection done", sql.ErrConnDone, busy, ""},
 
-		{"1044 no rights on the database", num(1044), setup, reasonAccessDenied},
+		{"1044 no rights on the database", num(1044), setup, reasonDatabaseDenied},
 		{"1045 access denied", num(1045), setup, reasonAccessDenied},
 		{"1698 access denied (unix_socket account)", num(1698), setup, reasonAccessDenied},
 		{"1142 table command denied", num(1142), setup, reasonMissingGrant},
