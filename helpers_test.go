@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,49 +25,116 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// defaultTestDSN is the server-level DSN the tests use when TEST_DB_DSN is
-// unset: the local MariaDB or MySQL as root without a password.
-const defaultTestDSN = "root@tcp(127.0.0.1:3306)/"
+// defaultTestDSNs are the server-level DSNs the tests try, in order, when
+// TEST_DB_DSN is unset: the local MariaDB or MySQL as root without a
+// password over TCP, then over the socket (a stock MariaDB lets root in
+// only there, as the operating system's root).
+var defaultTestDSNs = []string{"root@tcp(127.0.0.1:3306)/", "root@unix(/run/mysqld/mysqld.sock)/"}
 
 // testTimeout bounds each database call of the service in tests.
 const testTimeout = 3 * time.Second
+
+// noDatabaseOptOut is the variable that lets the database tests be
+// skipped, when set to 1, where no server can be reached (as -short
+// does); without it such a run fails.
+const noDatabaseOptOut = "USERSVC_TEST_NO_DB"
 
 var (
 	adminOnce sync.Once
 	adminDB   *sql.DB
 	adminCfg  *mysql.Config
 	adminErr  error
+
+	// skippedForNoDatabase counts the tests skipped for want of a server,
+	// reported at the end of the run (TestMain).
+	skippedForNoDatabase atomic.Int64
 )
 
-// testServer connects once to the server named by TEST_DB_DSN, for
-// creating and dropping the tests' databases. When no server answers, the
-// test is skipped, or fails under CI=true.
+// TestMain runs the tests and says how many were skipped for want of a
+// database server: a run never looks whole when it was not.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if n := skippedForNoDatabase.Load(); n > 0 {
+		fmt.Fprintf(os.Stderr, "usersvc: %d database tests SKIPPED (%s=1 or -short): %v\n", n, noDatabaseOptOut, adminErr)
+	}
+	os.Exit(code)
+}
+
+// testServer connects once to the server named by TEST_DB_DSN (or the
+// first of defaultTestDSNs that answers), for creating and dropping the
+// tests' databases. When none answers, the test fails, saying what the
+// server answered and how to fix it, unless the run opted out of the
+// database tests (-short, or USERSVC_TEST_NO_DB=1): then it is skipped,
+// and counted.
 func testServer(t testing.TB) (*sql.DB, *mysql.Config) {
 	t.Helper()
 	adminOnce.Do(func() {
-		dsn := os.Getenv("TEST_DB_DSN")
-		if dsn == "" {
-			dsn = defaultTestDSN
+		dsns := defaultTestDSNs
+		if dsn := os.Getenv("TEST_DB_DSN"); dsn != "" {
+			dsns = []string{dsn}
 		}
-		adminCfg, adminErr = mysql.ParseDSN(dsn)
-		if adminErr != nil {
-			return
+		for _, dsn := range dsns {
+			if adminDB, adminCfg, adminErr = connectTestServer(dsn); adminErr == nil {
+				return
+			}
 		}
-		adminCfg.DBName = ""
-		applySessionSettings(adminCfg, testTimeout)
-		adminDB, adminErr = openDB(adminCfg, testConfig().dbSettings())
-		if adminErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		adminErr = adminDB.PingContext(ctx)
 	})
 	if adminErr != nil {
-		skipUnlessCI(t, "no MySQL/MariaDB server for the database tests: "+adminErr.Error()+
-			"; start one, or set TEST_DB_DSN to a server-level DSN such as user:password@tcp(127.0.0.1:3306)/")
+		msg := "no MySQL/MariaDB server for the database tests: " + adminErr.Error() + "\n" + testServerFix
+		if os.Getenv("CI") != "true" && (testing.Short() || os.Getenv(noDatabaseOptOut) == "1") {
+			skippedForNoDatabase.Add(1)
+			t.Skip(msg)
+		}
+		t.Fatal(msg)
 	}
 	return adminDB, adminCfg
+}
+
+// connectTestServer opens and pings a pool on the server-level dsn.
+func connectTestServer(dsn string) (*sql.DB, *mysql.Config, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TEST_DB_DSN %q: %w", dsn, err)
+	}
+	cfg.DBName = ""
+	applySessionSettings(cfg, testTimeout)
+	db, err := openDB(cfg, testConfig().dbSettings())
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("%s (%s): %w", redactDSN(cfg), reasonOf(err), err)
+	}
+	return db, cfg, nil
+}
+
+// reasonOf names what a server's refusal means: access denied, or no
+// server at all.
+func reasonOf(err error) string {
+	if myErr, ok := errors.AsType[*mysql.MySQLError](err); ok {
+		if reason, ok := setupErrors[myErr.Number]; ok {
+			return "the server answered: " + reason
+		}
+		return fmt.Sprintf("the server answered with error %d", myErr.Number)
+	}
+	return "unreachable"
+}
+
+// testServerFix says what to do about a test server that did not answer.
+const testServerFix = "Fix: set TEST_DB_DSN to a server-level DSN (no database name) of an account with the rights docs/testing.md lists, " +
+	"such as TEST_DB_DSN='usersvc_test:password@tcp(127.0.0.1:3306)/'; or start MariaDB or MySQL; " +
+	"or skip the database tests on purpose with -short or " + noDatabaseOptOut + "=1."
+
+// redactDSN is cfg as a DSN without its password, for messages.
+func redactDSN(cfg *mysql.Config) string {
+	c := cfg.Clone()
+	if c.Passwd != "" {
+		c.Passwd = "xxx"
+	}
+	return c.Net + "(" + c.Addr + ") as " + c.User
 }
 
 // skipUnlessCI skips the test for want of what msg names, or fails it
