@@ -269,6 +269,9 @@ func prepareDatabase(ctx context.Context, store *Store, passwords *passwordHashe
 			st.adminDone.Store(true)
 			return
 		}
+		if ctx.Err() != nil {
+			return // serving ended (a port in use, a signal): not the database's doing
+		}
 		if !store.ReportSetupTrouble(ctx, logger, err) {
 			logger.Warn("database not ready; retrying", "error", err, "retry_in", delay.String())
 		}

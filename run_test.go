@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -126,6 +127,33 @@ func TestRunHelp(t *testing.T) {
 				t.Errorf("%s: the usage does not list %s:\n%s", arg, command, out.String())
 			}
 		}
+	}
+}
+
+// TestRunPortInUse: a listen address already taken ends the run with an
+// error naming it, and no warning blames the database (before, the
+// start-up work, cancelled with serving, logged "database not ready ...
+// context canceled").
+func TestRunPortInUse(t *testing.T) {
+	t.Parallel()
+	_, serverCfg := testServer(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	proxy := startFaultProxy(t, serverCfg.Addr)
+	proxy.setBlackhole(true) // start-up work is still waiting on the database when serving fails
+	host, port := splitAddr(t, proxy.addr())
+	env := mapEnv(map[string]string{"HTTP_ADDR": taken.Addr().String(), "MANAGEMENT_ADDR": "off", "DB_HOST": host, "DB_PORT": port,
+		"DB_USER": serverCfg.User, "DB_PASSWORD": serverCfg.Passwd, "ENV_FILE": emptyEnvFile(t)})
+	stdout := &syncBuffer{}
+	err = run(context.Background(), []string{"usersvc"}, env, stdout)
+	if err == nil || !strings.Contains(err.Error(), taken.Addr().String()) {
+		t.Errorf("run with its port taken: %v", err)
+	}
+	if strings.Contains(stdout.String(), "database not ready") {
+		t.Errorf("the database was blamed for a port in use:\n%s", stdout)
 	}
 }
 

@@ -98,6 +98,9 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	case s.schemaLock <- struct{}{}:
 		defer func() { <-s.schemaLock }()
 	case <-ctx.Done():
+		if !s.applySchema {
+			return dbError("check schema", ctx.Err()) // SCHEMA_APPLY=false applies nothing
+		}
 		return dbError("apply schema", ctx.Err())
 	}
 	if s.schemaApplied.Load() {

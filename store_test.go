@@ -266,3 +266,19 @@ func wantOneCollation(t *testing.T, db *sql.DB) {
 		}
 	}
 }
+
+// TestEnsureSchemaNamesWhatItDoes: with SCHEMA_APPLY=false a timeout
+// while waiting for the schema is logged as checking it, not applying it
+// (as it was).
+func TestEnsureSchemaNamesWhatItDoes(t *testing.T) {
+	t.Parallel()
+	store := NewStore(nil, time.Second)
+	store.applySchema = false
+	store.schemaLock <- struct{}{} // another call holds the lock
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := store.EnsureSchema(ctx)
+	if err == nil || !strings.HasPrefix(err.Error(), "check schema") {
+		t.Errorf("EnsureSchema with SCHEMA_APPLY=false, cancelled: %v; want it to name check schema", err)
+	}
+}
