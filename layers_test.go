@@ -60,6 +60,8 @@ var fileLayers = map[string]int{
 	"apidoc.go":          layerEdge,
 	"auth.go":            layerEdge,
 	"config.go":          layerEdge,
+	"config_env.go":      layerEdge,
+	"dotenv.go":          layerEdge,
 	"cors.go":            layerEdge,
 	"etag.go":            layerEdge,
 	"events_workers.go":  layerEdge,
