@@ -177,8 +177,8 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 	}
 	numbered := 0
 	err = s.Retry(ctx, func() error {
-		return s.sequencerRound(ctx, func(ctx context.Context, tx *sql.Conn) error {
-			n, err := numberPending(ctx, tx)
+		return s.sequencerRound(ctx, func(ctx context.Context, conn *sql.Conn) error {
+			n, err := numberPending(ctx, conn)
 			numbered = n
 			return err
 		})

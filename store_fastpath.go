@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -80,15 +81,16 @@ var errUnchanged = errors.New("the changes change nothing")
 func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRef, rule access, changes UserChanges, actor Actor) (User, error) {
 	var updated User
 	err := s.fastTx(ctx, tokenHash, ref, func(lock fastLock) (fastWrite, error) {
-		caller, cur := lock.caller, lock.user
+		caller, cur, locked := lock.caller, lock.user, lockedOf(lock.user, lock.hash)
+		if err := rule.permits(caller, cur.ID); err != nil {
+			return fastWrite{}, err
+		}
 		switch {
-		case rule.permits(caller, cur.ID) != nil:
-			return fastWrite{}, rule.permits(caller, cur.ID)
 		case !changes.IfVersion.allows(cur.Version):
 			return fastWrite{}, ErrPreconditionFailed
 		case caller.ID == cur.ID && changes.Email != nil && *changes.Email != cur.Email:
 			return fastWrite{}, errSlowPath // its owner must send the current password
-		case changes.effective(lockedOf(cur, lock.hash)).none():
+		case changes.effective(locked).none():
 			updated = cur
 			if changes.Key == nil {
 				return fastWrite{}, errUnchanged
@@ -96,7 +98,7 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 			return fastWrite{}.recording(changes.Key, userAnswer(&updated)), nil // the answer, and nothing else
 		}
 		actor.Type, actor.ID = ActorUser, caller.ID
-		events := updateEvents(cur.ID, lockedOf(cur, lock.hash), changes)
+		events := updateEvents(cur.ID, locked, changes)
 		set, args := changes.assignments()
 		args = append(args, lock.now, cur.ID)
 		eventsSQL, eventArgs := insertEventsSQL(actor, lock.now, events...)
@@ -118,11 +120,10 @@ func (s *Store) DeleteUserFast(ctx context.Context, tokenHash []byte, id int64, 
 	return s.Retry(ctx, func() error {
 		return s.fastTx(ctx, tokenHash, userRef{id: id}, func(lock fastLock) (fastWrite, error) {
 			caller, cur := lock.caller, lock.user
+			if err := cmp.Or(rule.permits(caller, cur.ID), mayDelete(caller, cur.ID)); err != nil {
+				return fastWrite{}, err
+			}
 			switch {
-			case rule.permits(caller, cur.ID) != nil:
-				return fastWrite{}, rule.permits(caller, cur.ID)
-			case mayDelete(caller, cur.ID) != nil:
-				return fastWrite{}, mayDelete(caller, cur.ID)
 			case !ifVersion.allows(cur.Version):
 				return fastWrite{}, ErrPreconditionFailed
 			case cur.Role == RoleAdmin && cur.IsActive:

@@ -125,6 +125,16 @@ func completeIdempotencyKey(ctx context.Context, db execer, key IdempotencyKey, 
 	return nil
 }
 
+// recordAnswer records answer under key in the write's transaction tx,
+// when the request came with a key (completeIdempotencyKey); without one
+// it does nothing.
+func recordAnswer(ctx context.Context, tx execer, key *IdempotencyKey, answer RecordedAnswer) error {
+	if key == nil {
+		return nil
+	}
+	return completeIdempotencyKey(ctx, tx, *key, answer)
+}
+
 // completeKeySQL records an answer under a key whose claim the request
 // still holds (ClientFoundRows: one row matched, or none when the claim
 // was lost). Its arguments are completeKeyArgs.

@@ -53,10 +53,7 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, a
 		if updated, err = getUser(ctx, tx, id); err != nil {
 			return writeReceipt{}, err
 		}
-		if changes.Key != nil {
-			err = completeIdempotencyKey(ctx, tx, *changes.Key, userAnswer(&updated))
-		}
-		return receipt, err
+		return receipt, recordAnswer(ctx, tx, changes.Key, userAnswer(&updated))
 	})
 	if err != nil {
 		return User{}, UserChanges{}, err
@@ -227,10 +224,8 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch
 		if err := insertEvents(ctx, tx, actor, cur.lockedAt, newEvent{Type: EventUserDeleted, UserID: id}); err != nil {
 			return writeReceipt{}, err
 		}
-		if key != nil {
-			if err := completeIdempotencyKey(ctx, tx, *key, deletedAnswer()); err != nil {
-				return writeReceipt{}, err
-			}
+		if err := recordAnswer(ctx, tx, key, deletedAnswer()); err != nil {
+			return writeReceipt{}, err
 		}
 		return receiptOf(actor, id, cur.lockedAt), s.addToUserCount(ctx, tx, -1)
 	})

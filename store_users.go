@@ -96,10 +96,8 @@ func (s *Store) CreateUser(ctx context.Context, u NewUser, actor Actor, key *Ide
 		if created, err = getUser(ctx, tx, id); err != nil {
 			return writeReceipt{}, err
 		}
-		if key != nil {
-			if err := completeIdempotencyKey(ctx, tx, *key, createdAnswer(&created)); err != nil {
-				return writeReceipt{}, err
-			}
+		if err := recordAnswer(ctx, tx, key, createdAnswer(&created)); err != nil {
+			return writeReceipt{}, err
 		}
 		// Any event of the new id is this create's (a zero time).
 		return writeReceipt{userID: id, requestID: cut(actor.RequestID, eventRequestIDMax)}, nil
