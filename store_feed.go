@@ -64,7 +64,8 @@ func listEventsSQL(q eventQuery) (string, []any) {
 		after = *q.After
 	}
 	filters, filterArgs := eventFilters(q)
-	query := "SELECT " + strconv.Itoa(partSequencer) + ", pruned_through, last_seq" + strings.Repeat(", NULL", 9) +
+	eventNulls := strings.Repeat(", NULL", strings.Count(eventColumns, ",")+1) // the sequencer's row has no event
+	query := "SELECT " + strconv.Itoa(partSequencer) + ", pruned_through, last_seq" + eventNulls +
 		" FROM event_sequencer WHERE id = 1" +
 		" UNION ALL (SELECT " + strconv.Itoa(partNumbered) + ", NULL, NULL, " + eventColumns + " FROM user_events" +
 		where(append([]string{"seq > ?"}, filters...)) + " ORDER BY seq LIMIT ?)"
