@@ -288,3 +288,26 @@ func TestLoadConfigRefusesAbsurdValues(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigurationDocNamesEveryVariable: docs/configuration.md names every
+// variable loadConfig reads, so the one full list cannot fall behind the
+// code.
+func TestConfigurationDocNamesEveryVariable(t *testing.T) {
+	doc, err := os.ReadFile("docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := map[string]bool{"ENV_FILE": true} // read by run, before loadConfig
+	loadConfig(func(name string) string {
+		asked[name] = true
+		return ""
+	})
+	if len(asked) < 20 {
+		t.Fatalf("loadConfig read only %d variables; the recorder is broken", len(asked))
+	}
+	for name := range asked {
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/configuration.md does not name %s", name)
+		}
+	}
+}
