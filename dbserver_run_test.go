@@ -32,7 +32,9 @@ func startRunServer(answer error) (*sql.DB, *mysql.Config, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w; and no private server instead: %v", answer, err)
 	}
-	s, err := launchPrivateMariaDB(progs, privateServerOptions{})
+	// The stock buffer pool, not the TLS servers' 32 MB: every database
+	// test of the run uses this one.
+	s, err := launchPrivateMariaDB(progs, privateServerOptions{ExtraArgs: []string{"--innodb-buffer-pool-size=128M"}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w; and a private MariaDB server did not start: %v", answer, err)
 	}
