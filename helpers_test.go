@@ -50,38 +50,36 @@ var (
 	skippedForNoDatabase atomic.Int64
 )
 
-// TestMain runs the tests and says how many were skipped for want of a
-// database server: a run never looks whole when it was not.
+// TestMain runs the tests, says how many were skipped for want of a
+// database server (a run never looks whole when it was not), and stops
+// the private server the run started, if any. A run that cannot remove
+// it fails.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if n := skippedForNoDatabase.Load(); n > 0 {
 		fmt.Fprintf(os.Stderr, "usersvc: %d database tests SKIPPED (%s=1 or -short): %v\n", n, noDatabaseOptOut, adminErr)
 	}
+	if adminDB != nil {
+		adminDB.Close()
+	}
+	if err := stopRunServer(); err != nil {
+		fmt.Fprintf(os.Stderr, "usersvc: %v\n", err)
+		code = max(code, 1)
+	}
 	os.Exit(code)
 }
 
-// testServer connects once to the server named by TEST_DB_DSN (or the
-// first of defaultTestDSNs that answers), for creating and dropping the
-// tests' databases. When none answers, the test fails, saying what the
-// server answered and how to fix it, unless the run opted out of the
-// database tests (-short, or USERSVC_TEST_NO_DB=1): then it is skipped,
-// and counted.
+// testServer connects once to the server the database tests use, for
+// creating and dropping their databases (openTestServer). When there is
+// none, the test fails, saying what the server answered and how to fix
+// it, unless the run opted out of the database tests (-short, or
+// USERSVC_TEST_NO_DB=1): then it is skipped, and counted.
 func testServer(t testing.TB) (*sql.DB, *mysql.Config) {
 	t.Helper()
-	adminOnce.Do(func() {
-		dsns := defaultTestDSNs
-		if dsn := os.Getenv("TEST_DB_DSN"); dsn != "" {
-			dsns = []string{dsn}
-		}
-		for _, dsn := range dsns {
-			if adminDB, adminCfg, adminErr = connectTestServer(dsn); adminErr == nil {
-				return
-			}
-		}
-	})
+	adminOnce.Do(func() { adminDB, adminCfg, adminErr = openTestServer() })
 	if adminErr != nil {
-		msg := "no MySQL/MariaDB server for the database tests: " + adminErr.Error() + "\n" + testServerFix
-		if os.Getenv("CI") != "true" && (testing.Short() || os.Getenv(noDatabaseOptOut) == "1") {
+		msg := "no server the database tests can use: " + adminErr.Error() + "\n" + testServerFix
+		if optedOutOfDatabase() {
 			skippedForNoDatabase.Add(1)
 			t.Skip(msg)
 		}
@@ -90,12 +88,50 @@ func testServer(t testing.TB) (*sql.DB, *mysql.Config) {
 	return adminDB, adminCfg
 }
 
+// optedOutOfDatabase reports whether the run skips the database tests
+// when no server answers: on -short or USERSVC_TEST_NO_DB=1, never under
+// CI=true.
+func optedOutOfDatabase() bool {
+	return os.Getenv("CI") != "true" && (testing.Short() || os.Getenv(noDatabaseOptOut) == "1")
+}
+
+// openTestServer connects to the server named by TEST_DB_DSN, or to the
+// first of defaultTestDSNs that answers. When none does, it starts a
+// private MariaDB server for the run (startRunServer), unless the run
+// opted out of the database tests or runs under CI=true, which tests the
+// server it names.
+func openTestServer() (*sql.DB, *mysql.Config, error) {
+	dsns := defaultTestDSNs
+	if dsn := os.Getenv("TEST_DB_DSN"); dsn != "" {
+		dsns = []string{dsn}
+	}
+	var answers []string
+	for _, dsn := range dsns {
+		db, cfg, err := connectTestServer(dsn)
+		if err == nil {
+			return db, cfg, nil
+		}
+		answers = append(answers, err.Error())
+	}
+	answer := errors.New(strings.Join(answers, "; "))
+	if optedOutOfDatabase() || os.Getenv("CI") == "true" {
+		return nil, nil, answer
+	}
+	return startRunServer(answer)
+}
+
 // connectTestServer opens and pings a pool on the server-level dsn.
 func connectTestServer(dsn string) (*sql.DB, *mysql.Config, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, nil, fmt.Errorf("TEST_DB_DSN %q: %w", dsn, err)
 	}
+	return connectTestConfig(cfg)
+}
+
+// connectTestConfig opens and pings a pool on the server of cfg, with no
+// database selected.
+func connectTestConfig(cfg *mysql.Config) (*sql.DB, *mysql.Config, error) {
 	cfg.DBName = ""
 	applySessionSettings(cfg, testTimeout)
 	db, err := openDB(cfg, testConfig().dbSettings())
@@ -126,6 +162,7 @@ func reasonOf(err error) string {
 // testServerFix says what to do about a test server that did not answer.
 const testServerFix = "Fix: set TEST_DB_DSN to a server-level DSN (no database name) of an account with the rights docs/testing.md lists, " +
 	"such as TEST_DB_DSN='usersvc_test:password@tcp(127.0.0.1:3306)/'; or start MariaDB or MySQL; " +
+	"or install MariaDB's server (mariadbd, mariadb-install-db), and the tests start a private one for the run (not under CI=true); " +
 	"or skip the database tests on purpose with -short or " + noDatabaseOptOut + "=1."
 
 // redactDSN is cfg as a DSN without its password, for messages.
