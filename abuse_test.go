@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -296,49 +295,6 @@ func TestBodyBudget(t *testing.T) {
 	if got := problemFor(ErrBodiesBusy); got.Status != http.StatusServiceUnavailable || got.Header.Get("Retry-After") == "" {
 		t.Errorf("busy bodies: %+v", got)
 	}
-}
-
-// TestConnectionCap: past MAX_CONNECTIONS, a connection waits until one
-// closes.
-func TestConnectionCap(t *testing.T) {
-	t.Parallel()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := limitListener(inner, 2)
-	defer l.Close()
-	accepted := make(chan net.Conn, 3)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	for range 3 {
-		c, err := net.Dial("tcp", inner.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-	}
-	first, second := <-accepted, <-accepted
-	select {
-	case <-accepted:
-		t.Fatal("a third connection was accepted with two open")
-	case <-time.After(50 * time.Millisecond):
-	}
-	first.Close()
-	select {
-	case third := <-accepted:
-		third.Close()
-	case <-time.After(2 * time.Second):
-		t.Fatal("the third connection was not accepted after one closed")
-	}
-	second.Close()
 }
 
 // TestStartupWindow: until the bootstrap admin exists, the health checks

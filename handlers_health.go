@@ -67,10 +67,16 @@ func (s *server) handleLive(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReady answers whether requests can be served: the database
-// answers within a second and the schema is in place. A failing readiness
-// probe takes the replica out of the load balancer until it recovers.
+// answers within a second, the schema is in place, and the public
+// listener has had a free connection slot within connectionsFullFor. A
+// failing readiness probe takes the replica out of the load balancer
+// until it recovers.
 func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
-	if err := s.checkReady(r); err != nil {
+	err := s.checkReady(r)
+	if err == nil && s.connections != nil && s.connections.fullFor() >= connectionsFullFor {
+		err = &DatabaseDownError{Reason: "connections full", Err: ErrConnectionsFull}
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
