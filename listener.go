@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -49,6 +50,8 @@ type connTable struct {
 	clients   map[string]map[*trackedConn]struct{}
 	fullSince time.Time     // since when open == max with none quiet; zero: a slot is free
 	changed   chan struct{} // closed (and replaced) when a slot may have come free
+	closed    int64         // quiet connections closed for a newcomer
+	refused   int64         // newcomers refused at their client's cap
 }
 
 // newConnTable is a table of at most max connections, perClient of one
@@ -94,6 +97,7 @@ func (t *connTable) admit(c *trackedConn) (victim *trackedConn, v verdict, chang
 	switch own := t.clients[c.key]; {
 	case !c.exempt && len(own) >= t.perClient:
 		if victim = oldestQuiet(own); victim == nil {
+			t.refused++
 			return nil, refused, nil
 		}
 	case t.open >= t.max:
@@ -103,6 +107,7 @@ func (t *connTable) admit(c *trackedConn) (victim *trackedConn, v verdict, chang
 	}
 	if victim != nil {
 		t.remove(victim)
+		t.closed++
 	}
 	own := t.clients[c.key]
 	if own == nil {
@@ -214,6 +219,23 @@ func (t *connTable) fullFor() time.Duration {
 		return 0
 	}
 	return t.now().Sub(t.fullSince)
+}
+
+// writeMetrics writes the table's figures in the text exposition format.
+func (t *connTable) writeMetrics(w io.Writer) error {
+	t.mu.Lock()
+	open, quiet, closed, refused := t.open, t.quiet, t.closed, t.refused
+	t.mu.Unlock()
+	bw := bufio.NewWriter(w)
+	e := &expositionWriter{w: bw}
+	e.gauge("usersvc_connections_open", "Connections open on the public listener.", float64(open))
+	e.gauge("usersvc_connections_idle", "Connections of the public listener idle, or new with nothing received yet.", float64(quiet))
+	e.counter("usersvc_connections_closed_for_newcomers_total", "Idle connections closed to give their slot to a newcomer.", float64(closed))
+	e.counter("usersvc_connections_refused_total", "New connections refused (429) because their client was at MAX_CONNECTIONS_PER_CLIENT, all busy.", float64(refused))
+	if e.err != nil {
+		return e.err
+	}
+	return bw.Flush()
 }
 
 // connState follows the public server's connections (http.Server's

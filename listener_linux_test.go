@@ -100,9 +100,9 @@ func raiseFileLimit(t *testing.T, n uint64) {
 
 // holdIdle opens n keep-alive connections to addr, spread over the
 // source addresses from, sends one GET /health on each and keeps them
-// open, idle. It returns how many got an answer; the connections close
-// with the test.
-func holdIdle(t *testing.T, addr string, n int, from []string) (answered int) {
+// open, idle. It returns how many got an answer, and the connections,
+// which close with the test.
+func holdIdle(t *testing.T, addr string, n int, from []string) (answered int, held []net.Conn) {
 	t.Helper()
 	var (
 		mu    sync.Mutex
@@ -143,7 +143,7 @@ func holdIdle(t *testing.T, addr string, n int, from []string) (answered int) {
 	}
 	close(jobs)
 	wg.Wait()
-	return answered
+	return answered, conns
 }
 
 // answerOnce sends GET /health on c and reads the whole answer.
@@ -189,7 +189,7 @@ func newcomerLatencies(t *testing.T, addr string, n int, limit time.Duration) []
 func TestIdleConnectionFlood(t *testing.T) {
 	const attack = 1100
 	raiseFileLimit(t, 4*attack+1024)
-	addr, _ := startService(t, nil)
+	addr, managementAddr := startService(t, nil)
 	calm := newcomerLatencies(t, addr, 20, time.Second)
 	t.Logf("newcomer with no attack: median %v, max %v", calm[len(calm)/2], calm[len(calm)-1])
 
@@ -197,14 +197,68 @@ func TestIdleConnectionFlood(t *testing.T) {
 	for i := range ten {
 		ten[i] = fmt.Sprintf("127.0.77.%d", i+1)
 	}
-	for _, from := range [][]string{{"127.0.77.1"}, ten} {
-		t.Run(fmt.Sprintf("from %d addresses", len(from)), func(t *testing.T) {
-			answered := holdIdle(t, addr, attack, from)
+	for _, from := range [][]string{{"127.0.77.1"}, ten} { // in this order: see closed below
+		t.Run(fmt.Sprintf("from %d address(es)", len(from)), func(t *testing.T) {
+			answered, held := holdIdle(t, addr, attack, from)
+			// The attacker keeps its sockets up, one request on each in
+			// turn, while the newcomers come.
+			stop := make(chan struct{})
+			var refreshing sync.WaitGroup
+			refreshing.Go(func() { keepUp(held, stop) })
 			took := newcomerLatencies(t, addr, 20, time.Second)
+			close(stop)
+			refreshing.Wait()
 			t.Logf("%d idle connections from %d addresses (%d answered): newcomer median %v, max %v",
 				attack, len(from), answered, took[len(took)/2], took[len(took)-1])
+			if len(from) > 1 {
+				return
+			}
+			// The first attack: every connection past the per-client cap
+			// took the slot of one of the attacker's own.
+			closed := connectionMetric(t, managementAddr, "usersvc_connections_closed_for_newcomers_total")
+			if closed < attack-defaultMaxConnectionsPerClient {
+				t.Errorf("%v idle connections closed for newcomers; want at least %d, the attack past the per-client cap",
+					closed, attack-defaultMaxConnectionsPerClient)
+			}
 		})
 	}
+}
+
+// keepUp sends one request on each connection in turn, about 35 a second
+// as in the issue, until stop is closed.
+func keepUp(conns []net.Conn, stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second / 35)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		c := conns[i%len(conns)]
+		c.SetDeadline(time.Now().Add(time.Second))
+		answerOnce(c) // the server may have closed it: that is the point
+		c.SetDeadline(time.Time{})
+	}
+}
+
+// connectionMetric is the value of a metric of the management listener.
+func connectionMetric(t *testing.T, managementAddr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + managementAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	_, samples := parseExposition(t, string(text))
+	for _, s := range samples {
+		if s.name == name {
+			return s.value
+		}
+	}
+	t.Fatalf("no %s in /metrics", name)
+	return 0
 }
 
 // TestReadinessWhenConnectionsFull: /health/ready answers 503 "connections
