@@ -49,7 +49,7 @@ type connTable struct {
 	quiet     int
 	clients   map[string]map[*trackedConn]struct{}
 	fullSince time.Time     // since when open == max with none quiet; zero: a slot is free
-	changed   chan struct{} // closed (and replaced) when a slot may have come free
+	changed   chan struct{} // closed when a slot may have come free; nil: nobody waits
 	closed    int64         // quiet connections closed for a newcomer
 	refused   int64         // newcomers refused at their client's cap
 }
@@ -58,7 +58,7 @@ type connTable struct {
 // client; the connections of proxies are held to max only.
 func newConnTable(max, perClient int, proxies trustedProxies) *connTable {
 	return &connTable{max: max, perClient: perClient, proxies: proxies, now: time.Now,
-		clients: map[string]map[*trackedConn]struct{}{}, changed: make(chan struct{})}
+		clients: map[string]map[*trackedConn]struct{}{}}
 }
 
 // trackedConn is a connection of the table; it leaves the table when
@@ -102,6 +102,9 @@ func (t *connTable) admit(c *trackedConn) (victim *trackedConn, v verdict, chang
 		}
 	case t.open >= t.max:
 		if victim = t.quietOfBusiest(); victim == nil {
+			if t.changed == nil {
+				t.changed = make(chan struct{})
+			}
 			return nil, waiting, t.changed
 		}
 	}
@@ -109,6 +112,12 @@ func (t *connTable) admit(c *trackedConn) (victim *trackedConn, v verdict, chang
 		t.remove(victim)
 		t.closed++
 	}
+	t.add(c)
+	return victim, admitted, nil
+}
+
+// add puts c in the table, quiet; t.mu is held.
+func (t *connTable) add(c *trackedConn) {
 	own := t.clients[c.key]
 	if own == nil {
 		own = map[*trackedConn]struct{}{}
@@ -119,7 +128,6 @@ func (t *connTable) admit(c *trackedConn) (victim *trackedConn, v verdict, chang
 	c.quiet.Store(true)
 	c.since = t.now()
 	t.quiet++
-	return victim, admitted, nil
 }
 
 // quietOfBusiest is the longest quiet connection of the client holding
@@ -194,10 +202,13 @@ func (t *connTable) setQuiet(c *trackedConn, quiet bool) {
 	t.noteFull()
 }
 
-// wake tells the newcomers waiting that a slot may be free; t.mu is held.
+// wake tells a newcomer waiting, if any, that a slot may be free; t.mu
+// is held.
 func (t *connTable) wake() {
-	close(t.changed)
-	t.changed = make(chan struct{})
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
+	}
 }
 
 // noteFull records since when no slot is free; t.mu is held.
