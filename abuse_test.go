@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -298,49 +297,6 @@ func TestBodyBudget(t *testing.T) {
 	}
 }
 
-// TestConnectionCap: past MAX_CONNECTIONS, a connection waits until one
-// closes.
-func TestConnectionCap(t *testing.T) {
-	t.Parallel()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := limitListener(inner, 2)
-	defer l.Close()
-	accepted := make(chan net.Conn, 3)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	for range 3 {
-		c, err := net.Dial("tcp", inner.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-	}
-	first, second := <-accepted, <-accepted
-	select {
-	case <-accepted:
-		t.Fatal("a third connection was accepted with two open")
-	case <-time.After(50 * time.Millisecond):
-	}
-	first.Close()
-	select {
-	case third := <-accepted:
-		third.Close()
-	case <-time.After(2 * time.Second):
-		t.Fatal("the third connection was not accepted after one closed")
-	}
-	second.Close()
-}
-
 // TestStartupWindow: until the bootstrap admin exists, the health checks
 // are 503 and nobody can sign up (and take the admin's name).
 func TestStartupWindow(t *testing.T) {
@@ -409,6 +365,40 @@ func TestSignupsAreLimitedPerAddress(t *testing.T) {
 	}
 	if code := signup(3, "198.51.100.4"); code != http.StatusCreated {
 		t.Errorf("another address: got %d", code)
+	}
+}
+
+// TestLimitsKeyIPv6By64: two IPv6 addresses of one /64 are one client to
+// the limits (sign-ups, anonymous idempotency keys); another /64 is
+// another client. Before, each address was a client of its own.
+func TestLimitsKeyIPv6By64(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, func(cfg *Config) { cfg.AllowSignup, cfg.SignupsPerHour = true, 1 })
+	signup := func(i int, addr string, header ...string) *httptest.ResponseRecorder {
+		return app.do("POST", "/api/v1/users", fmt.Sprintf(`{"username":"v6u%d","email":"v6u%d@example.com","password":"user password"}`, i, i),
+			append([]string{"Authorization", "", remoteAddr, addr}, header...)...)
+	}
+	if rec := signup(1, "[2001:db8:1:2::1]:1"); rec.Code != http.StatusCreated {
+		t.Fatalf("first sign-up: %d %s", rec.Code, rec.Body)
+	}
+	if rec := signup(2, "[2001:db8:1:2:ffff::2]:1"); rec.Code != http.StatusTooManyRequests {
+		t.Errorf("a second sign-up from the same /64: %d, want 429", rec.Code)
+	}
+	if rec := signup(3, "[2001:db8:1:3::1]:1"); rec.Code != http.StatusCreated {
+		t.Errorf("a sign-up from another /64: %d %s", rec.Code, rec.Body)
+	}
+	// A key is the /64's own: the same /64 gets the answer again, another
+	// /64 does not.
+	app = newTestApp(t, func(cfg *Config) { cfg.AllowSignup, cfg.SignupsPerHour = true, 10 })
+	key := []string{"Idempotency-Key", "v6-key"}
+	if rec := signup(4, "[2001:db8:1:4::1]:1", key...); rec.Code != http.StatusCreated {
+		t.Fatalf("keyed sign-up: %d %s", rec.Code, rec.Body)
+	}
+	if rec := signup(4, "[2001:db8:1:4::abcd]:1", key...); rec.Header().Get("Idempotent-Replayed") != "true" {
+		t.Errorf("the same key from the same /64: %d, not replayed", rec.Code)
+	}
+	if rec := signup(5, "[2001:db8:1:5::1]:1", key...); rec.Code != http.StatusCreated || rec.Header().Get("Idempotent-Replayed") != "" {
+		t.Errorf("the same key from another /64: %d %s", rec.Code, rec.Body)
 	}
 }
 

@@ -22,10 +22,12 @@ type Config struct {
 
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
-	// MaxConnections caps the open client connections; IdleTimeout closes
-	// idle keep-alive connections.
-	MaxConnections int
-	IdleTimeout    time.Duration
+	// MaxConnections caps the open client connections, and
+	// MaxConnectionsPerClient those of one client address (IPv6: /64);
+	// IdleTimeout closes idle keep-alive connections.
+	MaxConnections          int
+	MaxConnectionsPerClient int
+	IdleTimeout             time.Duration
 	// MaxBodyBytes bounds the body of the routes that take a user;
 	// MaxBodyBytesInFlight the memory all request bodies held at once may
 	// take.
@@ -69,6 +71,11 @@ type Config struct {
 	SchemaApply bool
 }
 
+// defaultMaxConnectionsPerClient is the default cap on one client's open
+// connections: room for a busy client and for a load test's connections,
+// an eighth of the default MAX_CONNECTIONS.
+const defaultMaxConnectionsPerClient = 128
+
 // loadConfig reads the configuration through getenv. It reports every bad
 // variable at once, each named, so an operator fixes them in one go.
 func loadConfig(getenv func(string) string) (Config, error) {
@@ -108,6 +115,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	// idle connections are fewer than its open ones closes and reopens
 	// connections under load.
 	cfg.DBMaxIdleConns = r.intRange("DB_MAX_IDLE_CONNS", cfg.DBMaxOpenConns, 0, 10000)
+	cfg.MaxConnectionsPerClient = r.intRange("MAX_CONNECTIONS_PER_CLIENT", min(defaultMaxConnectionsPerClient, cfg.MaxConnections), 1, 1_000_000)
+	if cfg.MaxConnectionsPerClient > cfg.MaxConnections {
+		r.fail("MAX_CONNECTIONS_PER_CLIENT", "must not exceed MAX_CONNECTIONS (%d)", cfg.MaxConnections)
+	}
 	if cfg.DBMaxIdleConns > cfg.DBMaxOpenConns {
 		r.fail("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS (%d)", cfg.DBMaxOpenConns)
 	}

@@ -18,7 +18,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		HTTPAddr: ":8080", ManagementAddr: "127.0.0.1:9090", MaxConnections: 1024, IdleTimeout: 30 * time.Second,
+		HTTPAddr: ":8080", ManagementAddr: "127.0.0.1:9090", MaxConnections: 1024, MaxConnectionsPerClient: 128, IdleTimeout: 30 * time.Second,
 		MaxBodyBytes: 16 << 10, MaxBodyBytesInFlight: 32 << 20, SignupsPerHour: 10, DBHost: "127.0.0.1", DBPort: 3306, DBUser: "root", DBName: "users",
 		DBMaxOpenConns: 20, DBMaxIdleConns: 20, DBConnMaxLifetime: 3 * time.Minute, DBTimeout: 5 * time.Second, DBTLS: "false",
 		BcryptCost: 12, BcryptWorkers: runtime.GOMAXPROCS(0), TokenTTL: time.Hour, LogLevel: slog.LevelInfo,
@@ -191,6 +191,9 @@ func TestLoadConfigPoolAndCost(t *testing.T) {
 		{"idle follows open", map[string]string{"DB_MAX_OPEN_CONNS": "5"}, func(c Config) bool { return c.DBMaxIdleConns == 5 }, ""},
 		{"idle set", map[string]string{"DB_MAX_OPEN_CONNS": "5", "DB_MAX_IDLE_CONNS": "2"}, func(c Config) bool { return c.DBMaxIdleConns == 2 }, ""},
 		{"idle above open", map[string]string{"DB_MAX_OPEN_CONNS": "5", "DB_MAX_IDLE_CONNS": "6"}, nil, "DB_MAX_IDLE_CONNS"},
+		{"per-client connections follow a low cap", map[string]string{"MAX_CONNECTIONS": "16"}, func(c Config) bool { return c.MaxConnectionsPerClient == 16 }, ""},
+		{"per-client connections set", map[string]string{"MAX_CONNECTIONS_PER_CLIENT": "8"}, func(c Config) bool { return c.MaxConnectionsPerClient == 8 }, ""},
+		{"per-client connections above the cap", map[string]string{"MAX_CONNECTIONS": "16", "MAX_CONNECTIONS_PER_CLIENT": "17"}, nil, "MAX_CONNECTIONS_PER_CLIENT"},
 		{"lifetime 0 is no limit", map[string]string{"DB_CONN_MAX_LIFETIME": "0"}, func(c Config) bool { return c.DBConnMaxLifetime == 0 }, ""},
 		{"lifetime 0s", map[string]string{"DB_CONN_MAX_LIFETIME": "0s"}, func(c Config) bool { return c.DBConnMaxLifetime == 0 }, ""},
 		{"negative lifetime", map[string]string{"DB_CONN_MAX_LIFETIME": "-1m"}, nil, "DB_CONN_MAX_LIFETIME"},

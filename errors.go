@@ -43,6 +43,12 @@ var (
 	// ErrNotReady: the database is not ready to serve requests: unreachable,
 	// too slow, or without the schema.
 	ErrNotReady = errors.New("not ready")
+	// ErrConnectionsFull: the public listener has had no free connection
+	// slot for a while: every connection is open and in a request.
+	ErrConnectionsFull = errors.New("no free connection slot")
+	// ErrTooManyConnections: a client at its cap of open connections,
+	// all in a request, opened another.
+	ErrTooManyConnections = errors.New("too many connections from this client")
 
 	// ErrKeyReused: an Idempotency-Key came back with another body.
 	ErrKeyReused = errors.New("idempotency key reused with another request")

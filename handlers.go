@@ -21,6 +21,9 @@ type server struct {
 	signups *attemptLimiter // sign-ups per client address
 	startup *startup
 	bodies  *bodyBudget
+	// connections is the public listener's table, which readiness
+	// watches; nil when the handlers serve no listener of their own.
+	connections *connTable
 
 	public, management http.Handler
 }

@@ -67,10 +67,16 @@ func (s *server) handleLive(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleReady answers whether requests can be served: the database
-// answers within a second and the schema is in place. A failing readiness
-// probe takes the replica out of the load balancer until it recovers.
+// answers within a second, the schema is in place, and the public
+// listener has had a free connection slot within connectionsFullFor. A
+// failing readiness probe takes the replica out of the load balancer
+// until it recovers.
 func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
-	if err := s.checkReady(r); err != nil {
+	err := s.checkReady(r)
+	if err == nil && s.connections != nil && s.connections.fullFor() >= connectionsFullFor {
+		err = &DatabaseDownError{Reason: "connections full", Err: ErrConnectionsFull}
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -80,7 +86,11 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 // handleMetrics writes the metrics in the Prometheus text format.
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats(), s.store.TxRetries()); err != nil {
+	err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats(), s.store.TxRetries())
+	if err == nil && s.connections != nil {
+		err = s.connections.writeMetrics(w)
+	}
+	if err != nil {
 		s.logger.WarnContext(r.Context(), "write metrics", "error", err, "request_id", requestID(r.Context()))
 	}
 }

@@ -18,7 +18,7 @@ import (
 // (see createIdempotently).
 func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	if callerFrom(r.Context()) == nil {
-		signup, wait, ok := s.signups.reserve(clientAddress(r))
+		signup, wait, ok := s.signups.reserve(clientKey(clientAddress(r)))
 		if !ok {
 			s.writeError(w, r, &RateLimitedError{RetryAfter: wait, Detail: "Too many sign-ups from this address; try again later."})
 			return
@@ -84,7 +84,7 @@ func (s *server) newUserFrom(r *http.Request, body []byte) (NewUser, error) {
 		cancelSignup(r)
 		return NewUser{}, err
 	}
-	source := clientAddress(r)
+	source := clientKey(clientAddress(r))
 	if caller := callerFrom(r.Context()); caller != nil {
 		source = accountKey(caller.ID)
 	}

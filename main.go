@@ -167,7 +167,8 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer startEventWorkers(context.WithoutCancel(ctx), store, cfg.EventsRetention, logger)()
 
 	s := newServer(logger, store, passwords, cfg, st)
-	servers, err := listen(cfg, logger, s.public, s.management)
+	s.connections = newConnTable(cfg.MaxConnections, cfg.MaxConnectionsPerClient, cfg.TrustedProxies)
+	servers, err := listen(cfg, logger, s.public, s.management, s.connections)
 	if err != nil {
 		return err
 	}
@@ -202,14 +203,16 @@ type listeningServer struct {
 	addr     string
 }
 
-// listen opens the public listener, capped at MaxConnections open
-// connections, and the management one when it is configured.
-func listen(cfg Config, logger *slog.Logger, public, management http.Handler) ([]listeningServer, error) {
+// listen opens the public listener, its connections shared by the rules
+// of conns (listener.go), and the management one when it is configured.
+func listen(cfg Config, logger *slog.Logger, public, management http.Handler, conns *connTable) ([]listeningServer, error) {
 	publicListener, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	servers := []listeningServer{{newHTTPServer(public, cfg, logger), limitListener(publicListener, cfg.MaxConnections), publicListener.Addr().String()}}
+	publicServer := newHTTPServer(public, cfg, logger)
+	publicServer.ConnState = conns.connState
+	servers := []listeningServer{{publicServer, shareListener(publicListener, conns), publicListener.Addr().String()}}
 	if cfg.ManagementAddr == "" {
 		return servers, nil
 	}

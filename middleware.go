@@ -85,6 +85,21 @@ func clientAddress(r *http.Request) string {
 	return peerAddress(r)
 }
 
+// clientKey is what the limits count a client address under: an IPv4
+// address as it is, an IPv6 address by its /64, the block one subscriber
+// is usually given whole, so that rotating through it makes no new
+// clients. Every limiter keys by it; logs and events keep the full address.
+func clientKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	if ip = ip.Unmap().WithZone(""); ip.Is4() {
+		return ip.String()
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
+}
+
 // peerAddress is the address of the connection's other end, without port.
 func peerAddress(r *http.Request) string {
 	if addrPort, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {

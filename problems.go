@@ -68,6 +68,8 @@ const (
 	detailOutcomeUnknown = "The database did not confirm the change, and whether it was applied could not be found out. " +
 		"Do not retry blindly: read the user (its ETag says whether the change is there), " +
 		"or retry with the same Idempotency-Key, which applies it at most once."
+	detailConnectionsFull = "The public listener has had no free connection slot for a few seconds: " +
+		"every connection is open and in a request (MAX_CONNECTIONS)."
 	detailCursorPruned = "The cursor is older than the retention horizon: events after it have been deleted. Restart from the beginning (without after)."
 	detailCursorAhead  = "The cursor is ahead of the feed: the feed has no event that far yet (the database may have been restored from a backup). Restart from a cursor you trust, or from the beginning (without after)."
 )
@@ -109,6 +111,9 @@ func problemFor(err error) problemAnswer {
 		return answer(http.StatusTooManyRequests, detail, "Retry-After", strconv.Itoa(seconds))
 	case errors.Is(err, ErrBodiesBusy):
 		return answer(http.StatusServiceUnavailable, "The service is receiving too many request bodies at once; try again shortly.", "Retry-After", "1")
+	case errors.Is(err, ErrTooManyConnections):
+		return answer(http.StatusTooManyRequests, "This address has as many connections open as it may, all in a request; "+
+			"send requests on them, or retry once one has closed.", "Retry-After", "1")
 	case errors.Is(err, ErrBusy):
 		return answer(http.StatusServiceUnavailable, "The service is busy hashing passwords; try again shortly.", "Retry-After", "1")
 	case errors.As(err, &reqErr):
@@ -142,8 +147,11 @@ func problemFor(err error) problemAnswer {
 		return a
 	case errors.As(err, &down):
 		detail := "The database check failed: " + down.Reason + "."
-		if errors.Is(down.Err, ErrStarting) {
+		switch {
+		case errors.Is(down.Err, ErrStarting):
 			detail = detailStarting
+		case errors.Is(down.Err, ErrConnectionsFull):
+			detail = detailConnectionsFull
 		}
 		a := answer(http.StatusServiceUnavailable, detail, "Retry-After", "1")
 		a.Database = down.Reason

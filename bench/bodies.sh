@@ -32,8 +32,10 @@ ulimit -n 65536 2>/dev/null || true
 go build -o "$WORK/usersvc" .
 go build -o "$WORK/bodies" ./bench/bodies
 sql -e "CREATE DATABASE $DB_NAME CHARACTER SET utf8mb4"
+# Every connection comes from 127.0.0.1: lift the per-client cap so that
+# all of them send their bodies, as many clients would.
 HTTP_ADDR="127.0.0.1:$PORT" MANAGEMENT_ADDR=127.0.0.1:$((PORT + 1)) DB_HOST="$DB_HOST" DB_PORT="$DB_PORT" DB_USER="$DB_USER" \
-  DB_PASSWORD="$DB_PASSWORD" DB_NAME="$DB_NAME" ALLOW_SIGNUP=true ENV_FILE=/nonexistent \
+  DB_PASSWORD="$DB_PASSWORD" DB_NAME="$DB_NAME" ALLOW_SIGNUP=true ENV_FILE=/nonexistent MAX_CONNECTIONS_PER_CLIENT=1024 \
   "$WORK/usersvc" >"$WORK/service.log" 2>&1 &
 service=$!
 for _ in $(seq 1 100); do
