@@ -146,7 +146,8 @@ type service struct {
 	target
 	cmd    *exec.Cmd
 	output *syncBuffer
-	done   chan error
+	exited chan struct{} // closed when the process has ended
+	err    error         // how it ended, once exited is closed
 }
 
 // startService runs binary on db, both listeners on free ports of
@@ -168,25 +169,30 @@ func startService(ctx context.Context, binary string, db database) (*service, er
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}
-	s := &service{target: t, cmd: cmd, output: out, done: make(chan error, 1)}
+	s := &service{target: t, cmd: cmd, output: out, exited: make(chan struct{})}
 	listening := make(chan [2]string, 1)
 	go func() {
 		// The log is JSON lines; "listening" names both addresses.
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			out.Write(append(sc.Bytes(), '\n'))
-			var line struct{ Msg, Addr, Management_addr string }
+			var line struct {
+				Msg            string `json:"msg"`
+				Addr           string `json:"addr"`
+				ManagementAddr string `json:"management_addr"`
+			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				listening <- [2]string{line.Addr, line.Management_addr}
+				listening <- [2]string{line.Addr, line.ManagementAddr}
 			}
 		}
-		s.done <- cmd.Wait()
+		s.err = cmd.Wait()
+		close(s.exited)
 	}()
 	select {
 	case addrs := <-listening:
 		s.api, s.management = "http://"+addrs[0], "http://"+addrs[1]
-	case err := <-s.done:
-		return nil, fmt.Errorf("the service stopped before listening: %v\n%s", err, out)
+	case <-s.exited:
+		return nil, fmt.Errorf("the service stopped before listening: %v\n%s", s.err, out)
 	case <-ctx.Done():
 		s.stop()
 		return nil, fmt.Errorf("the service did not listen: %w\n%s", ctx.Err(), out)
@@ -212,8 +218,8 @@ func (s *service) waitReady(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("the service was not ready: %w\n%s", ctx.Err(), s.log())
-		case err := <-s.done:
-			return fmt.Errorf("the service stopped: %v\n%s", err, s.log())
+		case <-s.exited:
+			return fmt.Errorf("the service stopped: %v\n%s", s.err, s.log())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -221,15 +227,17 @@ func (s *service) waitReady(ctx context.Context) error {
 
 // stop ends the service with SIGTERM, as an orchestrator would, and waits.
 func (s *service) stop() {
-	if s.cmd.ProcessState != nil {
+	select {
+	case <-s.exited:
 		return
+	default:
 	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-s.exited:
 	case <-time.After(15 * time.Second):
 		s.cmd.Process.Kill()
-		<-s.done
+		<-s.exited
 	}
 }
 
