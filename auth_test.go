@@ -262,7 +262,7 @@ func TestTokensDieWhenTheyShould(t *testing.T) {
 				t.Errorf("password change: got %d %s", rec.Code, rec.Body)
 			}
 		}},
-		{"password set by an admin", func(id int64, _ string) { app.do("PUT", userPath(id), `{"password":"admin set this"}`) }},
+		{"password set by an admin", func(id int64, _ string) { app.do("PATCH", userPath(id), `{"password":"admin set this"}`) }},
 		{"deactivation", func(id int64, _ string) { app.do("PATCH", userPath(id), `{"is_active":false}`) }},
 		{"role change", func(id int64, _ string) { app.do("PATCH", userPath(id), `{"role":"admin"}`) }},
 		{"deletion", func(id int64, _ string) { app.do("DELETE", userPath(id), "") }},
@@ -319,7 +319,7 @@ func TestOrdinaryUserDoors(t *testing.T) {
 		{"delete another", "DELETE", userPath(other.ID), "", 403, nil},
 		{"delete self", "DELETE", userPath(me.ID), "", 403, nil},
 		{"make self admin", "PATCH", userPath(me.ID), `{"role":"admin"}`, 403, []string{"role"}},
-		{"send back own role unchanged", "PUT", "/api/v1/users/me", `{"role":"user","is_active":true}`, 200, nil},
+		{"send back own role unchanged", "PATCH", "/api/v1/users/me", `{"role":"user","is_active":true}`, 200, nil},
 		{"activate self", "PATCH", "/api/v1/users/me", `{"is_active":false,"full_name":"x"}`, 403, []string{"is_active"}},
 		{"deactivate self", "PATCH", userPath(me.ID), `{"is_active":false}`, 403, []string{"is_active"}},
 		{"set id", "PATCH", userPath(me.ID), `{"id":1}`, 400, []string{"id"}},

@@ -167,7 +167,7 @@ func TestEveryChangeLeavesItsEvents(t *testing.T) {
 			func() []wantEvent {
 				return []wantEvent{{"user.updated", bob.ID, "user", admin, `{"fields":["full_name"]}`}}
 			}},
-		{"PUT username and email, full_name unchanged", "PUT", func() string { return userPath(bob.ID) },
+		{"username and email, full_name unchanged", "PATCH", func() string { return userPath(bob.ID) },
 			`{"username":"bobby","email":"bobby@example.com","full_name":"Bob B"}`, nil, 200,
 			func() []wantEvent {
 				return []wantEvent{{"user.updated", bob.ID, "user", admin, `{"fields":["username","email"]}`}}

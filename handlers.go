@@ -118,13 +118,15 @@ func (s *server) routes(userBody int64) []route {
 }
 
 // managementRoutes are served on the management listener only: probes
-// and metrics for the operator's network, not the public one.
+// and metrics for the operator's network, not the public one, and the
+// document that describes them (openapi-management.json).
 func (s *server) managementRoutes() []route {
 	return []route{
 		{"GET /health", public, noToken, 0, s.handleHealth},
 		{"GET /health/live", public, noToken, 0, s.handleLive},
 		{"GET /health/ready", public, noToken, 0, s.handleReady},
 		{"GET /metrics", public, noToken, 0, s.handleMetrics},
+		{"GET /openapi.json", public, noToken, 0, s.handleManagementOpenAPI},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -343,6 +344,23 @@ func (a *testApp) login(username, password string) string {
 }
 
 // newUser creates an ordinary user through the API and signs them in.
+// userBodyWith is user id as GET answers it, with changes made: the
+// body a typed client PUTs back (openapi.json's User).
+func (a *testApp) userBodyWith(id int64, changes map[string]any) string {
+	a.t.Helper()
+	rec := a.do("GET", userPath(id), "")
+	var user map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &user); rec.Code != http.StatusOK || err != nil {
+		a.t.Fatalf("GET %s: %d %s", userPath(id), rec.Code, rec.Body)
+	}
+	maps.Copy(user, changes)
+	body, err := json.Marshal(user)
+	if err != nil {
+		a.t.Fatalf("user body: %v", err)
+	}
+	return string(body)
+}
+
 func (a *testApp) newUser(username string) (userJSON, string) {
 	a.t.Helper()
 	u := a.createUser(fmt.Sprintf(`{"username":%q,"email":"%s@example.com","password":"user password"}`, username, strings.ToLower(username)))

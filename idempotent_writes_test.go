@@ -23,7 +23,7 @@ func TestIdempotentUpdates(t *testing.T) {
 	path := fmt.Sprintf("/api/v1/users/%d", u.ID)
 	for _, c := range []struct{ name, method, key, body string }{
 		{"fast-path PATCH", "PATCH", "patch-1", `{"full_name":"Once Only"}`},
-		{"PUT", "PUT", "put-1", `{"full_name":"Put Once","email":"keyed_update2@example.com"}`},
+		{"PUT", "PUT", "put-1", app.userBodyWith(u.ID, map[string]any{"full_name": "Put Once", "email": "keyed_update2@example.com"})},
 		{"locking-path PATCH", "PATCH", "patch-2", `{"is_active":false}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

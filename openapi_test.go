@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,28 +19,59 @@ import (
 	"unicode/utf8"
 )
 
-// The OpenAPI document is a contract the tests hold the service to: every
-// route is in it and every path in it is a route, and every response the
-// test suite sees through testApp is checked against it by the small JSON
-// Schema checker below (the subset of keywords the document uses).
+// The OpenAPI documents are a contract the tests hold the service to:
+// every route of a listener is in its document and every path in it is a
+// route, and every response the test suite sees through testApp is checked
+// against it by the small JSON Schema checker below (the subset of
+// keywords the documents use).
 
-var (
-	openAPIOnce sync.Once
-	openAPIDoc  map[string]any
-	openAPIErr  error
+// The listeners a response can come from, each described by a document of
+// its own: a generated client takes one server per document.
+const (
+	publicListener     = "public"
+	managementListener = "management"
 )
 
-func loadOpenAPI(t testing.TB) map[string]any {
+// listenerDocuments are the documents, by listener, as the binary embeds
+// and serves them.
+var listenerDocuments = map[string]struct {
+	name string
+	body []byte
+}{
+	publicListener:     {"openapi.json", openAPIDocument},
+	managementListener: {"openapi-management.json", managementOpenAPIDocument},
+}
+
+var openAPI struct {
+	once sync.Once
+	docs map[string]map[string]any
+	err  error
+}
+
+// loadOpenAPI returns the document that describes listener, decoded.
+func loadOpenAPI(t testing.TB, listener string) map[string]any {
 	t.Helper()
-	openAPIOnce.Do(func() {
-		dec := json.NewDecoder(bytes.NewReader(openAPIDocument))
-		dec.UseNumber()
-		openAPIErr = dec.Decode(&openAPIDoc)
+	openAPI.once.Do(func() {
+		openAPI.docs = map[string]map[string]any{}
+		for l, d := range listenerDocuments {
+			var doc map[string]any
+			dec := json.NewDecoder(bytes.NewReader(d.body))
+			dec.UseNumber()
+			if err := dec.Decode(&doc); err != nil {
+				openAPI.err = fmt.Errorf("%s: %w", d.name, err)
+				return
+			}
+			openAPI.docs[l] = doc
+		}
 	})
-	if openAPIErr != nil {
-		t.Fatalf("openapi.json: %v", openAPIErr)
+	if openAPI.err != nil {
+		t.Fatal(openAPI.err)
 	}
-	return openAPIDoc
+	doc, ok := openAPI.docs[listener]
+	if !ok {
+		t.Fatalf("no document for the %q listener", listener)
+	}
+	return doc
 }
 
 // routePath maps a mux pattern's path to the document's: {$} marks a
@@ -68,64 +100,51 @@ func documentedRequest(doc map[string]any, req *http.Request) (method, path stri
 	return method, path
 }
 
-// The listeners a response can come from: the document tells them apart by
-// the servers a path item is served on.
-const (
-	publicListener     = "public"
-	managementListener = "management"
-)
-
-// servedOn reports whether the document serves item on listener: the
-// public one is the server "/", the management one any other.
-func servedOn(doc, item map[string]any, listener string) bool {
-	servers, ok := item["servers"].([]any)
-	if !ok {
-		servers = doc["servers"].([]any)
-	}
-	for _, sv := range servers {
-		public := sv.(map[string]any)["url"] == "/"
-		if public == (listener == publicListener) {
-			return true
-		}
-	}
-	return false
-}
-
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	t.Parallel()
-	doc := loadOpenAPI(t)
-	paths := doc["paths"].(map[string]any)
-	registered := map[string]bool{}
 	s := &server{}
 	for listener, routes := range map[string][]route{publicListener: s.routes(0), managementListener: s.managementRoutes()} {
-		for _, rt := range routes {
-			method, path, _ := strings.Cut(rt.pattern, " ")
-			methods := []string{strings.ToLower(method)} // HEAD is GET's, not listed
-			item, ok := paths[routePath(path)].(map[string]any)
-			for _, m := range methods {
-				registered[m+" "+routePath(path)] = true
-				// {id} also takes "me" (pathUser), which the document
-				// lists as paths of their own, for typed clients.
-				registered[m+" "+strings.Replace(routePath(path), "{id}", "me", 1)] = true
-				if !ok || item[m] == nil {
-					t.Errorf("route %s (%s) is not in openapi.json", rt.pattern, strings.ToUpper(m))
-				}
-			}
-			if ok && !servedOn(doc, item, listener) {
-				t.Errorf("route %s: openapi.json does not serve %s on the %s listener", rt.pattern, routePath(path), listener)
+		t.Run(listener, func(t *testing.T) { checkDescribesRoutes(t, loadOpenAPI(t, listener), routes) })
+	}
+}
+
+// checkDescribesRoutes checks one listener's document against its routes:
+// each route is an operation and each operation a route, with an id, a
+// summary and every status it sends; the document has one server and no
+// path with servers of its own, which generated clients would not use.
+func checkDescribesRoutes(t *testing.T, doc map[string]any, routes []route) {
+	paths := doc["paths"].(map[string]any)
+	registered := map[string]bool{}
+	if servers, _ := doc["servers"].([]any); len(servers) != 1 {
+		t.Errorf("servers: %v, want one: a generated client takes one base URL per document", servers)
+	}
+	for _, rt := range routes {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		methods := []string{strings.ToLower(method)} // HEAD is GET's, not listed
+		item, ok := paths[routePath(path)].(map[string]any)
+		for _, m := range methods {
+			registered[m+" "+routePath(path)] = true
+			// {id} also takes "me" (pathUser), which the document
+			// lists as paths of their own, for typed clients.
+			registered[m+" "+strings.Replace(routePath(path), "{id}", "me", 1)] = true
+			if !ok || item[m] == nil {
+				t.Errorf("route %s (%s) is not in the document", rt.pattern, strings.ToUpper(m))
 			}
 		}
 	}
 	for path, item := range paths {
+		if item.(map[string]any)["servers"] != nil {
+			t.Errorf("%s has servers of its own, which generated clients ignore", path)
+		}
 		if strings.HasSuffix(path, "/") && path != "/" {
-			t.Errorf("openapi.json lists %s: a trailing slash is the same path, listed once", path)
+			t.Errorf("the document lists %s: a trailing slash is the same path, listed once", path)
 		}
 		for method := range item.(map[string]any) {
 			if method == "head" {
-				t.Errorf("openapi.json lists HEAD %s: HEAD is GET's, listed once (generated clients doubled)", path)
+				t.Errorf("the document lists HEAD %s: HEAD is GET's, listed once (generated clients doubled)", path)
 			}
 			if isOperation(method) && !registered[method+" "+path] {
-				t.Errorf("openapi.json describes %s %s, which no route serves", strings.ToUpper(method), path)
+				t.Errorf("the document describes %s %s, which no route serves", strings.ToUpper(method), path)
 			}
 		}
 	}
@@ -171,6 +190,10 @@ func TestOpenAPIAndDocsAreServed(t *testing.T) {
 	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), openAPIDocument) {
 		t.Errorf("/openapi.json: %d", rec.Code)
 	}
+	rec = app.manage("GET", "/openapi.json")
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), managementOpenAPIDocument) {
+		t.Errorf("management /openapi.json: %d", rec.Code)
+	}
 	rec = app.do("GET", "/docs", "", "Authorization", "")
 	body := rec.Body.String()
 	if rec.Code != http.StatusOK || !strings.Contains(body, `fetch("/openapi.json")`) || strings.Contains(body, "http://") || strings.Contains(body, "https://") {
@@ -196,7 +219,7 @@ func checkContract(t testing.TB, listener string, req *http.Request, rec *httpte
 	if req.Method == http.MethodOptions && req.Header.Get("Access-Control-Request-Method") != "" {
 		return // a CORS preflight: the protocol's, on every path; openapi.json's info describes it
 	}
-	doc := loadOpenAPI(t)
+	doc := loadOpenAPI(t, listener)
 	where := listener + " " + req.Method + " " + req.URL.Path + " " + fmt.Sprint(rec.Code)
 	response := responseFor(t, doc, listener, req, rec.Code, where)
 	if response == nil {
@@ -241,7 +264,7 @@ func responseFor(t testing.TB, doc map[string]any, listener string, req *http.Re
 	var op map[string]any
 	method, path := documentedRequest(doc, req)
 	if cleanPath(req.URL.Path) == req.URL.Path {
-		if _, item := findPathItem(doc, listener, path); item != nil {
+		if _, item := findPathItem(doc, path); item != nil {
 			op, _ = item[strings.ToLower(method)].(map[string]any)
 		}
 	}
@@ -292,16 +315,15 @@ func checkHeaders(t testing.TB, doc, response map[string]any, got http.Header, w
 	}
 }
 
-// findPathItem finds the document's path template that matches path on
-// listener.
-func findPathItem(doc map[string]any, listener, path string) (string, map[string]any) {
+// findPathItem finds the document's path template that matches path.
+func findPathItem(doc map[string]any, path string) (string, map[string]any) {
 	paths := doc["paths"].(map[string]any)
-	if item, ok := paths[path].(map[string]any); ok && servedOn(doc, item, listener) {
+	if item, ok := paths[path].(map[string]any); ok {
 		return path, item // a literal path wins over a template (OpenAPI 3.1, 4.8.8)
 	}
 	for template, item := range paths {
 		pattern := "^" + regexp.MustCompile(`\\\{[^/]+\\\}`).ReplaceAllString(regexp.QuoteMeta(template), `[^/]+`) + "$"
-		if regexp.MustCompile(pattern).MatchString(path) && servedOn(doc, item.(map[string]any), listener) {
+		if regexp.MustCompile(pattern).MatchString(path) {
 			return template, item.(map[string]any)
 		}
 	}
@@ -321,13 +343,14 @@ func resolveRef(doc map[string]any, v any) map[string]any {
 	return m
 }
 
-// validateSchema checks v against schema and returns every problem found.
-// It knows the keywords openapi.json uses: $ref, type (one or a list),
-// properties, required, additionalProperties: false, minProperties,
-// items, minItems, enum, const, minimum, maximum, minLength, maxLength, pattern and
-// the formats date-time and email. Annotations (description, example,
-// default) are ignored; any other keyword is reported, so the document
-// cannot outgrow the checker unnoticed.
+// validateSchema checks v, a response's value, against schema and returns
+// every problem found. It knows the keywords openapi.json uses: $ref, type
+// (one or a list), properties, required, additionalProperties: false,
+// minProperties, items, minItems, enum, const, minimum, maximum,
+// minLength, maxLength, pattern, the formats date-time and email, and
+// writeOnly (a member never answered). Annotations (description, example,
+// default, readOnly) are ignored; any other keyword is reported, so the
+// document cannot outgrow the checker unnoticed.
 func validateSchema(doc map[string]any, v any, schemaValue any, at string) []string {
 	schema := resolveRef(doc, schemaValue)
 	if schema == nil {
@@ -352,7 +375,7 @@ func validateSchema(doc map[string]any, v any, schemaValue any, at string) []str
 	}
 	for keyword, want := range schema {
 		switch keyword {
-		case "type", "description", "example", "examples", "default", "$ref":
+		case "type", "description", "example", "examples", "default", "$ref", "readOnly", "writeOnly":
 		case "enum":
 			if !slices.ContainsFunc(want.([]any), func(x any) bool { return fmt.Sprint(x) == fmt.Sprint(v) }) {
 				fail("%v is not one of %v", v, want)
@@ -408,7 +431,10 @@ func validateSchema(doc map[string]any, v any, schemaValue any, at string) []str
 			switch keyword {
 			case "properties":
 				for name, sub := range props {
-					if pv, present := obj[name]; present {
+					pv, present := obj[name]
+					if present && resolveRef(doc, sub)["writeOnly"] == true {
+						fail("write-only %s in a response", name)
+					} else if present {
 						problems = append(problems, validateSchema(doc, pv, sub, at+"."+name)...)
 					}
 				}
@@ -483,7 +509,7 @@ func jsonTypeIs(v any, t string) bool {
 
 func TestSchemaCheckerCatchesMistakes(t *testing.T) {
 	t.Parallel()
-	doc := loadOpenAPI(t)
+	doc := loadOpenAPI(t, publicListener)
 	decode := func(s string) any {
 		var v any
 		dec := json.NewDecoder(strings.NewReader(s))
@@ -503,6 +529,7 @@ func TestSchemaCheckerCatchesMistakes(t *testing.T) {
 		strings.Replace(good, `.123456Z"}`, `Z"}`, 1),
 		strings.Replace(good, `"is_active":true,`, ``, 1),
 		strings.Replace(good, `}`, `,"password_hash":"x"}`, 1),
+		strings.Replace(good, `}`, `,"password":"x"}`, 1),
 	} {
 		if problems := validateSchema(doc, decode(bad), user, "user"); len(problems) == 0 {
 			t.Errorf("accepted %s", bad)
@@ -560,6 +587,7 @@ func TestContractCheckerCatchesMistakes(t *testing.T) {
 		{"a success on an unknown path", publicListener, "GET", "/api/v1/nope", answer(200, user, nil), "does not have"},
 		{"a success on a path not in canonical form", publicListener, "GET", "/api/v1//users/7", answer(200, user, nil), "does not have"},
 		{"a management path on the public listener", publicListener, "GET", "/health/live", answer(200, `{"status":"ok"}`, nil), "does not have"},
+		{"a public path on the management listener", managementListener, "GET", "/api/v1/users/7", answer(200, user, nil), "does not have"},
 		{"a body that breaks the schema", publicListener, "GET", "/api/v1/users/7", answer(200, `{"id":7}`, nil), "required"},
 	}
 	for _, tt := range tests {
@@ -615,5 +643,21 @@ func TestTrailingSlashIsServedLikeWithout(t *testing.T) {
 	}
 	if rec := app.do("GET", "/api/v1/users/?q=slash", ""); rec.Code != http.StatusOK || decodeJSON[listJSON](t, rec).Total != 1 {
 		t.Errorf("GET /api/v1/users/?q=slash: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestDocumentsShareComponents: what the management document takes from
+// the public one (headers, problems, health) is the same there, so the
+// two cannot drift apart.
+func TestDocumentsShareComponents(t *testing.T) {
+	t.Parallel()
+	public, management := loadOpenAPI(t, publicListener), loadOpenAPI(t, managementListener)
+	for kind, members := range management["components"].(map[string]any) {
+		for name, m := range members.(map[string]any) {
+			p := public["components"].(map[string]any)[kind].(map[string]any)[name]
+			if !reflect.DeepEqual(m, p) {
+				t.Errorf("components/%s/%s differs between openapi-management.json and openapi.json", kind, name)
+			}
+		}
 	}
 }

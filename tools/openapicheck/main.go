@@ -9,7 +9,7 @@
 // is its own module, so that the service's go.mod keeps only its two
 // dependencies.
 //
-//	go run . -spec ../../openapi.json -traffic /tmp/traffic.jsonl
+//	go run . -spec ../../openapi.json -management-spec ../../openapi-management.json -traffic /tmp/traffic.jsonl
 package main
 
 import (
@@ -47,12 +47,34 @@ type exchange struct {
 	ResponseBody    []byte      `json:"response_body"`
 }
 
-// listenerBase is where each listener's requests go, as openapi.json's
-// servers name them: the public one is "/", the management one its
-// default address.
+// listenerBase is where each listener's requests go, as its document's
+// servers name it: the public one is "/", the management one its default
+// address.
 var listenerBase = map[string]string{
 	"public":     "http://usersvc.test",
 	"management": "http://127.0.0.1:9090",
+}
+
+// described is one listener's document and its router.
+type described struct {
+	doc    *openapi3.T
+	router routers.Router
+}
+
+// load reads, validates and routes one OpenAPI document.
+func load(ctx context.Context, path string) (described, error) {
+	doc, err := openapi3.NewLoader().LoadFromFile(path)
+	if err != nil {
+		return described{}, fmt.Errorf("load %s: %w", path, err)
+	}
+	if err := doc.Validate(ctx); err != nil {
+		return described{}, fmt.Errorf("%s is not a valid OpenAPI document: %w", path, err)
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return described{}, fmt.Errorf("route %s: %w", path, err)
+	}
+	return described{doc, router}, nil
 }
 
 // headersNotDeclared are the response headers a document need not
@@ -68,7 +90,8 @@ func main() {
 
 func run(args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("openapicheck", flag.ContinueOnError)
-	specPath := flags.String("spec", "openapi.json", "the OpenAPI document")
+	specPath := flags.String("spec", "openapi.json", "the OpenAPI document of the public listener")
+	managementSpecPath := flags.String("management-spec", "openapi-management.json", "the OpenAPI document of the management listener")
 	trafficPath := flags.String("traffic", "", "the recorded traffic: one JSON exchange per line")
 	verbose := flags.Bool("v", false, "also list the 400s to requests the document accepts, by field")
 	if err := flags.Parse(args); err != nil {
@@ -77,24 +100,19 @@ func run(args []string, stdout io.Writer) error {
 	// kin-openapi decodes no text/html body; the /docs page is text.
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
 	ctx := context.Background()
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromFile(*specPath)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", *specPath, err)
-	}
-	if err := doc.Validate(ctx); err != nil {
-		return fmt.Errorf("%s is not a valid OpenAPI document: %w", *specPath, err)
-	}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		return fmt.Errorf("route %s: %w", *specPath, err)
+	c := &checker{listeners: map[string]described{}, findings: map[string][]string{}, operations: map[string]int{}, notes: map[string]int{}}
+	for listener, path := range map[string]string{"public": *specPath, "management": *managementSpecPath} {
+		d, err := load(ctx, path)
+		if err != nil {
+			return err
+		}
+		c.listeners[listener] = d
 	}
 	f, err := os.Open(*trafficPath)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	c := &checker{doc: doc, router: router, findings: map[string][]string{}, operations: map[string]int{}, notes: map[string]int{}}
 	scanner := bufio.NewScanner(f)
 	scanner.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	for scanner.Scan() {
@@ -111,11 +129,10 @@ func run(args []string, stdout io.Writer) error {
 }
 
 type checker struct {
-	doc    *openapi3.T
-	router routers.Router
+	listeners map[string]described // each listener's document
 
 	total, preflights, unmatched, refused int
-	operations                            map[string]int      // exchanges per operation
+	operations                            map[string]int      // exchanges per "listener operation"
 	findings                              map[string][]string // finding: the exchanges that show it
 	notes                                 map[string]int      // "operation: field" of 400s to requests the document accepts
 }
@@ -133,7 +150,8 @@ func (c *checker) check(ctx context.Context, x exchange) {
 		return
 	}
 	base, ok := listenerBase[x.Listener]
-	if !ok {
+	d, described := c.listeners[x.Listener]
+	if !ok || !described {
 		c.finding(x, "unknown listener %q", x.Listener)
 		return
 	}
@@ -146,12 +164,12 @@ func (c *checker) check(ctx context.Context, x exchange) {
 	if req.Header == nil {
 		req.Header = http.Header{}
 	}
-	route, pathParams, err := c.router.FindRoute(c.documented(req))
+	route, pathParams, err := d.router.FindRoute(d.documented(req))
 	if err != nil {
-		c.checkUnmatched(ctx, x, req, err)
+		c.checkUnmatched(ctx, d.doc, x, req, err)
 		return
 	}
-	c.operations[route.Operation.OperationID]++
+	c.operations[x.Listener+" "+route.Operation.OperationID]++
 	in := &openapi3filter.RequestValidationInput{
 		Request:    req,
 		PathParams: pathParams,
@@ -189,7 +207,7 @@ func (c *checker) noteRefusal(x exchange, operationID string) {
 // checkUnmatched checks the answer to a request that is no operation of
 // the document: only the Unmatched problem (404, or 405 with Allow) may
 // answer it.
-func (c *checker) checkUnmatched(ctx context.Context, x exchange, req *http.Request, routeErr error) {
+func (c *checker) checkUnmatched(ctx context.Context, doc *openapi3.T, x exchange, req *http.Request, routeErr error) {
 	c.unmatched++
 	if !errors.Is(routeErr, routers.ErrPathNotFound) && !errors.Is(routeErr, routers.ErrMethodNotAllowed) {
 		c.finding(x, "routing: %v", routeErr)
@@ -199,7 +217,7 @@ func (c *checker) checkUnmatched(ctx context.Context, x exchange, req *http.Requ
 		c.finding(x, "no operation of the document (%v), answered %d instead of the Unmatched 404 or 405", routeErr, x.Status)
 		return
 	}
-	unmatched := c.doc.Components.Responses["Unmatched"]
+	unmatched := doc.Components.Responses["Unmatched"]
 	if unmatched == nil {
 		c.finding(x, "no operation of the document, and no components/responses/Unmatched to answer it")
 		return
@@ -207,7 +225,7 @@ func (c *checker) checkUnmatched(ctx context.Context, x exchange, req *http.Requ
 	op := openapi3.NewOperation()
 	op.OperationID = "(unmatched)"
 	op.Responses = openapi3.NewResponses(openapi3.WithStatus(x.Status, unmatched))
-	route := &routers.Route{Spec: c.doc, Path: x.URL, Method: x.Method, Operation: op}
+	route := &routers.Route{Spec: doc, Path: x.URL, Method: x.Method, Operation: op}
 	in := &openapi3filter.RequestValidationInput{Request: req, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
 	c.checkResponse(ctx, x, in, op)
@@ -277,10 +295,12 @@ func (c *checker) report(w io.Writer, verbose bool) error {
 		fmt.Fprintf(w, "400s to requests the document accepts, by operation and field: %s\n", strings.Join(notes, ", "))
 	}
 	var unused []string
-	for path, item := range c.doc.Paths.Map() {
-		for _, op := range item.Operations() {
-			if c.operations[op.OperationID] == 0 {
-				unused = append(unused, op.OperationID+" ("+path+")")
+	for listener, d := range c.listeners {
+		for path, item := range d.doc.Paths.Map() {
+			for _, op := range item.Operations() {
+				if c.operations[listener+" "+op.OperationID] == 0 {
+					unused = append(unused, op.OperationID+" ("+listener+" "+path+")")
+				}
 			}
 		}
 	}
@@ -305,12 +325,12 @@ func oneLine(err error) string {
 // (RFC 9110, 9.3.2), and a path with a trailing slash the service's mux
 // also serves ({$}) is the path without it, when the document lists that
 // one (the suite's own checker does the same: documentedRequest).
-func (c *checker) documented(req *http.Request) *http.Request {
+func (d described) documented(req *http.Request) *http.Request {
 	r := req.Clone(req.Context())
 	if r.Method == http.MethodHead {
 		r.Method = http.MethodGet
 	}
-	if base, ok := strings.CutSuffix(r.URL.Path, "/"); ok && base != "" && c.doc.Paths.Value(base) != nil {
+	if base, ok := strings.CutSuffix(r.URL.Path, "/"); ok && base != "" && d.doc.Paths.Value(base) != nil {
 		r.URL.Path = base
 	}
 	return r
