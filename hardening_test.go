@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+)
+
+// TestEventFeedQueryRulesAreTheList: the feed parses its query string by
+// the list's rule (requestQuery): a pair it cannot parse, such as
+// "user_id=2;", is a 400, never dropped, which would widen the answer to
+// everyone's events.
+func TestEventFeedQueryRulesAreTheList(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	bob, _ := app.newUser("bob")
+	app.newUser("carol")
+	app.waitSequenced()
+	for _, path := range []string{
+		fmt.Sprintf("/api/v1/events?user_id=%d;", bob.ID),
+		fmt.Sprintf("/api/v1/events?user_id=%d;actor_id=1", bob.ID),
+		"/api/v1/events?type=%zz",
+		fmt.Sprintf("/api/v1/users/%d/events?per_page=1;", bob.ID),
+		"/api/v1/users?per_page=1;", // the list, for comparison
+	} {
+		wantProblem(t, app.do("GET", path, ""), http.StatusBadRequest, "query")
+	}
+	page := app.eventsPage("/api/v1/events", "user_id", fmt.Sprint(bob.ID))
+	if len(page.Items) != 1 || page.Items[0].UserID != bob.ID {
+		t.Errorf("bob's events: %+v", page.Items)
+	}
+}
+
+// TestForwardedHopForms: a trusted proxy's X-Forwarded-For entry may
+// carry a port, and an IPv6 address may be bracketed; each is the
+// client's address, not a reason to fall back to the proxy's.
+func TestForwardedHopForms(t *testing.T) {
+	t.Parallel()
+	proxies := trustedProxies{netip.MustParsePrefix("127.0.0.1/32")}
+	for _, tc := range []struct{ header, want string }{
+		{"10.9.9.9:1234", "10.9.9.9"},
+		{"10.9.9.9", "10.9.9.9"},
+		{" 10.9.9.9:1234 ", "10.9.9.9"},
+		{"[2001:db8::1]:443", "2001:db8::1"},
+		{"[2001:db8::1]", "2001:db8::1"},
+		{"2001:db8::1", "2001:db8::1"},
+		{"[::ffff:192.0.2.7]:80", "192.0.2.7"},
+		{"203.0.113.9, 10.9.9.9:1234", "10.9.9.9"},
+		{"10.9.9.9:1234, 127.0.0.1:9", "10.9.9.9"},
+		// What does not parse stops at the last trustworthy hop.
+		{"[10.9.9.9]", "127.0.0.1"},
+		{"10.9.9.9:port", "127.0.0.1"},
+		{"[2001:db8::1", "127.0.0.1"},
+		{"unknown", "127.0.0.1"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "127.0.0.1:5000"
+		r.Header.Set("X-Forwarded-For", tc.header)
+		if got := proxies.clientOf(r); got != tc.want {
+			t.Errorf("X-Forwarded-For %q: client %q, want %q", tc.header, got, tc.want)
+		}
+	}
+}
+
+// TestForwardedPortDoesNotLockOutEveryone: behind a proxy that writes
+// ip:port, one client's failed sign-ins lock out that client only.
+func TestForwardedPortDoesNotLockOutEveryone(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, func(cfg *Config) {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	try := func(forwarded, username, password string) int {
+		return app.do("POST", "/api/v1/auth/token", fmt.Sprintf(`{"username":%q,"password":%q}`, username, password),
+			"Authorization", "", remoteAddr, "127.0.0.1:5000", "X-Forwarded-For", forwarded).Code
+	}
+	for i := range loginFailuresPerAddr {
+		try(fmt.Sprintf("10.9.9.9:%d", 1000+i), fmt.Sprintf("guess%d", i), "wrong password")
+	}
+	if code := try("10.9.9.9:4321", testAdminName, testAdminPassword); code != http.StatusTooManyRequests {
+		t.Errorf("the guessing client: got %d, want 429", code)
+	}
+	if code := try("[2001:db8::7]:443", testAdminName, testAdminPassword); code != http.StatusOK {
+		t.Errorf("another client of the proxy: got %d, want 200", code)
+	}
+}
