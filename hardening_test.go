@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -84,4 +86,51 @@ func TestForwardedPortDoesNotLockOutEveryone(t *testing.T) {
 	if code := try("[2001:db8::7]:443", testAdminName, testAdminPassword); code != http.StatusOK {
 		t.Errorf("another client of the proxy: got %d, want 200", code)
 	}
+}
+
+// TestInvisibleCharactersRefusedInNames: a name that shows as another
+// ("ad\u200bmin" looks like "admin") is a 400 naming the field, on
+// create and on update; the joiners some scripts need, and variation
+// selectors, stay.
+func TestInvisibleCharactersRefusedInNames(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	bob, _ := app.newUser("bob")
+	invisible := map[string]string{
+		"zero-width space": "\u200b", "BOM": "\ufeff", "soft hyphen": "\u00ad", "word joiner": "\u2060",
+		"tag letter": "\U000E0061", "cancel tag": "\U000E007F", "Hangul filler": "\u3164",
+		"combining grapheme joiner": "\u034f", "line separator": "\u2028", "Mongolian vowel separator": "\u180e",
+		"invisible times": "\u2062",
+	}
+	for name, c := range invisible {
+		fullName := jsonString("Ad" + c + "min")
+		body := fmt.Sprintf(`{"username":"u%s","email":"u%s@example.com","password":"user password","full_name":%s}`,
+			randomHex(4), randomHex(4), fullName)
+		p := wantProblem(t, app.do("POST", "/api/v1/users", body), http.StatusBadRequest, "full_name")
+		if !strings.Contains(p.Errors[0].Message, "invisible") {
+			t.Errorf("%s: message %q", name, p.Errors[0].Message)
+		}
+		wantProblem(t, app.do("PATCH", userPath(bob.ID), `{"full_name":`+fullName+`}`), http.StatusBadRequest, "full_name")
+		wantProblem(t, app.do("PATCH", userPath(bob.ID), `{"username":`+jsonString("bo"+c+"b")+`}`), http.StatusBadRequest, "username")
+		wantProblem(t, app.do("POST", "/api/v1/users", fmt.Sprintf(`{"username":%s,"email":"x%s@example.com","password":"user password"}`,
+			jsonString("ev"+c+"e"), randomHex(4))), http.StatusBadRequest, "username")
+	}
+	for _, fullName := range []string{"نامه\u200cای", "क्\u200dष", "Snow \u2603\ufe0f", "Zoë Ünal"} {
+		if rec := app.do("PATCH", userPath(bob.ID), `{"full_name":`+jsonString(fullName)+`}`); rec.Code != http.StatusOK {
+			t.Errorf("full name %q: %d %s", fullName, rec.Code, rec.Body)
+		}
+	}
+	var stored int
+	if err := app.db.QueryRow("SELECT COUNT(*) FROM users WHERE full_name LIKE 'Ad%min'").Scan(&stored); err != nil || stored != 0 {
+		t.Errorf("names stored with invisible characters: %d (%v)", stored, err)
+	}
+}
+
+// jsonString is s as a JSON string.
+func jsonString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	_ "embed"
+	"fmt"
 	"strings"
 	"sync"
 	"unicode"
@@ -233,8 +234,10 @@ func passwordProblem(password string, username, email *string) string {
 
 // fullNameProblem says what is wrong with a trimmed, non-empty full name.
 // Bidirectional controls are refused: they can make a name display as
-// another (U+202E turns "Eve\u202Enimda" into "Eveadmin"). The joiners
-// ZWJ and ZWNJ stay: names in several scripts need them.
+// another (U+202E turns "Eve\u202Enimda" into "Eveadmin"). So are
+// characters that show as nothing (invisibleInName): "ad\u200Bmin" looks
+// like "admin". The joiners ZWJ and ZWNJ stay: names in several scripts
+// need them.
 func fullNameProblem(s string) string {
 	if utf8.RuneCountInString(s) > fullNameMaxRunes {
 		return "must be at most 255 characters"
@@ -245,9 +248,25 @@ func fullNameProblem(s string) string {
 			return "must not contain control characters"
 		case unicode.Is(unicode.Bidi_Control, r):
 			return "must not contain bidirectional control characters"
+		case invisibleInName(r):
+			return fmt.Sprintf("must not contain invisible characters (U+%04X)", r)
 		}
 	}
 	return ""
+}
+
+// invisibleInName reports whether r shows as nothing, or as a mere gap,
+// and so could make one name look like another: the format characters
+// (category Cf: zero-width space, BOM, soft hyphen, word joiner, tag
+// characters, ...) but the joiners ZWNJ and ZWJ, the other default
+// ignorable code points (Hangul fillers, the combining grapheme joiner,
+// ...), and the line and paragraph separators. Variation selectors stay:
+// they choose how a visible character is drawn.
+func invisibleInName(r rune) bool {
+	if r == '\u200C' || r == '\u200D' {
+		return false
+	}
+	return unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Zl, unicode.Zp)
 }
 
 func isASCIIAlnum(c byte) bool {
