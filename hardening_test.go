@@ -134,3 +134,64 @@ func jsonString(s string) string {
 	}
 	return string(b)
 }
+
+// TestPasswordPolicy: whitespace alone, the username or email (or its
+// local part) anywhere inside, ignoring case, and a blocklist entry with
+// digits or symbols added or taken away are refused; passphrases and
+// random strings pass.
+func TestPasswordPolicy(t *testing.T) {
+	t.Parallel()
+	alice, email := "Alice_W", "alice.wong@example.com"
+	for _, tc := range []struct {
+		password string
+		want     string // a word of the message, or "" for none
+	}{
+		{"        ", "whitespace"},
+		{"\t\t \n    ", "whitespace"},
+		{"  alice_w  ", "username"},
+		{"ALICE_W2024!", "username"},
+		{"my alice.wong@example.com", "username or email"},
+		{"xx-Alice.Wong-xx", "email"},
+		{"iloveyou12", "common"},
+		{"Summer2024", "common"},
+		{"admin123", "common"},
+		{"!!admin!!2024", "common"},
+		{"P@ssword1", "common"},
+		{"qwer1234!!", "common"},
+		{"12345678!", "common"},
+		{"password", "common"},
+		{"correct horse battery", ""},
+		{"user password", ""},
+		{"admin password", ""},
+		{"Tr0ub4dor&3", ""},
+		{"rq7-tz4w", ""},
+		{"ab-7720-x9!k", ""},
+		{"wonglaws", ""}, // not the local part, nor the username
+	} {
+		got := passwordProblem(tc.password, &alice, &email)
+		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("password %q: problem %q, want one about %q", tc.password, got, tc.want)
+		}
+	}
+}
+
+// TestPasswordPolicyOverHTTP: the policy holds on create, sign-up and a
+// change of one's own password, as a 400 naming password.
+func TestPasswordPolicyOverHTTP(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, func(cfg *Config) { cfg.AllowSignup = true })
+	for _, password := range []string{"        ", "iloveyou12", "Summer2024", "admin123", "  mallory  ", "mallory.x@1"} {
+		body := fmt.Sprintf(`{"username":"mallory","email":"mallory@example.com","password":%s}`, jsonString(password))
+		wantProblem(t, app.do("POST", "/api/v1/users", body), http.StatusBadRequest, "password")
+		wantProblem(t, app.do("POST", "/api/v1/users", body, "Authorization", ""), http.StatusBadRequest, "password")
+	}
+	bob, token := app.newUser("bob")
+	for _, password := range []string{"bob bob bob", "bob@example.com!", "Summer2024"} {
+		body := fmt.Sprintf(`{"password":%s,"current_password":"user password"}`, jsonString(password))
+		wantProblem(t, app.do("PATCH", userPath(bob.ID), body, "Authorization", "Bearer "+token), http.StatusBadRequest, "password")
+	}
+	body := `{"password":"a long and fine passphrase","current_password":"user password"}`
+	if rec := app.do("PATCH", userPath(bob.ID), body, "Authorization", "Bearer "+token); rec.Code != http.StatusOK {
+		t.Errorf("a good password: %d %s", rec.Code, rec.Body)
+	}
+}
