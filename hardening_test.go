@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEventFeedQueryRulesAreTheList: the feed parses its query string by
@@ -193,5 +195,72 @@ func TestPasswordPolicyOverHTTP(t *testing.T) {
 	body := `{"password":"a long and fine passphrase","current_password":"user password"}`
 	if rec := app.do("PATCH", userPath(bob.ID), body, "Authorization", "Bearer "+token); rec.Code != http.StatusOK {
 		t.Errorf("a good password: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestAnonymousWritesIndependentOfID: a PUT, PATCH or DELETE with a token
+// that is not valid gets the same 401 for a user that exists and for one
+// that does not, and is answered before anything reads the user: it does
+// not wait for the row's lock, held here by another transaction (before,
+// it took the lock itself, and so answered later for an id that exists).
+func TestAnonymousWritesIndependentOfID(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	bob, bobToken := app.newUser("bob")
+	forged, _ := newToken()
+	missing := bob.ID + 1000
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tx, err := app.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT id FROM users WHERE id = ? FOR UPDATE", bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	requests := []struct{ method, body string }{
+		{"PATCH", `{"full_name":"Bob"}`},
+		{"PUT", `{"username":"bobby"}`},
+		{"PATCH", `{"role":"admin"}`}, // the locking path
+		{"DELETE", ""},
+	}
+	for _, token := range []string{"Bearer " + forged, "Bearer " + bobToken + "x", "Basic Ym9iOmJvYg=="} {
+		for _, req := range requests {
+			answers := make([]string, 0, 2)
+			for _, id := range []int64{bob.ID, missing} {
+				done := make(chan *httptest.ResponseRecorder, 1)
+				go func() { done <- app.do(req.method, userPath(id), req.body, "Authorization", token) }()
+				var rec *httptest.ResponseRecorder
+				select {
+				case rec = <-done:
+				case <-ctx.Done():
+					t.Fatalf("%s %s: no answer while the row is locked: the row was read before the token", req.method, userPath(id))
+				}
+				if rec.Code != http.StatusUnauthorized {
+					t.Errorf("%s %s with %.12s: got %d %s, want 401", req.method, userPath(id), token, rec.Code, rec.Body)
+				}
+				answers = append(answers, fmt.Sprint(rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body))
+			}
+			if answers[0] != answers[1] {
+				t.Errorf("%s: an existing and a missing id answer differently:\n%s\n%s", req.method, answers[0], answers[1])
+			}
+		}
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	// The owner's own token still writes, by either path.
+	if rec := app.do("PATCH", userPath(bob.ID), `{"full_name":"Bob"}`, "Authorization", "Bearer "+bobToken); rec.Code != http.StatusOK {
+		t.Errorf("the owner's PATCH: %d %s", rec.Code, rec.Body)
+	}
+	if rec := app.do("PATCH", "/api/v1/users/me", `{"full_name":"Bobby"}`, "Authorization", "Bearer "+bobToken); rec.Code != http.StatusOK {
+		t.Errorf("the owner's PATCH of me: %d %s", rec.Code, rec.Body)
+	}
+	if rec := app.do("DELETE", userPath(missing), ""); rec.Code != http.StatusNotFound {
+		t.Errorf("the admin's DELETE of a missing id: %d %s", rec.Code, rec.Body)
+	}
+	if rec := app.do("DELETE", userPath(bob.ID), ""); rec.Code != http.StatusNoContent {
+		t.Errorf("the admin's DELETE: %d %s", rec.Code, rec.Body)
 	}
 }
