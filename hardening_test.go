@@ -264,3 +264,58 @@ func TestAnonymousWritesIndependentOfID(t *testing.T) {
 		t.Errorf("the admin's DELETE: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestIdentityChangesLimitedPerUser: a user changes their own username or
+// email at most identityChangesPerHour times an hour, probes refused as
+// taken (409) included; past that, a 429 with Retry-After, by either
+// path, whoever else holds the name. Writes that change neither, an
+// admin's changes of the user, and other users are not limited; a keyed
+// request refused with 429 runs when retried after the window.
+func TestIdentityChangesLimitedPerUser(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	bob, token := app.newUser("bob")
+	app.newUser("carol")
+	asBob := []string{"Authorization", "Bearer " + token}
+	for i := range identityChangesPerHour {
+		body, path, want := fmt.Sprintf(`{"username":"bob%d"}`, i), "/api/v1/users/me", http.StatusOK
+		switch i % 3 {
+		case 1: // a probe of a name that is taken
+			body, want = `{"username":"Carol"}`, http.StatusConflict
+		case 2: // an email, by id, with the current password
+			body, path = fmt.Sprintf(`{"email":"bob%d@example.com","current_password":"user password"}`, i), userPath(bob.ID)
+		}
+		if rec := app.do("PATCH", path, body, asBob...); rec.Code != want {
+			t.Fatalf("change %d, %s: got %d %s, want %d", i+1, body, rec.Code, rec.Body, want)
+		}
+	}
+	for _, body := range []string{`{"username":"root_admin"}`, `{"username":"nobody-has-this"}`,
+		`{"email":"carol@example.com","current_password":"user password"}`} {
+		rec := app.do("PATCH", "/api/v1/users/me", body, asBob...)
+		wantProblem(t, rec, http.StatusTooManyRequests)
+		if rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s: 429 without Retry-After", body)
+		}
+	}
+	// A GET-modify-PUT sends both back unchanged (the username in
+	// another case is no change either): not counted, not refused.
+	me := decodeJSON[userJSON](t, app.do("GET", "/api/v1/users/me", "", asBob...))
+	put := fmt.Sprintf(`{"username":%q,"email":%q,"full_name":"Bob","role":"user","is_active":true}`, strings.ToUpper(me.Username), me.Email)
+	if rec := app.do("PUT", userPath(bob.ID), put, asBob...); rec.Code != http.StatusOK {
+		t.Errorf("an unchanged PUT at the limit: %d %s", rec.Code, rec.Body)
+	}
+	if rec := app.do("PATCH", userPath(bob.ID), `{"username":"bob-by-admin"}`); rec.Code != http.StatusOK {
+		t.Errorf("the admin's change of bob: %d %s", rec.Code, rec.Body)
+	}
+	_, daveToken := app.newUser("dave")
+	if rec := app.do("PATCH", "/api/v1/users/me", `{"username":"dave2"}`, "Authorization", "Bearer "+daveToken); rec.Code != http.StatusOK {
+		t.Errorf("another user: %d %s", rec.Code, rec.Body)
+	}
+	keyed := append([]string{"Idempotency-Key", "rename-" + randomHex(4)}, asBob...)
+	wantProblem(t, app.do("PATCH", "/api/v1/users/me", `{"username":"bob-keyed"}`, keyed...), http.StatusTooManyRequests)
+	later := time.Now().Add(time.Hour + time.Minute)
+	app.server().identityChanges.now = func() time.Time { return later }
+	if rec := app.do("PATCH", "/api/v1/users/me", `{"username":"bob-keyed"}`, keyed...); rec.Code != http.StatusOK {
+		t.Errorf("the keyed retry an hour later: %d %s", rec.Code, rec.Body)
+	}
+}

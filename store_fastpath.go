@@ -88,8 +88,10 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 		switch {
 		case !changes.IfVersion.allows(cur.Version):
 			return fastWrite{}, ErrPreconditionFailed
-		case caller.ID == cur.ID && changes.Email != nil && *changes.Email != cur.Email:
-			return fastWrite{}, errSlowPath // its owner must send the current password
+		case caller.ID == cur.ID && changesIdentity(changes.Username, changes.Email, cur):
+			// Its owner's changes of username and email are limited, and of
+			// email need the current password.
+			return fastWrite{}, errSlowPath
 		case changes.effective(locked).none():
 			updated = cur
 			if changes.Key == nil {
