@@ -80,7 +80,8 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 // handleMetrics writes the metrics in the Prometheus text format.
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats(), s.store.TxRetries()); err != nil {
+	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats(),
+		storeCounters{txRetries: s.store.TxRetries(), plaintextConnections: s.store.PlaintextConnections()}); err != nil {
 		s.logger.WarnContext(r.Context(), "write metrics", "error", err, "request_id", requestID(r.Context()))
 	}
 }

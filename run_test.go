@@ -226,7 +226,7 @@ func TestLeastPrivilegeServesAfterMigrate(t *testing.T) {
 	dml := serverCfg.Clone()
 	dml.User, dml.Passwd, dml.DBName = user, password, dbName
 	dml.Logger = &mysql.NopLogger{}
-	dmlDB, err := openDB(dml, testConfig().dbSettings())
+	dmlDB, err := openDB(dml, testConfig().dbSettings(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
