@@ -5,7 +5,7 @@ FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download && go mod verify
-COPY *.go schema.sql openapi.json openapi-management.json docs.html common-passwords.txt ./
+COPY *.go schema.sql openapi.json openapi-management.json docs.html common-passwords.txt common-passwords-zxcvbn.txt ./
 # The version reported by `usersvc version`, /health and /metrics.
 ARG VERSION=dev
 RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/usersvc .

@@ -25,9 +25,9 @@ func as(token string) []string {
 func TestLogin(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	app.createUser(`{"username":"Lena","email":"Lena@Example.com","password":"lena password"}`)
+	app.createUser(`{"username":"Lena","email":"Lena@Example.com","password":"passphrase anel"}`)
 
-	rec := app.do("POST", "/api/v1/auth/token", `{"username":"Lena","password":"lena password"}`, as("")...)
+	rec := app.do("POST", "/api/v1/auth/token", `{"username":"Lena","password":"passphrase anel"}`, as("")...)
 	if rec.Code != http.StatusOK {
 		t.Fatalf("got %d %s", rec.Code, rec.Body)
 	}
@@ -39,7 +39,7 @@ func TestLogin(t *testing.T) {
 		t.Errorf("Cache-Control: got %q", got)
 	}
 	for _, login := range []string{"lena", "LENA@example.COM", " lena@example.com "} {
-		if rec := app.do("POST", "/api/v1/auth/token", `{"username":"`+login+`","password":"lena password"}`, as("")...); rec.Code != http.StatusOK {
+		if rec := app.do("POST", "/api/v1/auth/token", `{"username":"`+login+`","password":"passphrase anel"}`, as("")...); rec.Code != http.StatusOK {
 			t.Errorf("login as %q: got %d", login, rec.Code)
 		}
 	}
@@ -54,8 +54,8 @@ func TestLogin(t *testing.T) {
 
 	bad := []struct{ name, body string }{
 		{"no password", `{"username":"lena"}`},
-		{"no username", `{"password":"lena password"}`},
-		{"unknown field", `{"username":"lena","password":"lena password","role":"admin"}`},
+		{"no username", `{"password":"passphrase anel"}`},
+		{"unknown field", `{"username":"lena","password":"passphrase anel","role":"admin"}`},
 		{"wrong type", `{"username":"lena","password":rq7-tz4w}`},
 	}
 	for _, tt := range bad {
@@ -68,13 +68,13 @@ func TestLogin(t *testing.T) {
 func TestLoginFailuresLookAlike(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	app.createUser(`{"username":"ina","email":"ina@example.com","password":"ina password","is_active":false}`)
-	app.createUser(`{"username":"olga","email":"olga@example.com","password":"olga password"}`)
+	app.createUser(`{"username":"ina","email":"ina@example.com","password":"passphrase ani","is_active":false}`)
+	app.createUser(`{"username":"olga","email":"olga@example.com","password":"passphrase aglo"}`)
 	attempts := []struct{ name, body string }{
 		{"wrong password", `{"username":"olga","password":"not her password"}`},
-		{"unknown user", `{"username":"nobody","password":"olga password"}`},
-		{"unknown email", `{"username":"nobody@example.com","password":"olga password"}`},
-		{"inactive user, right password", `{"username":"ina","password":"ina password"}`},
+		{"unknown user", `{"username":"nobody","password":"passphrase aglo"}`},
+		{"unknown email", `{"username":"nobody@example.com","password":"passphrase aglo"}`},
+		{"inactive user, right password", `{"username":"ina","password":"passphrase ani"}`},
 		{"password over 72 bytes", `{"username":"olga","password":"` + strings.Repeat("x", 80) + `"}`},
 	}
 	var first string
@@ -99,15 +99,15 @@ func TestLoginFailuresLookAlike(t *testing.T) {
 func TestLoginTakesOnlyCanonicalNames(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	app.createUser(`{"username":"alice","email":"alice@example.com","password":"alice password"}`)
+	app.createUser(`{"username":"alice","email":"alice@example.com","password":"passphrase ecila"}`)
 	// The collation would match these to alice; each would get rate-limit
 	// allowances of its own.
 	for _, login := range []string{"ÁLICE", "ａlice", "álice@example.com", "alicé"} {
-		body, _ := json.Marshal(map[string]string{"username": login, "password": "alice password"})
+		body, _ := json.Marshal(map[string]string{"username": login, "password": "passphrase ecila"})
 		wantProblem(t, app.do("POST", "/api/v1/auth/token", string(body), as("")...), http.StatusUnauthorized)
 	}
-	app.login("ALICE", "alice password")
-	app.login("Alice@Example.com", "alice password")
+	app.login("ALICE", "passphrase ecila")
+	app.login("Alice@Example.com", "passphrase ecila")
 }
 
 func TestNoTokenForAPasswordChangedDuringLogin(t *testing.T) {
@@ -129,7 +129,7 @@ func TestNoTokenForAPasswordChangedDuringLogin(t *testing.T) {
 func TestLoginRateLimits(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	app.createUser(`{"username":"pia","email":"pia@example.com","password":"pia password"}`)
+	app.createUser(`{"username":"pia","email":"pia@example.com","password":"passphrase aip"}`)
 	wrong := `{"username":"pia","password":"wrong password"}`
 	for i := range loginFailuresPerPair {
 		if rec := app.do("POST", "/api/v1/auth/token", wrong, as("")...); rec.Code != http.StatusUnauthorized {
@@ -137,7 +137,7 @@ func TestLoginRateLimits(t *testing.T) {
 		}
 	}
 	runs := app.passwords.runs.Load()
-	for _, body := range []string{wrong, `{"username":"PIA","password":"pia password"}`} {
+	for _, body := range []string{wrong, `{"username":"PIA","password":"passphrase aip"}`} {
 		rec := app.do("POST", "/api/v1/auth/token", body, as("")...)
 		wantProblem(t, rec, http.StatusTooManyRequests)
 		if secs, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || secs < 1 || secs > 60 {
@@ -375,11 +375,11 @@ func TestLastAdminRules(t *testing.T) {
 		t.Errorf("demoting an inactive admin: got %d", rec.Code)
 	}
 
-	second := app.createUser(`{"username":"deputy","email":"deputy@example.com","password":"deputy password","role":"admin"}`)
+	second := app.createUser(`{"username":"deputy","email":"deputy@example.com","password":"passphrase ytuped","role":"admin"}`)
 	if rec := app.do("PATCH", me, `{"full_name":"Still admin","role":"admin"}`); rec.Code != http.StatusOK {
 		t.Errorf("keeping one's role: got %d", rec.Code)
 	}
-	deputyToken := app.login("deputy", "deputy password")
+	deputyToken := app.login("deputy", "passphrase ytuped")
 	if rec := app.do("PATCH", me, `{"role":"user"}`, as(deputyToken)...); rec.Code != http.StatusOK {
 		t.Fatalf("demoting one of two admins: got %d %s", rec.Code, rec.Body)
 	}

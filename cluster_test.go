@@ -69,7 +69,7 @@ func openClusterPool(t *testing.T, node *mysql.Config, name string) *sql.DB {
 	cfg := node.Clone()
 	cfg.DBName = name
 	cfg.Logger = &mysql.NopLogger{} // node-loss tests break connections on purpose
-	db, err := openDB(cfg, testConfig().dbSettings())
+	db, err := openDB(cfg, testConfig().dbSettings(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func newPrivateServerApp(t *testing.T, srv *privateServer, options ...func(*Conf
 		t.Fatal(err)
 	}
 	mc.Logger = &mysql.NopLogger{} // the tests provoke failed handshakes
-	db, err := openDB(mc, cfg.dbSettings())
+	db, err := openDB(mc, cfg.dbSettings(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

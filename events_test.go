@@ -197,7 +197,7 @@ func TestEveryChangeLeavesItsEvents(t *testing.T) {
 				return []wantEvent{{"user.updated", dave.ID, "user", admin, `{"fields":["is_active"],"is_active":{"old":false,"new":true}}`}}
 			}},
 		{"own password", "PATCH", func() string { return "/api/v1/users/me" },
-			`{"password":"new password 1","current_password":"user password"}`, bearer(erinToken), 200,
+			`{"password":"fresh passphrase 1","current_password":"user password"}`, bearer(erinToken), 200,
 			func() []wantEvent {
 				return []wantEvent{
 					{"user.password_changed", erin.ID, "user", erin.ID, "null"},
@@ -205,7 +205,7 @@ func TestEveryChangeLeavesItsEvents(t *testing.T) {
 				}
 			}},
 		{"password and full_name by an admin, no tokens left", "PATCH", func() string { return userPath(erin.ID) },
-			`{"password":"new password 2","full_name":"Erin"}`, nil, 200,
+			`{"password":"fresh passphrase 2","full_name":"Erin"}`, nil, 200,
 			func() []wantEvent {
 				return []wantEvent{
 					{"user.password_changed", erin.ID, "user", admin, "null"},
@@ -283,7 +283,7 @@ func TestFailedChangesLeaveNoEvent(t *testing.T) {
 		{"If-Match mismatch, under the lock", "PATCH", userPath(bob.ID), `{"full_name":"x"}`, []string{"If-Match", `"999"`}, 412},
 		{"the last admin demoted, under the lock", "PATCH", userPath(app.adminID), `{"role":"user"}`, nil, 409},
 		{"role by a user", "PATCH", "/api/v1/users/me", `{"role":"admin"}`, []string{"Authorization", "Bearer " + bobToken}, 403},
-		{"wrong current password", "PATCH", "/api/v1/users/me", `{"password":"new password","current_password":"wrong one"}`,
+		{"wrong current password", "PATCH", "/api/v1/users/me", `{"password":"fresh passphrase","current_password":"wrong one"}`,
 			[]string{"Authorization", "Bearer " + bobToken}, 400},
 		{"delete of no one", "DELETE", userPath(999999), "", nil, 404},
 		{"delete with a stale ETag", "DELETE", userPath(bob.ID), "", []string{"If-Match", `"999"`}, 412},

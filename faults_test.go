@@ -192,7 +192,7 @@ func TestSigtermUnderLoad(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"HTTP_ADDR=127.0.0.1:0", "MANAGEMENT_ADDR=127.0.0.1:0", "DB_HOST="+host, "DB_PORT="+port, "DB_USER="+serverCfg.User,
 		"DB_PASSWORD="+serverCfg.Passwd, "DB_NAME="+dbName, "BCRYPT_COST=10", "BCRYPT_WORKERS=2",
-		"ENV_FILE="+emptyEnvFile(t), "ADMIN_USERNAME=boss", "ADMIN_EMAIL=boss@example.com", "ADMIN_PASSWORD=boss password")
+		"ENV_FILE="+emptyEnvFile(t), "ADMIN_USERNAME=boss", "ADMIN_EMAIL=boss@example.com", "ADMIN_PASSWORD=passphrase ssob")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func TestSigtermUnderLoad(t *testing.T) {
 	addr := waitForLogField(t, logs, "listening", "addr")
 	base := "http://" + addr
 	waitForLogField(t, logs, "bootstrap admin created", "username")
-	token := loginOver(t, base, "boss", "boss password")
+	token := loginOver(t, base, "boss", "passphrase ssob")
 
 	// Requests certainly in flight when the signal comes: each create
 	// sends its headers and half its body, and the signal waits until the

@@ -19,8 +19,10 @@ type server struct {
 
 	logins  *loginLimits
 	signups *attemptLimiter // sign-ups per client address
-	startup *startup
-	bodies  *bodyBudget
+	// identityChanges: changes of one's own username or email, per user
+	identityChanges *attemptLimiter
+	startup         *startup
+	bodies          *bodyBudget
 	// connections is the public listener's table, which readiness
 	// watches; nil when the handlers serve no listener of their own.
 	connections *connTable
@@ -47,16 +49,17 @@ func (st *startup) done() bool {
 // through.
 func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg Config, st *startup) *server {
 	s := &server{
-		logger:      logger,
-		store:       store,
-		passwords:   passwords,
-		metrics:     newMetrics(),
-		tokenTTL:    cfg.TokenTTL,
-		allowSignup: cfg.AllowSignup,
-		logins:      newLoginLimits(),
-		signups:     newAttemptLimiter(cfg.SignupsPerHour, time.Hour),
-		startup:     st,
-		bodies:      newBodyBudget(cfg.MaxBodyBytesInFlight),
+		logger:          logger,
+		store:           store,
+		passwords:       passwords,
+		metrics:         newMetrics(),
+		tokenTTL:        cfg.TokenTTL,
+		allowSignup:     cfg.AllowSignup,
+		logins:          newLoginLimits(),
+		signups:         newAttemptLimiter(cfg.SignupsPerHour, time.Hour),
+		identityChanges: newAttemptLimiter(identityChangesPerHour, time.Hour),
+		startup:         st,
+		bodies:          newBodyBudget(cfg.MaxBodyBytesInFlight),
 	}
 	s.public = s.handler(s.routes(cfg.MaxBodyBytes), cfg, cfg.CORSAllowedOrigins)
 	s.management = s.handler(s.managementRoutes(), cfg, nil)

@@ -42,7 +42,12 @@ func (s *server) handleUserEvents(w http.ResponseWriter, r *http.Request) {
 // not nil. A cursor below the pruning horizon (410) or past the head
 // (400) is refused: following it would skip events.
 func (s *server) serveEvents(w http.ResponseWriter, r *http.Request, userID *int64) {
-	q, err := parseEventQuery(r.URL.Query(), userID)
+	values, err := requestQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q, err := parseEventQuery(values, userID)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

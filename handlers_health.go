@@ -86,7 +86,8 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 // handleMetrics writes the metrics in the Prometheus text format.
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats(), s.store.TxRetries())
+	err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats(),
+		storeCounters{txRetries: s.store.TxRetries(), plaintextConnections: s.store.PlaintextConnections()})
 	if err == nil && s.connections != nil {
 		err = s.connections.writeMetrics(w)
 	}

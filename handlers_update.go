@@ -103,12 +103,48 @@ func (s *server) updateUser(r *http.Request, members []jsonMember, bodyErr error
 	if err != nil {
 		return User{}, err
 	}
-	changes, err := s.userChanges(r, id, caller, fields)
+	limited, err := s.reserveIdentityChange(r, id, caller, fields)
 	if err != nil {
 		return User{}, err
 	}
+	changes, err := s.userChanges(r, id, caller, fields)
+	if err != nil {
+		limited.cancel()
+		return User{}, err
+	}
 	changes.IfVersion, changes.Key = u.ifVersion, key
-	return s.applyUpdate(r, id, changes)
+	user, err := s.applyUpdate(r, id, changes)
+	if conflict := (*ConflictError)(nil); err != nil && !errors.As(err, &conflict) {
+		limited.cancel() // refused before it could tell anything
+	}
+	return user, err
+}
+
+// identityChangesPerHour bounds the changes of one's own username or
+// email per user and hour. Each is a probe: a 409 says that another
+// account holds the name. Ten is more than anyone renames themselves.
+const identityChangesPerHour = 10
+
+// reserveIdentityChange counts, against the caller's allowance, an update
+// of their own account that changes its username or email
+// (changesIdentity), or refuses it with a 429 once the allowance is
+// spent. Changes of other users (by an admin) are not counted, nor those
+// that change nothing: a GET-modify-PUT sends both back as they are.
+func (s *server) reserveIdentityChange(r *http.Request, id int64, caller *Caller, f userFields) (reservation, error) {
+	if caller.ID != id || f.Username == nil && f.Email == nil {
+		return reservation{}, nil
+	}
+	current, _, err := s.store.UserWithPasswordHash(r.Context(), id)
+	if err != nil || !changesIdentity(f.Username, f.Email, current) {
+		return reservation{}, err
+	}
+	limited, wait, ok := s.identityChanges.reserve(accountKey(id))
+	if !ok {
+		s.security(r, "identity_change.refused", slog.String("reason", "rate limited"), slog.Int64("user_id", id))
+		return reservation{}, &RateLimitedError{RetryAfter: wait,
+			Detail: fmt.Sprintf("At most %d changes of your own username or email an hour; try again later.", identityChangesPerHour)}
+	}
+	return limited, nil
 }
 
 // applyUpdate writes changes by the locking path, logs what changed

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 )
 
 // The user routes that read or remove: create, get, delete and the
@@ -273,10 +272,9 @@ func (s *server) handleListUsers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	values, err := url.ParseQuery(r.URL.RawQuery)
+	values, err := requestQuery(r)
 	if err != nil {
-		s.writeError(w, r, badRequest("The query string is malformed: "+truncate(err.Error(), 200)+".",
-			fieldError{Field: "query", Message: "must be name=value pairs separated by &, percent-encoded"}))
+		s.writeError(w, r, err)
 		return
 	}
 	q, err := parseListQuery(values)

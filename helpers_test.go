@@ -135,7 +135,7 @@ func connectTestServer(dsn string) (*sql.DB, *mysql.Config, error) {
 func connectTestConfig(cfg *mysql.Config) (*sql.DB, *mysql.Config, error) {
 	cfg.DBName = ""
 	applySessionSettings(cfg, testTimeout)
-	db, err := openDB(cfg, testConfig().dbSettings())
+	db, err := openDB(cfg, testConfig().dbSettings(), nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -224,7 +224,7 @@ func newTestDatabase(t testing.TB, addr string) *sql.DB {
 	if addr != "" {
 		mc.Net, mc.Addr = "tcp", addr
 	}
-	db, err := openDB(mc, testConfig().dbSettings())
+	db, err := openDB(mc, testConfig().dbSettings(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,9 +151,10 @@ func keyedRequestHash(r *http.Request, body []byte) []byte {
 
 // finishKeyed answers a request that claimed key: the answer its write
 // recorded, or the error, whose fate under the key depends on its kind. A
-// 4xx is recorded (a retry gets the same refusal); a 5xx releases the
-// key (a retry runs again: a write that did commit had recorded its
-// answer, which the release leaves in place); a lost claim belongs to the
+// 4xx is recorded (a retry gets the same refusal); a 5xx or a 429
+// releases the key (a retry runs again: a write that did commit had
+// recorded its answer, which the release leaves in place); a lost claim
+// belongs to the
 // retry that took it over.
 func (s *server) finishKeyed(w http.ResponseWriter, r *http.Request, key IdempotencyKey, answer RecordedAnswer, err error) {
 	if err == nil {
@@ -167,7 +168,8 @@ func (s *server) finishKeyed(w http.ResponseWriter, r *http.Request, key Idempot
 	switch {
 	case errors.Is(err, ErrClaimLost):
 		// A retry holds the key now: it records its own answer.
-	case refusal.Status >= 500:
+	case refusal.Status >= 500 || refusal.Status == http.StatusTooManyRequests:
+		// Nothing was done, and a retry after Retry-After must run.
 		if err := s.store.ReleaseIdempotencyKey(ctx, key); err != nil {
 			s.logger.WarnContext(ctx, "release idempotency key", "error", err, "request_id", requestID(ctx))
 		}

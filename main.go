@@ -137,13 +137,15 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	mc.Logger = driverLogger{logger}
-	db, err := openDB(mc, cfg.dbSettings())
+	plaintext := newPlaintextWatch(logger)
+	db, err := openDB(mc, cfg.dbSettings(), plaintext)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	store := NewStore(db, cfg.DBTimeout)
 	store.applySchema = cfg.SchemaApply
+	store.plaintext = plaintext
 	passwords, err := newPasswordHasher(cfg.BcryptCost, cfg.BcryptWorkers, bcryptQueuePerWorker*cfg.BcryptWorkers, bcryptMaxWait)
 	if err != nil {
 		return err

@@ -109,8 +109,14 @@ type hasherStats struct {
 	rejected int64
 }
 
+// storeCounters are the store's own counters at one moment.
+type storeCounters struct {
+	txRetries            int64 // transactions run again after a conflict
+	plaintextConnections int64 // connections DB_TLS=preferred opened without TLS
+}
+
 // write writes every metric in the text exposition format (version 0.0.4).
-func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats, events eventStats, txRetries int64) error {
+func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats, events eventStats, store storeCounters) error {
 	bw := bufio.NewWriter(w)
 	e := &expositionWriter{w: bw}
 
@@ -155,7 +161,8 @@ func (m *metrics) write(w io.Writer, db sql.DBStats, hasher hasherStats, events 
 	e.counter("usersvc_bcrypt_rejected_total", "Password hashing jobs refused because the queue was full or the wait too long.", float64(hasher.rejected))
 	e.counter("usersvc_events_written_total", "Events of the audit trail written by this process (committed with their change).", float64(events.written))
 	e.counter("usersvc_events_pruned_total", "Events deleted by this process's pruner, past EVENTS_RETENTION.", float64(events.pruned))
-	e.counter("usersvc_db_transaction_retries_total", "Transactions run again after losing a conflict (a deadlock, or a Galera certification failure).", float64(txRetries))
+	e.counter("usersvc_db_transaction_retries_total", "Transactions run again after losing a conflict (a deadlock, or a Galera certification failure).", float64(store.txRetries))
+	e.counter("usersvc_db_plaintext_connections_total", "Database connections opened without TLS because the server offered none and DB_TLS=preferred fell back to plaintext.", float64(store.plaintextConnections))
 	e.family("usersvc_build_info", "gauge", "The running build: always 1, with the version and Go version as labels.")
 	e.sample("usersvc_build_info", labels("version", version, "goversion", runtime.Version()), 1)
 	writeRuntimeMetrics(e)

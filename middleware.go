@@ -136,16 +136,38 @@ func (t trustedProxies) clientOf(r *http.Request) string {
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
+		hop, ok := parseForwardedHop(hops[i])
+		if !ok {
 			return addr.String()
 		}
-		addr = hop.Unmap()
+		addr = hop
 		if !t.contains(addr) {
 			return addr.String()
 		}
 	}
 	return addr.String()
+}
+
+// parseForwardedHop reads one X-Forwarded-For entry as proxies write
+// it: an address ("192.0.2.1", "2001:db8::1"), an address with its port
+// ("192.0.2.1:1234", "[2001:db8::1]:443"), or a bracketed IPv6 address
+// ("[2001:db8::1]"). The port is dropped: the client is the address.
+func parseForwardedHop(hop string) (netip.Addr, bool) {
+	hop = strings.TrimSpace(hop)
+	if addr, err := netip.ParseAddr(hop); err == nil {
+		return addr.Unmap(), true
+	}
+	if addrPort, err := netip.ParseAddrPort(hop); err == nil {
+		return addrPort.Addr().Unmap(), true
+	}
+	if inner, ok := strings.CutPrefix(hop, "["); ok {
+		if inner, ok = strings.CutSuffix(inner, "]"); ok {
+			if addr, err := netip.ParseAddr(inner); err == nil && addr.Is6() {
+				return addr.Unmap(), true
+			}
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // maxLoggedPath bounds the path written into log lines and problems.

@@ -25,7 +25,7 @@ func migrate(ctx context.Context, cfg Config, stdout io.Writer) error {
 	// Converting a large table can take minutes: no I/O deadline past the
 	// dial; the command ends with its context (SIGINT, SIGTERM).
 	mc.ReadTimeout, mc.WriteTimeout = 0, 0
-	db, err := openDB(mc, cfg.dbSettings())
+	db, err := openDB(mc, cfg.dbSettings(), nil)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		"HTTP_ADDR": "127.0.0.1:0", "MANAGEMENT_ADDR": "127.0.0.1:0", "DB_HOST": host, "DB_PORT": port, "DB_USER": serverCfg.User,
 		"DB_PASSWORD": serverCfg.Passwd, "DB_NAME": dbName, "BCRYPT_COST": "4", "BCRYPT_COST_UNBOUNDED": "true",
 		"ENV_FILE":       emptyEnvFile(t),
-		"ADMIN_USERNAME": "boot", "ADMIN_EMAIL": "boot@example.com", "ADMIN_PASSWORD": "boot password",
+		"ADMIN_USERNAME": "boot", "ADMIN_EMAIL": "boot@example.com", "ADMIN_PASSWORD": "passphrase toob",
 	}
 	getenv := mapEnv(env)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -58,7 +58,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		resp.Body.Close()
 	}
 	resp, err := http.Post("http://"+addr+"/api/v1/auth/token", "application/json",
-		strings.NewReader(`{"username":"boot","password":"boot password"}`))
+		strings.NewReader(`{"username":"boot","password":"passphrase toob"}`))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("login through the real server: %v %v", resp, err)
 	}
@@ -74,7 +74,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Fatalf("create through the real server: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if strings.Contains(stdout.String(), "boot password") {
+	if strings.Contains(stdout.String(), "passphrase toob") {
 		t.Error("the log holds the bootstrap password")
 	}
 
@@ -226,7 +226,7 @@ func TestLeastPrivilegeServesAfterMigrate(t *testing.T) {
 	dml := serverCfg.Clone()
 	dml.User, dml.Passwd, dml.DBName = user, password, dbName
 	dml.Logger = &mysql.NopLogger{}
-	dmlDB, err := openDB(dml, testConfig().dbSettings())
+	dmlDB, err := openDB(dml, testConfig().dbSettings(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

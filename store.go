@@ -56,6 +56,10 @@ type Store struct {
 	galera        atomic.Bool
 	countSlotBase atomic.Int32 // the first user_counts slot this node writes
 	txRetries     atomic.Int64 // transactions run again after a conflict
+
+	// plaintext counts the pool's connections that DB_TLS=preferred
+	// opened without TLS (nil: not watched).
+	plaintext *plaintextWatch
 }
 
 // maxPreparedStatements bounds the statements a store keeps prepared. The
@@ -167,6 +171,10 @@ func (s *Store) Galera() bool { return s.galera.Load() }
 
 // TxRetries is how many transactions ran again after a conflict.
 func (s *Store) TxRetries() int64 { return s.txRetries.Load() }
+
+// PlaintextConnections is how many connections DB_TLS=preferred opened
+// without TLS.
+func (s *Store) PlaintextConnections() int64 { return s.plaintext.Count() }
 
 // maxTxAttempts bounds how often a transaction runs when it keeps losing
 // conflicts; the last error is then the answer (a 503).

@@ -97,9 +97,10 @@ func poolWaitTimeout(timeout time.Duration) int64 {
 }
 
 // openDB opens a pool on mc with the configured limits. It does not
-// connect: the service starts even while the database is down.
-func openDB(mc *mysql.Config, cfg dbSettings) (*sql.DB, error) {
-	connector, err := mysql.NewConnector(mc)
+// connect: the service starts even while the database is down. plaintext,
+// when not nil, counts the connections DB_TLS=preferred opens without TLS.
+func openDB(mc *mysql.Config, cfg dbSettings, plaintext *plaintextWatch) (*sql.DB, error) {
+	connector, err := watchPlaintext(mc, plaintext)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}

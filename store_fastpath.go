@@ -88,8 +88,10 @@ func (s *Store) updateFastOnce(ctx context.Context, tokenHash []byte, ref userRe
 		switch {
 		case !changes.IfVersion.allows(cur.Version):
 			return fastWrite{}, ErrPreconditionFailed
-		case caller.ID == cur.ID && changes.Email != nil && *changes.Email != cur.Email:
-			return fastWrite{}, errSlowPath // its owner must send the current password
+		case caller.ID == cur.ID && changesIdentity(changes.Username, changes.Email, cur):
+			// Its owner's changes of username and email are limited, and of
+			// email need the current password.
+			return fastWrite{}, errSlowPath
 		case changes.effective(locked).none():
 			updated = cur
 			if changes.Key == nil {
@@ -239,6 +241,15 @@ func (s *Store) recordThenCommit(ctx context.Context, conn *sql.Conn, write fast
 // costs the server as much as the rest of the read) and the user, by id
 // or, for "me", by the token's holder.
 //
+// The user's row is found through the token in both cases: its id is a
+// scalar subquery on the token ("SELECT ? ... WHERE token valid"), NULL
+// for a token that is not valid, so that the server finds the WHERE
+// impossible before it reads or locks any row of users. An anonymous
+// request cannot lock a user's row, nor learn from its answer or its
+// timing whether the id exists: with an invalid token, every id reads
+// nothing, and the locking path answers 401
+// (TestAnonymousWritesIndependentOfID).
+//
 // The token subqueries are locking reads in share mode: a plain read in
 // the same statement would see the snapshot taken when the statement
 // began, before it waited for the row lock, and so a token that the
@@ -251,13 +262,15 @@ const fastLockSQL = "START TRANSACTION; SELECT" +
 	" (SELECT CONCAT(t.role, ' ', t.user_id) FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE)," +
 	" " + userColumns + ", password_hash, SYSDATE(6) FROM users WHERE id = "
 
-// readForUpdate runs the first round trip. No row (no such user, or "me"
-// with an invalid token) is errSlowPath; a row without a caller is
-// ErrUnauthenticated.
+// readForUpdate runs the first round trip. No row (no such user, or a
+// token that is not valid) is errSlowPath; a row without a caller (the
+// token expired between the two subqueries) is ErrUnauthenticated.
 func (s *Store) readForUpdate(ctx context.Context, conn *sql.Conn, tokenHash []byte, ref userRef) (fastLock, error) {
-	query, args := fastLockSQL+"? FOR UPDATE", []any{tokenHash, ref.id}
+	query, args := fastLockSQL+"(SELECT ? FROM auth_tokens t WHERE "+tokenValidSQL+" LOCK IN SHARE MODE) FOR UPDATE",
+		[]any{tokenHash, ref.id, tokenHash}
 	if ref.self {
 		query = fastLockSQL + "(SELECT t.user_id FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE) FOR UPDATE"
+		args = args[:2]
 		args[1] = tokenHash
 	}
 	rows, err := conn.QueryContext(ctx, query, args...)

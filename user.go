@@ -3,6 +3,7 @@ package main
 import (
 	_ "embed"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -126,6 +127,14 @@ func (c UserChanges) revocationReason(cur lockedUser) string {
 		return revokedPasswordChanged
 	}
 	return ""
+}
+
+// changesIdentity reports whether username or email (nil: not sent)
+// would change u's: a change the unique indexes may refuse as taken, and
+// so one that tells whether another account holds the name. A username
+// sent in another case is not one: uniqueness ignores case.
+func changesIdentity(username, email *string, u User) bool {
+	return username != nil && !strings.EqualFold(*username, u.Username) || email != nil && *email != u.Email
 }
 
 // effective returns the changes that change a value of cur, the row as

@@ -2,6 +2,8 @@ package main
 
 import (
 	_ "embed"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -214,27 +216,58 @@ func isDomainName(s string) bool {
 }
 
 // passwordProblem says what is wrong with a password, or "": its length
-// in bytes, and whether it equals the (normalized) username or email that
-// go with it, which are nil when unknown.
+// in bytes, whitespace alone, the (normalized) username or email that go
+// with it inside it, and the blocklist (commonPassword). username and
+// email are nil when unknown.
 func passwordProblem(password string, username, email *string) string {
 	if n := len(password); n < passwordMinBytes || n > passwordMaxBytes {
 		return "must be 8 to 72 bytes long"
 	}
-	for _, same := range []*string{username, email} {
-		if same != nil && strings.EqualFold(password, *same) {
-			return "must not be the same as the username or email"
-		}
+	if strings.TrimSpace(password) == "" {
+		return "must not be whitespace only"
+	}
+	if containsIdentity(password, username, email) {
+		return "must not contain the username or email"
 	}
 	if commonPassword(password) {
-		return "is one of the most common passwords; choose another"
+		return "is a common password, or one with digits or symbols added or taken away; choose another"
 	}
 	return ""
 }
 
+// minIdentityLen is the shortest username or email local part looked for
+// inside a password: shorter ones (an email "jo@...") would refuse
+// passwords that merely hold two common letters.
+const minIdentityLen = 3
+
+// containsIdentity reports whether password holds, ignoring case and
+// surrounding whitespace, the username, the email, or the email's local
+// part: "  Alice2024 " is as guessable as "alice".
+func containsIdentity(password string, username, email *string) bool {
+	lower := strings.ToLower(password)
+	var identities []string
+	if username != nil {
+		identities = append(identities, *username)
+	}
+	if email != nil {
+		local, _, _ := strings.Cut(*email, "@")
+		identities = append(identities, *email, local)
+	}
+	for _, id := range identities {
+		id = strings.ToLower(strings.TrimSpace(id))
+		if id != "" && (lower == id || len(id) >= minIdentityLen && strings.Contains(lower, id)) {
+			return true
+		}
+	}
+	return false
+}
+
 // fullNameProblem says what is wrong with a trimmed, non-empty full name.
 // Bidirectional controls are refused: they can make a name display as
-// another (U+202E turns "Eve\u202Enimda" into "Eveadmin"). The joiners
-// ZWJ and ZWNJ stay: names in several scripts need them.
+// another (U+202E turns "Eve\u202Enimda" into "Eveadmin"). So are
+// characters that show as nothing (invisibleInName): "ad\u200Bmin" looks
+// like "admin". The joiners ZWJ and ZWNJ stay: names in several scripts
+// need them.
 func fullNameProblem(s string) string {
 	if utf8.RuneCountInString(s) > fullNameMaxRunes {
 		return "must be at most 255 characters"
@@ -245,9 +278,25 @@ func fullNameProblem(s string) string {
 			return "must not contain control characters"
 		case unicode.Is(unicode.Bidi_Control, r):
 			return "must not contain bidirectional control characters"
+		case invisibleInName(r):
+			return fmt.Sprintf("must not contain invisible characters (U+%04X)", r)
 		}
 	}
 	return ""
+}
+
+// invisibleInName reports whether r shows as nothing, or as a mere gap,
+// and so could make one name look like another: the format characters
+// (category Cf: zero-width space, BOM, soft hyphen, word joiner, tag
+// characters, ...) but the joiners ZWNJ and ZWJ, the other default
+// ignorable code points (Hangul fillers, the combining grapheme joiner,
+// ...), and the line and paragraph separators. Variation selectors stay:
+// they choose how a visible character is drawn.
+func invisibleInName(r rune) bool {
+	if r == '\u200C' || r == '\u200D' {
+		return false
+	}
+	return unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Zl, unicode.Zp)
 }
 
 func isASCIIAlnum(c byte) bool {
@@ -275,28 +324,106 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// commonPasswords is the blocklist NIST SP 800-63B section 5.1.1.2 asks
-// for: the 10,000 most common passwords (SecLists'
+// commonPasswordsText is the blocklist NIST SP 800-63B section 5.1.1.2
+// asks for: the 10,000 most common passwords (SecLists'
 // Passwords/Common-Credentials/10-million-password-list-top-10000.txt,
 // MIT licence), one per line.
 //
 //go:embed common-passwords.txt
 var commonPasswordsText string
 
-// commonPasswordSet holds the blocklist's entries that are valid
-// passwords otherwise (8 to 72 bytes), lower-cased: a case variant of a
-// common password is just as guessable.
+// morePasswordsText extends the blocklist to 49,233 common passwords:
+// zxcvbn's list (passwords.json of the npm package
+// @zxcvbn-ts/language-common 4.1.3, MIT licence: Copyright (c) 2012-2016
+// Dan Wheeler and Dropbox, Inc.; Copyright (c) 2021 @zxcvbn-ts), one per
+// line. 9,236 of the 10,000 above are in it too.
+//
+//go:embed common-passwords-zxcvbn.txt
+var morePasswordsText string
+
+// minPasswordCore is the shortest core (passwordCore) compared with the
+// blocklist's: a shorter one ("ab" of "ab-7720-x9!") is no word.
+const minPasswordCore = 4
+
+// commonPasswordSet holds the blocklist's entries, lower-cased (a case
+// variant of a common password is just as guessable), with the core of
+// each (passwordCore): so every line counts, "summer" and "admin" too,
+// though shorter than a password may be.
 var commonPasswordSet = sync.OnceValue(func() map[string]bool {
 	set := map[string]bool{}
-	for _, line := range strings.Split(commonPasswordsText, "\n") {
-		if line = strings.TrimSpace(line); len(line) >= passwordMinBytes && len(line) <= passwordMaxBytes {
-			set[strings.ToLower(line)] = true
+	for _, line := range strings.Split(commonPasswordsText+"\n"+morePasswordsText, "\n") {
+		if line = strings.ToLower(strings.TrimSpace(line)); line == "" {
+			continue
+		}
+		if len(line) >= passwordMinBytes && len(line) <= passwordMaxBytes {
+			set[line] = true
+		}
+		if core := passwordCore(line); len(core) >= minPasswordCore {
+			set[core] = true
 		}
 	}
 	return set
 })
 
-// commonPassword reports whether password is on the blocklist.
+// passwordCore is what is left of a lower-cased password once the digits
+// and symbols are taken away: its letters, in order ("summer" of
+// "summer2024!", "qwer" of "1q2w3e4r"). A password without letters keeps
+// its digits ("123456" of "!123456!"). Guessing tools add and take away
+// exactly these around a word, so a password whose core is a blocklist
+// entry's core is no harder to guess than the entry.
+func passwordCore(lower string) string {
+	var letters, digits strings.Builder
+	for _, r := range lower {
+		switch {
+		case unicode.IsLetter(r):
+			letters.WriteRune(r)
+		case r >= '0' && r <= '9':
+			digits.WriteByte(byte(r))
+		}
+	}
+	if letters.Len() > 0 {
+		return letters.String()
+	}
+	return digits.String()
+}
+
+// leetLetters are the digits and symbols that stand for letters
+// ("p@ssw0rd"), read as those letters between two letters only: around
+// a word they are additions ("admin123").
+var leetLetters = map[rune]rune{'@': 'a', '4': 'a', '$': 's', '5': 's', '0': 'o', '3': 'e', '1': 'i', '!': 'i', '7': 't'}
+
+// unleet is lower with each leetLetters character between two letters
+// replaced by its letter.
+func unleet(lower string) string {
+	runes := []rune(lower)
+	out := slices.Clone(runes)
+	for i := 1; i+1 < len(runes); i++ {
+		letter, ok := leetLetters[runes[i]]
+		if ok && isLetterOrLeet(runes[i-1]) && isLetterOrLeet(runes[i+1]) {
+			out[i] = letter
+		}
+	}
+	return string(out)
+}
+
+// isLetterOrLeet reports whether r is a letter or may stand for one.
+func isLetterOrLeet(r rune) bool {
+	_, leet := leetLetters[r]
+	return leet || unicode.IsLetter(r)
+}
+
+// commonPassword reports whether password is on the blocklist, ignoring
+// case, or has the core of an entry (passwordCore), read as it is or
+// with its leet letters (unleet).
 func commonPassword(password string) bool {
-	return commonPasswordSet()[strings.ToLower(password)]
+	set, lower := commonPasswordSet(), strings.ToLower(password)
+	if set[lower] {
+		return true
+	}
+	for _, core := range []string{passwordCore(lower), passwordCore(unleet(lower))} {
+		if len(core) >= minPasswordCore && set[core] {
+			return true
+		}
+	}
+	return false
 }
