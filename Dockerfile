@@ -16,6 +16,8 @@ RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -X main.version=
 # prints it; write FROM gcr.io/distroless/static-debian13:nonroot@sha256:<digest>.
 FROM gcr.io/distroless/static-debian13:nonroot
 COPY --from=build /out/usersvc /usersvc
+# The MIT notices of the password lists embedded in the binary.
+COPY docs/third-party.md /usr/share/doc/usersvc/third-party.md
 USER nonroot:nonroot
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["/usersvc", "healthcheck"]
