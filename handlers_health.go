@@ -83,4 +83,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	if err := s.metrics.write(w, s.store.Stats(), s.passwords.stats(), s.store.EventStats(), s.store.TxRetries()); err != nil {
 		s.logger.WarnContext(r.Context(), "write metrics", "error", err, "request_id", requestID(r.Context()))
 	}
+	if err := s.writeWebhookMetrics(w, r); err != nil {
+		s.logger.WarnContext(r.Context(), "write webhook metrics", "error", err, "request_id", requestID(r.Context()))
+	}
 }

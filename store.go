@@ -48,7 +48,8 @@ type Store struct {
 	statements   map[string]*sql.Stmt
 	statementsMu sync.Mutex
 
-	events eventSignals
+	events       eventSignals
+	webhookStats webhookCounters // deliveries by this process, per endpoint
 
 	// galera is set when the server is a Galera cluster node: reads that
 	// decide who may do what then wait for the node to apply what other
