@@ -129,7 +129,8 @@ func (s *Store) WebhookDelivered(ctx context.Context, l webhookLease, d WebhookD
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return errLeaseLost
 		}
-		return insertDelivery(ctx, tx, d, 0)
+		_, err = insertDelivery(ctx, tx, d, 0)
+		return err
 	})
 	if err == nil {
 		s.webhookStats.delivered(l.ID)
@@ -159,7 +160,7 @@ func (s *Store) WebhookFailed(ctx context.Context, l webhookLease, d WebhookDeli
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return errLeaseLost
 		}
-		if err := insertDelivery(ctx, tx, d, max(retryIn, 0)); err != nil {
+		if _, err := insertDelivery(ctx, tx, d, max(retryIn, 0)); err != nil {
 			return err
 		}
 		if retry {

@@ -362,8 +362,8 @@ func (s *Store) WebhookDeliveries(ctx context.Context, id int64) ([]WebhookDeliv
 }
 
 // insertDelivery records the attempt d, its next attempt due after
-// retryIn (0: none).
-func insertDelivery(ctx context.Context, q execer, d WebhookDelivery, retryIn time.Duration) error {
+// retryIn (0: none), and returns its id.
+func insertDelivery(ctx context.Context, q execer, d WebhookDelivery, retryIn time.Duration) (int64, error) {
 	var seq, code, msg, next any
 	if d.EventSeq != 0 {
 		seq = d.EventSeq
@@ -377,20 +377,21 @@ func insertDelivery(ctx context.Context, q execer, d WebhookDelivery, retryIn ti
 	if retryIn > 0 {
 		next = retryIn.Microseconds()
 	}
-	_, err := q.ExecContext(ctx, "INSERT INTO webhook_deliveries (webhook_id, event_seq, attempt, status_code, error, latency_us, attempted_at, next_attempt_at) "+
+	res, err := q.ExecContext(ctx, "INSERT INTO webhook_deliveries (webhook_id, event_seq, attempt, status_code, error, latency_us, attempted_at, next_attempt_at) "+
 		"VALUES (?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND)",
 		d.WebhookID, seq, d.Attempt, code, msg, d.Latency.Microseconds(), d.At.UTC(), next)
 	if err != nil {
-		return dbError("record webhook delivery", err)
+		return 0, dbError("record webhook delivery", err)
 	}
-	return nil
+	id, err := res.LastInsertId()
+	return id, dbError("record webhook delivery", err)
 }
 
-// RecordPing records a test ping's attempt.
-func (s *Store) RecordPing(ctx context.Context, d WebhookDelivery) error {
+// RecordPing records a test ping's attempt and returns its id.
+func (s *Store) RecordPing(ctx context.Context, d WebhookDelivery) (int64, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer cancel()
 	return insertDelivery(ctx, s.db, d, 0)

@@ -139,7 +139,28 @@ func newWebhookApp(t *testing.T, set webhookSettings) *testApp {
 	app := newTestApp(t, func(c *Config) { c.Webhooks = set })
 	stop := startWebhookWorkers(context.Background(), app.store, set, slog.New(slog.NewJSONHandler(app.logs, nil)))
 	t.Cleanup(stop)
+	app.waitNumbered()
 	return app
+}
+
+// waitNumbered waits until every event committed so far is numbered: a
+// webhook created then starts after them all.
+func (a *testApp) waitNumbered() {
+	a.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var pending int
+		if err := a.db.QueryRow("SELECT COUNT(*) FROM user_events_pending").Scan(&pending); err != nil {
+			a.t.Fatal(err)
+		}
+		if pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("%d events still not numbered", pending)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // webhookCreated is the answer to a create.
@@ -178,8 +199,16 @@ func (a *testApp) userCreatedSeqs(users []int64) []int64 {
 	var seqs []int64
 	for _, id := range users {
 		var seq int64
-		if err := a.db.QueryRow("SELECT seq FROM user_events WHERE type = 'user.created' AND user_id = ?", id).Scan(&seq); err != nil {
-			a.t.Fatalf("user.created of %d: %v", id, err)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := a.db.QueryRow("SELECT seq FROM user_events WHERE type = 'user.created' AND user_id = ?", id).Scan(&seq)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				a.t.Fatalf("user.created of %d: %v", id, err)
+			}
+			time.Sleep(20 * time.Millisecond) // not numbered yet
 		}
 		seqs = append(seqs, seq)
 	}
@@ -276,5 +305,295 @@ func TestWebhookDeliversThroughFailures(t *testing.T) {
 	got := decodeJSON[webhookCreated](t, app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""))
 	if got.State != "ok" || got.Secret != "" || got.LastError != nil {
 		t.Errorf("the endpoint after recovering: %+v", got)
+	}
+}
+
+// TestWebhookEndpoints: create shows the secret once, the reads never;
+// PATCH, DELETE and rotation change what they say; bad input is a 400
+// naming the field; every change is an event of the feed.
+func TestWebhookEndpoints(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, func(c *Config) { c.Webhooks = testWebhookSettings() })
+	hook := app.createWebhook(`{"url":"https://hooks.example.com/in"}`)
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(hook.Secret, "whsec_"))
+	if !strings.HasPrefix(hook.Secret, "whsec_") || err != nil || len(key) < 24 {
+		t.Fatalf("secret %q: %v", hook.Secret, err)
+	}
+	if !hook.Enabled || hook.State != "ok" || len(hook.EventTypes) != 0 {
+		t.Errorf("created: %+v", hook)
+	}
+	path := fmt.Sprintf("/api/v1/webhooks/%d", hook.ID)
+	if got := decodeJSON[webhookCreated](t, app.do("GET", path, "")); got.Secret != "" || got.URL != hook.URL {
+		t.Errorf("GET: %+v", got)
+	}
+	if rec := app.do("GET", "/api/v1/webhooks", ""); rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), "whsec_") {
+		t.Errorf("list: %d %s", rec.Code, rec.Body)
+	}
+	rec := app.do("PATCH", path, `{"enabled":false,"event_types":["user.deleted","webhook.disabled"],"description":"off"}`)
+	got := decodeJSON[webhookCreated](t, rec)
+	if got.Enabled || got.State != "disabled" || got.DisabledReason == nil || !slices.Equal(got.EventTypes, []string{"user.deleted", "webhook.disabled"}) {
+		t.Errorf("PATCH: %+v", got)
+	}
+	got = decodeJSON[webhookCreated](t, app.do("PATCH", path, `{"enabled":true}`))
+	if !got.Enabled || got.DisabledReason != nil {
+		t.Errorf("enabled again: %+v", got)
+	}
+	rotated := decodeJSON[webhookCreated](t, app.do("POST", path+"/secret", ""))
+	if rotated.Secret == hook.Secret || !strings.HasPrefix(rotated.Secret, "whsec_") || rotated.PreviousUntil == nil {
+		t.Errorf("rotated: %+v", rotated)
+	}
+	for _, c := range []struct{ body, field string }{
+		{`{}`, "url"},
+		{`{"url":"ftp://example.com"}`, "url"},
+		{`{"url":"http://example.com/x"}`, ""}, // allowed by the test settings
+		{`{"url":"https://user:pw@example.com"}`, "url"},
+		{`{"url":"https://169.254.169.254/latest"}`, "url"},
+		{`{"url":"https://[::1]/"}`, "url"},
+		{`{"url":"https://10.1.2.3/"}`, "url"},
+		{`{"url":"https://example.com","event_types":["user.exploded"]}`, "event_types"},
+		{`{"url":"https://example.com","event_types":["user.created","user.created"]}`, "event_types"},
+		{`{"url":"https://example.com","secret":"whsec_mine"}`, "secret"},
+		{`{"url":"https://example.com","enabled":false}`, "enabled"},
+	} {
+		rec := app.do("POST", "/api/v1/webhooks", c.body)
+		if c.field == "" {
+			if rec.Code != http.StatusCreated {
+				t.Errorf("%s: %d %s", c.body, rec.Code, rec.Body)
+			}
+			continue
+		}
+		wantProblem(t, rec, http.StatusBadRequest, c.field)
+	}
+	if rec := app.do("POST", "/api/v1/webhooks", `{"url":"http://example.com/x"}`); rec.Code != http.StatusCreated {
+		t.Fatalf("http allowed: %d", rec.Code)
+	}
+	strict := newTestApp(t) // the defaults: https only
+	wantProblem(t, strict.do("POST", "/api/v1/webhooks", `{"url":"http://example.com/x"}`), http.StatusBadRequest, "url")
+	_, userToken := app.newUser("nothooker")
+	wantProblem(t, app.do("GET", "/api/v1/webhooks", "", "Authorization", "Bearer "+userToken), http.StatusForbidden)
+	wantProblem(t, app.do("GET", "/api/v1/webhooks/abc", ""), http.StatusBadRequest, "id")
+	if rec := app.do("DELETE", path, ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", rec.Code)
+	}
+	for _, c := range []struct{ method, path string }{{"GET", path}, {"DELETE", path}, {"PATCH", path}, {"POST", path + "/secret"},
+		{"GET", path + "/deliveries"}, {"POST", path + "/test"}} {
+		body := ""
+		if c.method == "PATCH" {
+			body = "{}"
+		}
+		wantProblem(t, app.do(c.method, c.path, body), http.StatusNotFound)
+	}
+	// Each change is an event naming the endpoint, about no user.
+	var events []struct {
+		Type    string  `json:"type"`
+		UserID  *int64  `json:"user_id"`
+		ActorID *int64  `json:"actor_id"`
+		Changes struct {
+			WebhookID int64    `json:"webhook_id"`
+			Fields    []string `json:"fields"`
+		} `json:"changes"`
+	}
+	eventually(t, 10*time.Second, "the webhook events numbered", func() bool {
+		var page struct {
+			Items json.RawMessage `json:"items"`
+		}
+		json.Unmarshal(app.do("GET", "/api/v1/events?per_page=1000", "").Body.Bytes(), &page)
+		events = events[:0]
+		json.Unmarshal(page.Items, &events)
+		n := 0
+		for _, e := range events {
+			if strings.HasPrefix(e.Type, "webhook.") && e.Changes.WebhookID == hook.ID {
+				n++
+			}
+		}
+		return n == 5
+	})
+	var types []string
+	for _, e := range events {
+		if strings.HasPrefix(e.Type, "webhook.") && e.Changes.WebhookID == hook.ID {
+			types = append(types, e.Type)
+			if e.UserID != nil || e.ActorID == nil || *e.ActorID != app.adminID {
+				t.Errorf("%s: user %v, actor %v", e.Type, e.UserID, e.ActorID)
+			}
+		}
+	}
+	if want := []string{"webhook.created", "webhook.updated", "webhook.updated", "webhook.secret_rotated", "webhook.deleted"}; !slices.Equal(types, want) {
+		t.Errorf("events %v, want %v", types, want)
+	}
+}
+
+// TestDestinationPolicy: internal addresses are refused unless allowed.
+func TestDestinationPolicy(t *testing.T) {
+	t.Parallel()
+	strict := destinationPolicy{}
+	for _, c := range []struct {
+		addr    string
+		refused bool
+	}{
+		{"127.0.0.1", true}, {"::1", true}, {"10.0.0.1", true}, {"172.16.5.4", true}, {"192.168.1.1", true},
+		{"169.254.169.254", true}, {"fe80::1", true}, {"fd00:ec2::254", true}, {"::ffff:127.0.0.1", true},
+		{"0.0.0.0", true}, {"100.64.0.1", true}, {"224.0.0.1", true}, {"64:ff9b::a00:1", true},
+		{"93.184.215.14", false}, {"2606:2800:21f:cb07:6820:80da:af6b:8b2c", false},
+	} {
+		if err := strict.check(netip.MustParseAddr(c.addr)); (err != nil) != c.refused {
+			t.Errorf("%s: %v, want refused %v", c.addr, err, c.refused)
+		}
+	}
+	allowed := destinationPolicy{allowed: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}}
+	if allowed.check(netip.MustParseAddr("10.1.2.3")) != nil || allowed.check(netip.MustParseAddr("10.2.0.1")) == nil {
+		t.Error("the allow-list is not applied")
+	}
+	if (destinationPolicy{allowPrivate: true}).check(netip.MustParseAddr("169.254.169.254")) != nil {
+		t.Error("WEBHOOK_ALLOW_PRIVATE does not allow")
+	}
+}
+
+// TestWebhookRefusesInternalDestinations: a host name that resolves to
+// loopback passes when saved, and is refused at the connection: the
+// receiver hears nothing, and the attempt says why.
+func TestWebhookRefusesInternalDestinations(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, func(int) int { return http.StatusOK })
+	set := testWebhookSettings()
+	set.AllowedNetworks = nil
+	app := newWebhookApp(t, set)
+	port := rc.srv.URL[strings.LastIndex(rc.srv.URL, ":"):]
+	hook := app.createWebhook(fmt.Sprintf(`{"url":"http://localhost%s/","event_types":["user.created"]}`, port))
+	app.newUser("ssrfvictim")
+	var got webhookCreated
+	eventually(t, 30*time.Second, "a refused attempt", func() bool {
+		got = decodeJSON[webhookCreated](t, app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""))
+		return got.LastError != nil
+	})
+	if !strings.Contains(*got.LastError, "destination refused") || !strings.Contains(*got.LastError, "loopback") || got.State != "retrying" {
+		t.Errorf("the endpoint: %+v, %q", got, *got.LastError)
+	}
+	ping := app.do("POST", fmt.Sprintf("/api/v1/webhooks/%d/test", hook.ID), "")
+	if ping.Code != http.StatusOK || !strings.Contains(ping.Body.String(), "destination refused") {
+		t.Errorf("ping: %d %s", ping.Code, ping.Body)
+	}
+	if calls := rc.snapshot(); len(calls) != 0 {
+		t.Errorf("the receiver got %d calls", len(calls))
+	}
+}
+
+// TestWebhookSecretRotation: after a rotation, deliveries carry both
+// signatures for the overlap, so receivers with either secret verify;
+// without an overlap, only the new secret signs.
+func TestWebhookSecretRotation(t *testing.T) {
+	t.Parallel()
+	for _, overlap := range []time.Duration{time.Hour, 0} {
+		t.Run(overlap.String(), func(t *testing.T) {
+			rc := newReceiver(t, func(int) int { return http.StatusOK })
+			set := testWebhookSettings()
+			set.SecretOverlap = overlap
+			app := newWebhookApp(t, set)
+			hook := app.createWebhook(fmt.Sprintf(`{"url":%q,"event_types":["user.created"]}`, rc.srv.URL))
+			u1, _ := app.newUser("rotate1" + strconv.Itoa(int(overlap.Hours())))
+			eventually(t, 30*time.Second, "the first delivery", func() bool { return len(rc.accepted()) == 1 })
+			rotated := decodeJSON[webhookCreated](t, app.do("POST", fmt.Sprintf("/api/v1/webhooks/%d/secret", hook.ID), ""))
+			u2, _ := app.newUser("rotate2" + strconv.Itoa(int(overlap.Hours())))
+			eventually(t, 30*time.Second, "the second delivery", func() bool { return len(rc.accepted()) == 2 })
+			calls := rc.snapshot()
+			first, second := calls[0], calls[len(calls)-1]
+			if *first.msg.Data.UserID != u1.ID || *second.msg.Data.UserID != u2.ID {
+				t.Fatalf("delivered users %v, %v", *first.msg.Data.UserID, *second.msg.Data.UserID)
+			}
+			if !verifyStandardWebhook(hook.Secret, first.id, first.timestamp, first.signature, first.body) {
+				t.Error("the first delivery does not verify with the first secret")
+			}
+			if !verifyStandardWebhook(rotated.Secret, second.id, second.timestamp, second.signature, second.body) {
+				t.Error("the delivery after the rotation does not verify with the new secret")
+			}
+			oldVerifies := verifyStandardWebhook(hook.Secret, second.id, second.timestamp, second.signature, second.body)
+			if oldVerifies != (overlap > 0) || len(strings.Fields(second.signature)) != map[bool]int{true: 2, false: 1}[overlap > 0] {
+				t.Errorf("overlap %v: the old secret verifies: %v; signatures %q", overlap, oldVerifies, second.signature)
+			}
+		})
+	}
+}
+
+// TestWebhookDisabledAfterSchedule: an endpoint that fails every attempt
+// of the schedule is disabled, with its reason and an event.
+func TestWebhookDisabledAfterSchedule(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	set := testWebhookSettings()
+	set.Schedule = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
+	app := newWebhookApp(t, set)
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q,"event_types":["user.created"]}`, rc.srv.URL))
+	app.newUser("alwaysfails")
+	var got webhookCreated
+	eventually(t, 30*time.Second, "the endpoint disabled", func() bool {
+		got = decodeJSON[webhookCreated](t, app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""))
+		return !got.Enabled
+	})
+	if got.State != "disabled" || got.DisabledReason == nil || !strings.Contains(*got.DisabledReason, "failed 3 attempts") ||
+		!strings.Contains(*got.DisabledReason, "answered 503") {
+		t.Errorf("disabled: %+v %v", got, got.DisabledReason)
+	}
+	if n := len(rc.snapshot()); n != 3 {
+		t.Errorf("%d attempts, want 3: the first and one per wait of the schedule", n)
+	}
+	eventually(t, 10*time.Second, "the webhook.disabled event", func() bool {
+		body := app.do("GET", "/api/v1/events?type=webhook.disabled", "").Body.String()
+		return strings.Contains(body, `"actor_type":"system"`) && strings.Contains(body, fmt.Sprintf(`"webhook_id":%d`, hook.ID))
+	})
+	metrics := app.manage("GET", "/metrics").Body.String()
+	for _, want := range []string{
+		fmt.Sprintf(`usersvc_webhook_enabled{webhook="%d"} 0`, hook.ID),
+		fmt.Sprintf(`usersvc_webhook_deliveries_total{webhook="%d",outcome="failed"} 3`, hook.ID),
+		fmt.Sprintf(`usersvc_webhook_oldest_undelivered_seconds{webhook="%d"}`, hook.ID),
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestDeadWebhookDelaysNoOther: while one endpoint stalls on its first
+// event, another gets every event, and writes answer as ever.
+func TestDeadWebhookDelaysNoOther(t *testing.T) {
+	t.Parallel()
+	dead := newReceiver(t, func(int) int { return 0 })
+	alive := newReceiver(t, func(int) int { return http.StatusOK })
+	set := testWebhookSettings()
+	set.Timeout, set.Lease = 5*time.Minute, 10*time.Minute // the dead one holds its attempt through the test
+	app := newWebhookApp(t, set)
+	app.createWebhook(fmt.Sprintf(`{"url":%q,"event_types":["user.created"]}`, dead.srv.URL))
+	app.createWebhook(fmt.Sprintf(`{"url":%q,"event_types":["user.created"]}`, alive.srv.URL))
+	var users []int64
+	for i := range 10 {
+		u, _ := app.newUser(fmt.Sprintf("isolated%d", i))
+		users = append(users, u.ID)
+	}
+	want := app.userCreatedSeqs(users)
+	eventually(t, 60*time.Second, "the live endpoint served", func() bool { return len(alive.accepted()) == len(want) })
+	if got := alive.accepted(); !slices.Equal(got, want) {
+		t.Errorf("the live endpoint got %v, want %v", got, want)
+	}
+	if calls := dead.snapshot(); len(calls) != 1 || calls[0].msg.Data.ID != want[0] {
+		t.Errorf("the dead endpoint got %d calls, want one, still waiting", len(calls))
+	}
+}
+
+// TestWebhookPing: the test route sends a signed ping and answers how it
+// went; the attempt is listed.
+func TestWebhookPing(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, func(int) int { return http.StatusAccepted })
+	app := newTestApp(t, func(c *Config) { c.Webhooks = testWebhookSettings() })
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q}`, rc.srv.URL))
+	rc.trust(hook.Secret)
+	rec := app.do("POST", fmt.Sprintf("/api/v1/webhooks/%d/test", hook.ID), "")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"status_code":202`) || !strings.Contains(rec.Body.String(), `"event_id":null`) {
+		t.Fatalf("ping: %d %s", rec.Code, rec.Body)
+	}
+	calls := rc.snapshot()
+	if len(calls) != 1 || calls[0].msg.Type != "webhook.ping" || !calls[0].verified || !strings.HasPrefix(calls[0].id, "ping_") {
+		t.Errorf("the receiver got %+v", calls)
+	}
+	if body := app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d/deliveries", hook.ID), "").Body.String(); !strings.Contains(body, `"status_code":202`) {
+		t.Errorf("deliveries: %s", body)
 	}
 }
