@@ -42,6 +42,9 @@ type receivedCall struct {
 type receiver struct {
 	srv    *httptest.Server
 	script func(n int) int
+	// onStall, when set, hears of each call stalled, with the caller's
+	// address.
+	onStall func(n int, remote string)
 
 	mu      sync.Mutex
 	secrets []string
@@ -70,6 +73,9 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	rc.calls = append(rc.calls, c)
 	rc.mu.Unlock()
 	if c.status == 0 {
+		if rc.onStall != nil {
+			rc.onStall(n, r.RemoteAddr)
+		}
 		<-r.Context().Done() // stalled past the sender's timeout
 		return
 	}
@@ -385,9 +391,9 @@ func TestWebhookEndpoints(t *testing.T) {
 	}
 	// Each change is an event naming the endpoint, about no user.
 	var events []struct {
-		Type    string  `json:"type"`
-		UserID  *int64  `json:"user_id"`
-		ActorID *int64  `json:"actor_id"`
+		Type    string `json:"type"`
+		UserID  *int64 `json:"user_id"`
+		ActorID *int64 `json:"actor_id"`
 		Changes struct {
 			WebhookID int64    `json:"webhook_id"`
 			Fields    []string `json:"fields"`
