@@ -75,9 +75,15 @@ func webhookEvent(t EventType, id int64, fields []string, reason string) newEven
 func (s *Store) CreateWebhook(ctx context.Context, actor Actor, nw NewWebhook) (Webhook, error) {
 	var w Webhook
 	err := s.inTx(ctx, "create webhook", func(ctx context.Context, tx *sql.Tx) error {
+		// A plain read: an INSERT ... SELECT would hold a shared lock on
+		// the sequencer's row, and numbering would wait for this commit.
+		var head int64
+		if err := tx.QueryRowContext(ctx, "SELECT last_seq FROM event_sequencer WHERE id = 1").Scan(&head); err != nil {
+			return dbError("create webhook: read the head", err)
+		}
 		res, err := tx.ExecContext(ctx, "INSERT INTO webhooks (url, description, event_types, enabled, secret, cursor_seq, created_at, updated_at) "+
-			"SELECT ?, ?, ?, TRUE, ?, last_seq, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) FROM event_sequencer WHERE id = 1",
-			nw.URL, nw.Description, joinEventTypes(nw.EventTypes), nw.Secret)
+			"VALUES (?, ?, ?, TRUE, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+			nw.URL, nw.Description, joinEventTypes(nw.EventTypes), nw.Secret, head)
 		if err != nil {
 			return dbError("create webhook", err)
 		}
