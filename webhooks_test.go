@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -364,5 +365,24 @@ func TestWebhookPing(t *testing.T) {
 	}
 	if body := app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d/deliveries", hook.ID), "").Body.String(); !strings.Contains(body, `"status_code":202`) {
 		t.Errorf("deliveries: %s", body)
+	}
+}
+
+// TestWebhookFollowsNoRedirect: a redirect is a failed attempt, and its
+// target hears nothing.
+func TestWebhookFollowsNoRedirect(t *testing.T) {
+	t.Parallel()
+	target := newReceiver(t, func(int) int { return http.StatusOK })
+	redirect := httptest.NewServer(http.RedirectHandler(target.srv.URL, http.StatusTemporaryRedirect))
+	t.Cleanup(redirect.Close)
+	app := newTestApp(t, func(c *Config) { c.Webhooks = testWebhookSettings() })
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q}`, redirect.URL))
+	rec := app.do("POST", fmt.Sprintf("/api/v1/webhooks/%d/test", hook.ID), "")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"status_code":307`) ||
+		!strings.Contains(rec.Body.String(), "redirects are not followed") {
+		t.Errorf("ping: %d %s", rec.Code, rec.Body)
+	}
+	if n := len(target.snapshot()); n != 0 {
+		t.Errorf("the redirect's target got %d calls", n)
 	}
 }
