@@ -230,6 +230,7 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) (*sql.R
 func NewStore(db *sql.DB, timeout time.Duration) *Store {
 	s := &Store{db: db, timeout: timeout, statementLimit: timeout, applySchema: true, schemaLock: make(chan struct{}, 1), statements: map[string]*sql.Stmt{}}
 	s.events.nudge = make(chan struct{}, 1)
+	s.events.numbered = make(chan struct{}, 1)
 	return s
 }
 

@@ -66,8 +66,12 @@ func (set webhookSettings) policy() destinationPolicy {
 // Timing of the delivery loop.
 const (
 	// webhookTick is how often a replica looks for endpoints to deliver
-	// to: an event waits at most this long after it is numbered.
-	webhookTick = 250 * time.Millisecond
+	// to: an event numbered by another replica waits at most this long.
+	// Events this replica numbers wake it at once (Store.EventsNumbered),
+	// at most once every webhookWakeGap, so a stream of writes costs a
+	// few lease reads a second, not one per numbering round.
+	webhookTick    = 250 * time.Millisecond
+	webhookWakeGap = 20 * time.Millisecond
 	// webhookBatch is the events read from the feed at once.
 	webhookBatch = 100
 	// webhookResponseCap is the most of a response body read (and
@@ -197,8 +201,9 @@ func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
 	tick := time.NewTicker(webhookTick)
 	defer tick.Stop()
 	log := workerLog{logger: d.logger, op: "deliver webhooks"}
-	var pruned time.Time
+	var pruned, round time.Time
 	for {
+		round = time.Now()
 		if free := cap(d.slots) - len(d.slots); free > 0 {
 			leases, err := d.store.LeaseWebhooks(ctx, free, d.set.Lease)
 			if err != nil {
@@ -221,6 +226,14 @@ func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-d.store.EventsNumbered():
+			if gap := webhookWakeGap - time.Since(round); gap > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(gap):
+				}
+			}
 		}
 	}
 }
