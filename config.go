@@ -58,6 +58,9 @@ type Config struct {
 	// EventsRetention is how long events are kept; 0 keeps them all.
 	EventsRetention time.Duration
 
+	// Webhooks: their delivery, retries and destinations (docs/webhooks.md).
+	Webhooks webhookSettings
+
 	// The admin created at start-up when no active admin exists; all three
 	// are set, or none.
 	AdminUsername string
@@ -110,6 +113,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		AdminPassword:        r.str("ADMIN_PASSWORD", ""),
 		LogLevel:             r.logLevel("LOG_LEVEL", slog.LevelInfo),
 		SchemaApply:          r.boolean("SCHEMA_APPLY", true),
+		Webhooks:             readWebhookSettings(&r),
 	}
 	// Unset, the idle connections follow the open limit: a pool whose
 	// idle connections are fewer than its open ones closes and reopens

@@ -211,3 +211,26 @@ func (r *envReader) logLevel(name string, fallback slog.Level) slog.Level {
 	}
 	return level
 }
+
+// durationList reads comma-separated durations, each from lo to hi, at
+// least one and at most maxItems.
+func (r *envReader) durationList(name string, fallback []time.Duration, lo, hi time.Duration, maxItems int) []time.Duration {
+	v := r.getenv(name)
+	if v == "" {
+		return fallback
+	}
+	var list []time.Duration
+	for item := range strings.SplitSeq(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(item))
+		if err != nil || d < lo || d > hi {
+			r.fail(name, "must be comma-separated durations, each from %v to %v, got %q", lo, hi, v)
+			return fallback
+		}
+		list = append(list, d)
+	}
+	if len(list) > maxItems {
+		r.fail(name, "must list at most %d durations, got %d", maxItems, len(list))
+		return fallback
+	}
+	return list
+}

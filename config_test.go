@@ -24,6 +24,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		BcryptCost: 12, BcryptWorkers: runtime.GOMAXPROCS(0), TokenTTL: time.Hour, LogLevel: slog.LevelInfo,
 		EventsRetention: 2160 * time.Hour,
 		SchemaApply:     true,
+		Webhooks: webhookSettings{Timeout: 10 * time.Second, Lease: 30 * time.Second, SecretOverlap: 24 * time.Hour,
+			Schedule: defaultWebhookSchedule, Workers: 16},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
@@ -33,17 +35,21 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
-		"HTTP_ADDR":            "8080",
-		"DB_PORT":              "70000",
-		"DB_MAX_OPEN_CONNS":    "ten",
-		"DB_CONN_MAX_LIFETIME": "3",
-		"DB_TIMEOUT":           "-1s",
-		"BCRYPT_COST":          "3",
-		"LOG_LEVEL":            "loud",
-		"BCRYPT_WORKERS":       "0",
-		"TOKEN_TTL":            "forever",
-		"ALLOW_SIGNUP":         "maybe",
-		"EVENTS_RETENTION":     "-1h",
+		"HTTP_ADDR":                "8080",
+		"DB_PORT":                  "70000",
+		"DB_MAX_OPEN_CONNS":        "ten",
+		"DB_CONN_MAX_LIFETIME":     "3",
+		"DB_TIMEOUT":               "-1s",
+		"BCRYPT_COST":              "3",
+		"LOG_LEVEL":                "loud",
+		"BCRYPT_WORKERS":           "0",
+		"TOKEN_TTL":                "forever",
+		"ALLOW_SIGNUP":             "maybe",
+		"EVENTS_RETENTION":         "-1h",
+		"WEBHOOK_TIMEOUT":          "1ms",
+		"WEBHOOK_RETRY_SCHEDULE":   "5s,soon",
+		"WEBHOOK_ALLOWED_NETWORKS": "intranet",
+		"WEBHOOK_ALLOW_HTTP":       "sometimes",
 	}
 	_, err := loadConfig(func(name string) string { return env[name] })
 	if err == nil {
@@ -53,6 +59,21 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		if !strings.Contains(err.Error(), name+" ") {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
+	}
+}
+
+// TestLoadConfigWebhookLease: a lease must outlast an attempt.
+func TestLoadConfigWebhookLease(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WEBHOOK_TIMEOUT": "30s", "WEBHOOK_LEASE": "30s"}
+	_, err := loadConfig(func(name string) string { return env[name] })
+	if err == nil || !strings.Contains(err.Error(), "WEBHOOK_LEASE must be longer than WEBHOOK_TIMEOUT") {
+		t.Errorf("got %v", err)
+	}
+	env = map[string]string{"WEBHOOK_RETRY_SCHEDULE": "1s, 2m", "WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8"}
+	cfg, err := loadConfig(func(name string) string { return env[name] })
+	if err != nil || !reflect.DeepEqual(cfg.Webhooks.Schedule, []time.Duration{time.Second, 2 * time.Minute}) || len(cfg.Webhooks.AllowedNetworks) != 1 {
+		t.Errorf("got %+v, %v", cfg.Webhooks, err)
 	}
 }
 

@@ -14,10 +14,19 @@ const (
 	EventPasswordChanged EventType = "user.password_changed"
 	EventUserDeleted     EventType = "user.deleted"
 	EventTokensRevoked   EventType = "user.tokens_revoked"
+
+	// Changes to webhook endpoints (webhook.go): user_id 0 (null in
+	// JSON), the endpoint's id in changes.
+	EventWebhookCreated       EventType = "webhook.created"
+	EventWebhookUpdated       EventType = "webhook.updated"
+	EventWebhookDeleted       EventType = "webhook.deleted"
+	EventWebhookSecretRotated EventType = "webhook.secret_rotated"
+	EventWebhookDisabled      EventType = "webhook.disabled"
 )
 
 // eventTypes are every type an event may have, for the type filter.
-var eventTypes = []EventType{EventUserCreated, EventUserUpdated, EventPasswordChanged, EventUserDeleted, EventTokensRevoked}
+var eventTypes = []EventType{EventUserCreated, EventUserUpdated, EventPasswordChanged, EventUserDeleted, EventTokensRevoked,
+	EventWebhookCreated, EventWebhookUpdated, EventWebhookDeleted, EventWebhookSecretRotated, EventWebhookDisabled}
 
 // ActorType says who made a change.
 type ActorType string

@@ -27,6 +27,9 @@ type server struct {
 	// watches; nil when the handlers serve no listener of their own.
 	connections *connTable
 
+	webhooks      webhookSettings
+	webhookSender *webhookSender // test pings
+
 	public, management http.Handler
 }
 
@@ -60,6 +63,9 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 		identityChanges: newAttemptLimiter(identityChangesPerHour, time.Hour),
 		startup:         st,
 		bodies:          newBodyBudget(cfg.MaxBodyBytesInFlight),
+
+		webhooks:      cfg.Webhooks,
+		webhookSender: newWebhookSender(cfg.Webhooks),
 	}
 	s.public = s.handler(s.routes(cfg.MaxBodyBytes), cfg, cfg.CORSAllowedOrigins)
 	s.management = s.handler(s.managementRoutes(), cfg, nil)
@@ -117,6 +123,14 @@ func (s *server) routes(userBody int64) []route {
 		{"DELETE /api/v1/users/{id}", adminOnly, tokenInQuery, 0, s.handleDeleteUser},
 		{"GET /api/v1/users/{id}/events", adminOnly, tokenFirst, 0, s.handleUserEvents},
 		{"GET /api/v1/events", adminOnly, tokenFirst, 0, s.handleEvents},
+		{"POST /api/v1/webhooks", adminOnly, tokenFirst, webhookMaxBody, s.handleCreateWebhook},
+		{"GET /api/v1/webhooks", adminOnly, tokenFirst, 0, s.handleListWebhooks},
+		{"GET /api/v1/webhooks/{id}", adminOnly, tokenFirst, 0, s.handleGetWebhook},
+		{"PATCH /api/v1/webhooks/{id}", adminOnly, tokenFirst, webhookMaxBody, s.handleUpdateWebhook},
+		{"DELETE /api/v1/webhooks/{id}", adminOnly, tokenFirst, 0, s.handleDeleteWebhook},
+		{"POST /api/v1/webhooks/{id}/secret", adminOnly, tokenFirst, 0, s.handleRotateWebhookSecret},
+		{"GET /api/v1/webhooks/{id}/deliveries", adminOnly, tokenFirst, 0, s.handleWebhookDeliveries},
+		{"POST /api/v1/webhooks/{id}/test", adminOnly, tokenFirst, 0, s.handleTestWebhook},
 	}
 }
 

@@ -212,7 +212,11 @@ func appendEventJSON(b []byte, e *Event) []byte {
 	b = append(b, `,"time":`...)
 	b = appendTimestamp(b, e.Time)
 	b = append(b, `,"user_id":`...)
-	b = strconv.AppendInt(b, e.UserID, 10)
+	if e.UserID == 0 { // an event about no user: a webhook's
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendInt(b, e.UserID, 10)
+	}
 	b = append(b, `,"actor_type":`...)
 	b = appendJSONString(b, string(e.Actor.Type))
 	b = append(b, `,"actor_id":`...)

@@ -94,4 +94,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.logger.WarnContext(r.Context(), "write metrics", "error", err, "request_id", requestID(r.Context()))
 	}
+	if err := s.writeWebhookMetrics(w, r); err != nil {
+		s.logger.WarnContext(r.Context(), "write webhook metrics", "error", err, "request_id", requestID(r.Context()))
+	}
 }

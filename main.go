@@ -167,6 +167,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// The event workers outlive ctx until Shutdown has returned, so the
 	// events of requests finishing during shutdown are numbered at once.
 	defer startEventWorkers(context.WithoutCancel(ctx), store, cfg.EventsRetention, logger)()
+	// Webhook deliveries stop with ctx: an attempt cut short is made
+	// again, by this replica or another (docs/webhooks.md).
+	defer startWebhookWorkers(ctx, store, cfg.Webhooks, logger)()
 
 	s := newServer(logger, store, passwords, cfg, st)
 	s.connections = newConnTable(cfg.MaxConnections, cfg.MaxConnectionsPerClient, cfg.TrustedProxies)

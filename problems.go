@@ -125,6 +125,8 @@ func problemFor(err error) problemAnswer {
 		return a
 	case errors.Is(err, ErrPreconditionFailed):
 		return answer(http.StatusPreconditionFailed, "The user changed since the version named in If-Match: fetch it again, and retry with its ETag.")
+	case errors.Is(err, ErrWebhookNotFound):
+		return answer(http.StatusNotFound, "No webhook has this id.")
 	case errors.Is(err, ErrNotFound):
 		return answer(http.StatusNotFound, "No user has this id.")
 	case errors.As(err, &conflict):

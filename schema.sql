@@ -165,3 +165,51 @@ CREATE TABLE IF NOT EXISTS admin_guard (
     removals BIGINT UNSIGNED NOT NULL,
     PRIMARY KEY (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Webhook endpoints (docs/webhooks.md). secret signs every delivery
+-- (Standard Webhooks: whsec_ and base64); after a rotation
+-- previous_secret signs beside it until previous_until. cursor_seq is the
+-- last feed seq delivered (or passed over: not of the endpoint's types);
+-- attempt counts the failed attempts at the next one, retried from
+-- next_attempt_at. The replica whose lease_token is set delivers, until
+-- lease_until: it renews the lease before each attempt, and a replica
+-- that dies loses it when it runs out.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    url             VARCHAR(2048) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    description     VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    event_types     VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    enabled         BOOLEAN NOT NULL,
+    disabled_reason VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    secret          VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    previous_secret VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    previous_until  DATETIME(6) NULL,
+    cursor_seq      BIGINT UNSIGNED NOT NULL,
+    attempt         INT UNSIGNED NOT NULL DEFAULT 0,
+    next_attempt_at DATETIME(6) NULL,
+    failing_since   DATETIME(6) NULL,
+    last_error      VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    delivered_at    DATETIME(6) NULL,
+    lease_token     BINARY(16) NULL,
+    lease_until     DATETIME(6) NULL,
+    created_at      DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    updated_at      DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Every attempt to deliver to an endpoint (event_seq NULL: a test ping),
+-- kept for webhookDeliveryRetention.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    webhook_id      BIGINT UNSIGNED NOT NULL,
+    event_seq       BIGINT UNSIGNED NULL,
+    attempt         INT UNSIGNED NOT NULL,
+    status_code     SMALLINT UNSIGNED NULL,
+    error           VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NULL,
+    latency_us      BIGINT UNSIGNED NOT NULL,
+    attempted_at    DATETIME(6) NOT NULL,
+    next_attempt_at DATETIME(6) NULL,
+    PRIMARY KEY (id),
+    KEY webhook_deliveries_webhook (webhook_id, id),
+    KEY webhook_deliveries_time (attempted_at)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -48,7 +48,8 @@ type Store struct {
 	statements   map[string]*sql.Stmt
 	statementsMu sync.Mutex
 
-	events eventSignals
+	events       eventSignals
+	webhookStats webhookCounters // deliveries by this process, per endpoint
 
 	// galera is set when the server is a Galera cluster node: reads that
 	// decide who may do what then wait for the node to apply what other
@@ -237,6 +238,7 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) (*sql.R
 func NewStore(db *sql.DB, timeout time.Duration) *Store {
 	s := &Store{db: db, timeout: timeout, statementLimit: timeout, applySchema: true, schemaLock: make(chan struct{}, 1), statements: map[string]*sql.Stmt{}}
 	s.events.nudge = make(chan struct{}, 1)
+	s.events.numbered = make(chan struct{}, 1)
 	return s
 }
 

@@ -57,6 +57,9 @@ type eventSignals struct {
 	written atomic.Int64
 	pruned  atomic.Int64
 	nudge   chan struct{} // one pending wake-up at most
+	// numbered wakes the webhook deliveries after a round numbered
+	// events; one pending wake-up at most.
+	numbered chan struct{}
 }
 
 // eventStats are the event counters at one moment.
@@ -71,6 +74,10 @@ func (s *Store) EventStats() eventStats {
 
 // EventsWritten wakes whoever waits for new events: the sequencer.
 func (s *Store) EventsWritten() <-chan struct{} { return s.events.nudge }
+
+// EventsNumbered wakes whoever waits for events in the feed: the webhook
+// deliveries.
+func (s *Store) EventsNumbered() <-chan struct{} { return s.events.numbered }
 
 // eventsCommitted counts n events whose transaction committed and wakes
 // the sequencer without waiting for it.
@@ -185,6 +192,12 @@ func (s *Store) SequenceEvents(ctx context.Context) (int, error) {
 	})
 	if err != nil {
 		return 0, err
+	}
+	if numbered > 0 {
+		select {
+		case s.events.numbered <- struct{}{}:
+		default:
+		}
 	}
 	return numbered, nil
 }

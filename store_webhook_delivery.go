@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"sync"
+	"time"
+)
+
+// The delivery side of webhooks in the database: which replica delivers
+// to an endpoint (a lease), where it is in the feed (the cursor), and
+// what each attempt gave. Each write that moves an endpoint on is made
+// only while its lease_token is the one this replica holds: a replica
+// that lost the lease (frozen past its end, say) changes nothing, so
+// the cursor only ever moves past an event some replica saw accepted.
+
+// webhookLease is an endpoint this replica delivers to, and the token
+// that proves it, until the lease runs out.
+type webhookLease struct {
+	ID    int64
+	token []byte
+}
+
+// leasable is the condition an endpoint must meet to be leased: enabled,
+// its lease free or run out, and its next attempt due.
+const leasable = "enabled AND (lease_until IS NULL OR lease_until < UTC_TIMESTAMP(6)) " +
+	"AND (next_attempt_at IS NULL OR next_attempt_at <= UTC_TIMESTAMP(6))"
+
+// LeaseWebhooks takes the lease, for the duration lease, of up to limit
+// endpoints that have events to deliver and are leasable. The candidates
+// are found by a plain read (no lock); each is then taken by an UPDATE
+// that checks the condition again, so two replicas never both take one
+// (on Galera, the loser of a certification conflict takes none).
+func (s *Store) LeaseWebhooks(ctx context.Context, limit int, lease time.Duration) ([]webhookLease, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	ids, err := readColumn[int64](ctx, s.db, "find webhooks to deliver",
+		"SELECT id FROM webhooks WHERE "+leasable+" AND cursor_seq < (SELECT last_seq FROM event_sequencer WHERE id = 1) "+
+			"ORDER BY delivered_at IS NOT NULL, delivered_at, id LIMIT ?", limit)
+	if err != nil {
+		return nil, err
+	}
+	var leases []webhookLease
+	for _, id := range ids {
+		token := make([]byte, 16)
+		rand.Read(token)
+		res, err := s.db.ExecContext(ctx, "UPDATE webhooks SET lease_token = ?, lease_until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND WHERE id = ? AND "+leasable,
+			token, lease.Microseconds(), id)
+		if err != nil {
+			if retryable(err) {
+				continue // another replica's UPDATE won
+			}
+			return leases, dbError("lease webhook", err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			leases = append(leases, webhookLease{ID: id, token: token})
+		}
+	}
+	return leases, nil
+}
+
+// RenewWebhookLease extends the lease by lease from now and reads the
+// endpoint and the secrets that sign for it: errLeaseLost when the lease
+// is no longer this replica's, or the endpoint was disabled or deleted.
+func (s *Store) RenewWebhookLease(ctx context.Context, l webhookLease, lease time.Duration) (Webhook, []string, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return Webhook{}, nil, err
+	}
+	defer cancel()
+	res, err := s.db.ExecContext(ctx, "UPDATE webhooks SET lease_until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND WHERE id = ? AND lease_token = ? AND enabled",
+		lease.Microseconds(), l.ID, l.token)
+	if err != nil {
+		return Webhook{}, nil, dbError("renew webhook lease", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return Webhook{}, nil, errLeaseLost
+	}
+	w, err := getWebhook(ctx, s.db, l.ID, "")
+	if err != nil {
+		return Webhook{}, nil, err
+	}
+	secrets, err := webhookSecrets(ctx, s.db, l.ID)
+	return w, secrets, err
+}
+
+// ReleaseWebhookLease gives the lease up, if this replica still holds it.
+func (s *Store) ReleaseWebhookLease(ctx context.Context, l webhookLease) error {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.db.ExecContext(ctx, "UPDATE webhooks SET lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?", l.ID, l.token)
+	return dbError("release webhook lease", err)
+}
+
+// PassWebhookOver moves the cursor to seq without a delivery: the events
+// up to it are not of the endpoint's types.
+func (s *Store) PassWebhookOver(ctx context.Context, l webhookLease, seq int64) error {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	res, err := s.db.ExecContext(ctx, "UPDATE webhooks SET cursor_seq = GREATEST(cursor_seq, ?) WHERE id = ? AND lease_token = ?", seq, l.ID, l.token)
+	if err != nil {
+		return dbError("move webhook cursor", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return errLeaseLost
+	}
+	return nil
+}
+
+// WebhookDelivered records the accepted attempt d at the event d.EventSeq
+// and moves the cursor to it, in one transaction.
+func (s *Store) WebhookDelivered(ctx context.Context, l webhookLease, d WebhookDelivery) error {
+	err := s.inTx(ctx, "record webhook delivery", func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE webhooks SET cursor_seq = GREATEST(cursor_seq, ?), attempt = 0, next_attempt_at = NULL, "+
+			"failing_since = NULL, last_error = NULL, delivered_at = UTC_TIMESTAMP(6) WHERE id = ? AND lease_token = ?", d.EventSeq, l.ID, l.token)
+		if err != nil {
+			return dbError("record webhook delivery", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errLeaseLost
+		}
+		_, err = insertDelivery(ctx, tx, d, 0)
+		return err
+	})
+	if err == nil {
+		s.webhookStats.delivered(l.ID)
+	}
+	return err
+}
+
+// WebhookFailed records the failed attempt d and gives the lease up. With
+// retry, the next attempt is due after retryIn; without, the schedule is
+// spent and the endpoint is disabled with reason, and an event says so.
+func (s *Store) WebhookFailed(ctx context.Context, l webhookLease, d WebhookDelivery, retryIn time.Duration, retry bool, reason string) error {
+	disabled := false
+	err := s.inTx(ctx, "record webhook failure", func(ctx context.Context, tx *sql.Tx) error {
+		var next, disabledReason any
+		if retry {
+			next = retryIn.Microseconds()
+		} else {
+			disabledReason = cut(reason, 512)
+		}
+		res, err := tx.ExecContext(ctx, "UPDATE webhooks SET attempt = attempt + 1, next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "+
+			"failing_since = COALESCE(failing_since, ?), last_error = ?, enabled = ?, disabled_reason = ?, "+
+			"lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?",
+			next, d.At.UTC(), cut(d.Error, 512), retry, disabledReason, l.ID, l.token)
+		if err != nil {
+			return dbError("record webhook failure", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errLeaseLost
+		}
+		if _, err := insertDelivery(ctx, tx, d, max(retryIn, 0)); err != nil {
+			return err
+		}
+		if retry {
+			return nil
+		}
+		disabled = true
+		return insertEvents(ctx, tx, Actor{Type: ActorSystem}, time.Time{}, webhookEvent(EventWebhookDisabled, l.ID, nil, reason))
+	})
+	if err != nil {
+		return err
+	}
+	s.webhookStats.failed(l.ID)
+	if disabled {
+		s.eventsCommitted(1)
+	}
+	return nil
+}
+
+// webhookDeliveryRetention is how long the attempts are kept.
+const webhookDeliveryRetention = 7 * 24 * time.Hour
+
+// PruneWebhookDeliveries deletes up to 1,000 attempts older than
+// webhookDeliveryRetention and returns how many.
+func (s *Store) PruneWebhookDeliveries(ctx context.Context) (int64, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	res, err := s.db.ExecContext(ctx, "DELETE FROM webhook_deliveries WHERE attempted_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND LIMIT 1000",
+		webhookDeliveryRetention.Microseconds())
+	if err != nil {
+		return 0, dbError("prune webhook deliveries", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+// webhookCounters count this process's attempts per endpoint, for
+// /metrics.
+type webhookCounters struct {
+	mu   sync.Mutex
+	byID map[int64]*webhookCount
+}
+
+// webhookCount is one endpoint's attempts by this process.
+type webhookCount struct {
+	Delivered, Failed int64
+}
+
+func (c *webhookCounters) delivered(id int64) { c.add(id, 1, 0) }
+func (c *webhookCounters) failed(id int64)    { c.add(id, 0, 1) }
+
+func (c *webhookCounters) add(id, delivered, failed int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID == nil {
+		c.byID = map[int64]*webhookCount{}
+	}
+	n := c.byID[id]
+	if n == nil {
+		n = &webhookCount{}
+		c.byID[id] = n
+	}
+	n.Delivered += delivered
+	n.Failed += failed
+}
+
+// WebhookCounts returns this process's attempts per endpoint.
+func (s *Store) WebhookCounts() map[int64]webhookCount {
+	c := &s.webhookStats
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[int64]webhookCount, len(c.byID))
+	for id, n := range c.byID {
+		out[id] = *n
+	}
+	return out
+}
+
+// webhookBacklog is an endpoint's state for /metrics: whether it retries
+// an event, and since when the oldest event past its cursor waits (zero:
+// none waits).
+type webhookBacklog struct {
+	ID       int64
+	Enabled  bool
+	Retrying bool
+	Oldest   time.Time
+}
+
+// WebhookBacklogs reads every endpoint's backlog, in one statement.
+func (s *Store) WebhookBacklogs(ctx context.Context) ([]webhookBacklog, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, "SELECT w.id, w.enabled, w.attempt > 0, "+
+		"(SELECT e.occurred_at FROM user_events e WHERE e.seq > w.cursor_seq ORDER BY e.seq LIMIT 1) FROM webhooks w ORDER BY w.id LIMIT ?", maxWebhooks)
+	if err != nil {
+		return nil, dbError("read webhook backlogs", err)
+	}
+	defer rows.Close()
+	var list []webhookBacklog
+	for rows.Next() {
+		var b webhookBacklog
+		var oldest sql.NullTime
+		if err := rows.Scan(&b.ID, &b.Enabled, &b.Retrying, &oldest); err != nil {
+			return nil, dbError("read webhook backlogs", err)
+		}
+		b.Oldest = oldest.Time
+		list = append(list, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError("read webhook backlogs", err)
+	}
+	return list, nil
+}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Delivering the feed to webhooks (docs/webhooks.md). Every replica runs
+// one delivery loop. Each tick it leases endpoints that have events past
+// their cursor and are due (LeaseWebhooks: one replica at a time per
+// endpoint), up to WEBHOOK_WORKERS at once, and delivers to each in a
+// goroutine of its own, so a slow endpoint holds up only itself. That
+// goroutine sends the endpoint's events in feed order, one at a time,
+// renewing its lease before each: a 2xx moves the cursor past the event;
+// anything else records the failure with the time of the next attempt and
+// gives the lease up. The cursor moves only after a 2xx, in the database,
+// so a replica killed at any point leaves the event to be sent again, by
+// whichever replica takes the lease once it runs out.
+
+// webhookSettings are the configuration of webhooks.
+type webhookSettings struct {
+	Timeout         time.Duration   // an attempt's limit (WEBHOOK_TIMEOUT)
+	Lease           time.Duration   // how long a lease lasts unrenewed (WEBHOOK_LEASE)
+	SecretOverlap   time.Duration   // how long a rotated-out secret goes on signing
+	Schedule        []time.Duration // the waits before each retry
+	AllowHTTP       bool
+	AllowPrivate    bool
+	AllowedNetworks []netip.Prefix
+	Workers         int // endpoints delivered to at once by one replica
+}
+
+// readWebhookSettings reads the WEBHOOK_ variables.
+func readWebhookSettings(r *envReader) webhookSettings {
+	set := webhookSettings{
+		Timeout:         r.durationRange("WEBHOOK_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
+		Lease:           r.durationRange("WEBHOOK_LEASE", 30*time.Second, time.Second, time.Hour),
+		SecretOverlap:   r.durationRange("WEBHOOK_SECRET_OVERLAP", 24*time.Hour, 0, 30*24*time.Hour),
+		Schedule:        r.durationList("WEBHOOK_RETRY_SCHEDULE", defaultWebhookSchedule, time.Millisecond, 48*time.Hour, 30),
+		AllowHTTP:       r.boolean("WEBHOOK_ALLOW_HTTP", false),
+		AllowPrivate:    r.boolean("WEBHOOK_ALLOW_PRIVATE", false),
+		AllowedNetworks: r.prefixes("WEBHOOK_ALLOWED_NETWORKS"),
+		Workers:         r.intRange("WEBHOOK_WORKERS", 16, 1, 1024),
+	}
+	if set.Lease <= set.Timeout {
+		r.fail("WEBHOOK_LEASE", "must be longer than WEBHOOK_TIMEOUT (%v): a lease must outlast an attempt", set.Timeout)
+	}
+	return set
+}
+
+// policy is where webhooks may connect.
+func (set webhookSettings) policy() destinationPolicy {
+	return destinationPolicy{allowPrivate: set.AllowPrivate, allowed: set.AllowedNetworks}
+}
+
+// Timing of the delivery loop.
+const (
+	// webhookTick is how often a replica looks for endpoints to deliver
+	// to: an event numbered by another replica waits at most this long.
+	// Events this replica numbers wake it at once (Store.EventsNumbered),
+	// at most once every webhookWakeGap, so a stream of writes costs a
+	// few lease reads a second, not one per numbering round.
+	webhookTick    = 250 * time.Millisecond
+	webhookWakeGap = 20 * time.Millisecond
+	// webhookBatch is the events read from the feed at once.
+	webhookBatch = 100
+	// webhookResponseCap is the most of a response body read (and
+	// dropped): enough to end the exchange cleanly, no more.
+	webhookResponseCap = 4 << 10
+	// webhookPruneEvery is how often old attempts are deleted.
+	webhookPruneEvery = time.Hour
+)
+
+// webhookSender posts signed messages to webhook endpoints.
+type webhookSender struct {
+	client  *http.Client
+	timeout time.Duration
+}
+
+// newWebhookSender is a sender whose every connection is checked against
+// the destination policy, that follows no redirect and uses no proxy.
+func newWebhookSender(set webhookSettings) *webhookSender {
+	dialer := &net.Dialer{Timeout: set.Timeout, Control: set.policy().control}
+	transport := &http.Transport{
+		Proxy:                 nil, // a proxy would connect for us, past the policy
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   set.Timeout,
+		ResponseHeaderTimeout: set.Timeout,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	return &webhookSender{timeout: set.Timeout, client: &http.Client{
+		Transport:     transport,
+		Timeout:       set.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// send posts body to target as the message msgID, signed with secrets,
+// and returns the attempt: its status, or why there was none, and its
+// latency. A 2xx is success; a redirect is an answer like any other.
+func (s *webhookSender) send(ctx context.Context, target, msgID string, body []byte, secrets []string) WebhookDelivery {
+	start := time.Now()
+	d := WebhookDelivery{At: start}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		d.Error = "the URL cannot be requested"
+		return d
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "usersvc-webhooks/"+version)
+	req.Header.Set("webhook-id", msgID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(start.Unix(), 10))
+	req.Header.Set("webhook-signature", webhookSignatures(secrets, msgID, start.Unix(), body))
+	resp, err := s.client.Do(req)
+	if err != nil {
+		d.Latency, d.Error = time.Since(start), s.describe(err)
+		return d
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, webhookResponseCap))
+	resp.Body.Close()
+	d.Latency, d.StatusCode = time.Since(start), resp.StatusCode
+	switch {
+	case d.ok():
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		d.Error = fmt.Sprintf("answered %d: redirects are not followed", resp.StatusCode)
+	default:
+		d.Error = fmt.Sprintf("answered %d", resp.StatusCode)
+	}
+	return d
+}
+
+// describe says why an attempt got no answer, without the URL.
+func (s *webhookSender) describe(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, errDestinationRefused):
+		for e := err; e != nil; e = errors.Unwrap(e) {
+			if errors.Unwrap(e) == errDestinationRefused {
+				return e.Error()
+			}
+		}
+		return errDestinationRefused.Error()
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Sprintf("no answer within %v", s.timeout)
+	}
+	if urlErr, ok := errors.AsType[*url.Error](err); ok {
+		err = urlErr.Err
+	}
+	return "no answer: " + err.Error()
+}
+
+// webhookMessage is the body of the delivery of e: its type, its time,
+// and the event as the feed shows it.
+func webhookMessage(e *Event) []byte {
+	b := append(make([]byte, 0, 512), `{"type":`...)
+	b = appendJSONString(b, string(e.Type))
+	b = append(b, `,"timestamp":`...)
+	b = appendTimestamp(b, e.Time)
+	b = append(b, `,"data":`...)
+	b = appendEventJSON(b, e)
+	return append(b, '}')
+}
+
+// webhookDeliverer is a replica's delivery loop.
+type webhookDeliverer struct {
+	store  *Store
+	sender *webhookSender
+	set    webhookSettings
+	logger *slog.Logger
+	slots  chan struct{} // one per endpoint being delivered to
+}
+
+// startWebhookWorkers starts the delivery loop for as long as ctx lasts;
+// stop ends it, cancelling the attempts in flight, and waits for it.
+func startWebhookWorkers(ctx context.Context, store *Store, set webhookSettings, logger *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	d := &webhookDeliverer{store: store, sender: newWebhookSender(set), set: set, logger: logger, slots: make(chan struct{}, set.Workers)}
+	var workers sync.WaitGroup
+	workers.Go(func() { d.run(ctx, &workers) })
+	return func() {
+		cancel()
+		workers.Wait()
+	}
+}
+
+// run leases the endpoints with events to deliver each tick, while slots
+// are free, and delivers to each in a goroutine counted by workers.
+func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
+	tick := time.NewTicker(webhookTick)
+	defer tick.Stop()
+	log := workerLog{logger: d.logger, op: "deliver webhooks"}
+	var pruned, round time.Time
+	for {
+		round = time.Now()
+		if free := cap(d.slots) - len(d.slots); free > 0 {
+			leases, err := d.store.LeaseWebhooks(ctx, free, d.set.Lease)
+			if err != nil {
+				log.failed(ctx, err)
+			}
+			for _, l := range leases {
+				d.slots <- struct{}{}
+				workers.Go(func() {
+					defer func() { <-d.slots }()
+					d.deliver(ctx, l, &log)
+				})
+			}
+		}
+		if time.Since(pruned) > webhookPruneEvery {
+			if _, err := d.store.PruneWebhookDeliveries(ctx); err == nil {
+				pruned = time.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-d.store.EventsNumbered():
+			if gap := webhookWakeGap - time.Since(round); gap > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(gap):
+				}
+			}
+		}
+	}
+}
+
+// deliver sends the leased endpoint its events, in feed order, until it
+// has none left, an attempt fails, or the lease is lost; then it gives
+// the lease up.
+func (d *webhookDeliverer) deliver(ctx context.Context, l webhookLease, log *workerLog) {
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.set.Timeout)
+		defer cancel()
+		d.store.ReleaseWebhookLease(ctx, l)
+	}()
+	for {
+		more, err := d.deliverBatch(ctx, l)
+		if err != nil && !errors.Is(err, errLeaseLost) && !errors.Is(err, ErrWebhookNotFound) {
+			log.failed(ctx, fmt.Errorf("webhook %d: %w", l.ID, err))
+		}
+		if err != nil || !more {
+			return
+		}
+	}
+}
+
+// deliverBatch sends the next events of the feed past the endpoint's
+// cursor that are of its types, and moves the cursor past those that are
+// not. It reports whether more may follow (the page was full).
+func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease) (bool, error) {
+	w, secrets, err := d.store.RenewWebhookLease(ctx, l, d.set.Lease)
+	if err != nil {
+		return false, err
+	}
+	q := eventQuery{After: &w.Cursor, PerPage: webhookBatch}
+	page, err := d.store.ListEvents(ctx, q)
+	if err != nil {
+		return false, err
+	}
+	renewed := true
+	for i := range page.Events {
+		e := &page.Events[i]
+		if !w.wants(e.Type) {
+			continue
+		}
+		if !renewed {
+			if w, secrets, err = d.store.RenewWebhookLease(ctx, l, d.set.Lease); err != nil {
+				return false, err
+			}
+		}
+		renewed = false
+		if ok, err := d.attempt(ctx, l, &w, secrets, e); !ok {
+			return false, err
+		}
+	}
+	// Past the events of other types too: up to the head when the page
+	// reached it (eventPage.nextCursor).
+	next, _ := parseEventCursor(page.nextCursor(q))
+	if next > w.Cursor {
+		if err := d.store.PassWebhookOver(ctx, l, next); err != nil {
+			return false, err
+		}
+	}
+	return page.full(q), nil
+}
+
+// attempt sends e once and records the outcome: the cursor moved past e,
+// or the failure with its next attempt, or with the schedule spent, the
+// endpoint disabled. It reports whether e was accepted.
+func (d *webhookDeliverer) attempt(ctx context.Context, l webhookLease, w *Webhook, secrets []string, e *Event) (bool, error) {
+	delivery := d.sender.send(ctx, w.URL, strconv.FormatInt(e.Seq, 10), webhookMessage(e), secrets)
+	if ctx.Err() != nil {
+		return false, nil // shutting down: not the endpoint's failure
+	}
+	delivery.WebhookID, delivery.EventSeq, delivery.Attempt = w.ID, e.Seq, w.Attempt+1
+	if delivery.ok() {
+		return true, d.store.WebhookDelivered(ctx, l, delivery)
+	}
+	retryIn, retry := retryAfter(d.set.Schedule, delivery.Attempt)
+	reason := ""
+	if !retry {
+		since := w.FailingSince
+		if since.IsZero() {
+			since = delivery.At
+		}
+		reason = fmt.Sprintf("event %d failed %d attempts since %s; the last: %s",
+			e.Seq, delivery.Attempt, since.UTC().Format(time.RFC3339), delivery.Error)
+	}
+	return false, d.store.WebhookFailed(ctx, l, delivery, retryIn, retry, reason)
+}
