@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"fmt"
@@ -44,12 +45,12 @@ type passwordHasher struct {
 	served   int64 // jobs taken by a worker so far: the clock of the sources' turns
 	sweepAt  int   // the number of sources at which forget next looks
 
-	// dummies are the hashes compared against when a login names no user
-	// (dummyCost: the cost of the stored hash compared last, so unknown
-	// names cost what known ones do), and to pad a comparison with a hash
-	// of a lower cost up to the configured one.
-	dummiesMu sync.Mutex
-	dummies   map[int][]byte
+	// dummyHash is a hash at the configured cost that no password is
+	// known to match: the dummies of every cost are made from it (dummyAt)
+	// and compared against when a login names no user (at dummyCost, the
+	// cost of the stored hash compared last, so unknown names cost what
+	// known ones do) and to pad a comparison with a hash of a lower cost.
+	dummyHash []byte
 	dummyCost atomic.Int64
 
 	// runs counts the jobs workers ran, rejected the ones refused with
@@ -75,20 +76,17 @@ func newPasswordHasher(cost, workers, queue int, maxWait time.Duration) (*passwo
 		return nil, fmt.Errorf("password hasher: %w", err)
 	}
 	h := &passwordHasher{
-		cost:     cost,
-		maxWait:  maxWait,
-		capacity: workers + queue,
-		closed:   make(chan struct{}),
-		ready:    make(chan struct{}, workers+queue),
-		sources:  map[string]*hashSource{},
-		changed:  make(chan struct{}),
-		sweepAt:  4 * (hasherRecall + workers + queue),
-		dummies:  map[int][]byte{cost: dummy},
+		cost:      cost,
+		maxWait:   maxWait,
+		capacity:  workers + queue,
+		closed:    make(chan struct{}),
+		ready:     make(chan struct{}, workers+queue),
+		sources:   map[string]*hashSource{},
+		changed:   make(chan struct{}),
+		sweepAt:   4 * (hasherRecall + workers + queue),
+		dummyHash: dummy,
 	}
 	h.dummyCost.Store(int64(cost))
-	for c := bcrypt.MinCost; c < cost; c++ { // pad's, made now so that no sign-in waits for one
-		h.dummyAt(c)
-	}
 	for range workers {
 		go h.work()
 	}
@@ -192,19 +190,12 @@ func (h *passwordHasher) outdated(hash string) bool {
 // last.
 func (h *passwordHasher) dummy() []byte { return h.dummyAt(int(h.dummyCost.Load())) }
 
-// dummyAt returns a dummy hash of the given cost, making it once per
-// cost. Costs are bounded by what is stored (bcrypt's own range), so the
-// map stays tiny.
+// dummyAt returns a dummy hash of the given cost (bcrypt's range). A
+// dummy need not be the hash of anything: comparing with it does the
+// work of its cost and fails. So it is the configured cost's dummy with
+// its cost field ("$2a$NN$...") rewritten, made without any work.
 func (h *passwordHasher) dummyAt(cost int) []byte {
-	h.dummiesMu.Lock()
-	defer h.dummiesMu.Unlock()
-	if d, ok := h.dummies[cost]; ok {
-		return d
-	}
-	d, err := bcrypt.GenerateFromPassword([]byte("not a password anyone has"), cost)
-	if err != nil {
-		return h.dummies[h.cost]
-	}
-	h.dummies[cost] = d
+	d := bytes.Clone(h.dummyHash)
+	d[4], d[5] = byte('0'+cost/10), byte('0'+cost%10)
 	return d
 }
