@@ -124,7 +124,8 @@ func TestLoginBurstIsHeldToTheLimit(t *testing.T) {
 }
 
 // TestOwnerSignsInWhileTheAccountIsHammered: guesses from many addresses
-// lock the account for them, not for its owner at a clean address.
+// lock the account for them, and for any address it never signed in
+// from, not for its owner at an address where it signed in before.
 func TestOwnerSignsInWhileTheAccountIsHammered(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
@@ -132,6 +133,9 @@ func TestOwnerSignsInWhileTheAccountIsHammered(t *testing.T) {
 	guess := func(addr string, password string) int {
 		return app.do("POST", "/api/v1/auth/token", fmt.Sprintf(`{"username":"victim","password":%q}`, password),
 			"Authorization", "", remoteAddr, addr+":4000").Code
+	}
+	if code := guess("203.0.113.77", "user password"); code != http.StatusOK {
+		t.Fatalf("the owner at home: %d", code)
 	}
 	attackers := loginFailuresPerAccount/(loginFailuresPerPair-1) + 1
 	for a := range attackers {
@@ -145,8 +149,11 @@ func TestOwnerSignsInWhileTheAccountIsHammered(t *testing.T) {
 	if code := guess("198.51.100.1", "user password"); code != http.StatusTooManyRequests {
 		t.Errorf("an attacking address with the right password: got %d, want 429", code)
 	}
+	if code := guess("203.0.113.78", "user password"); code != http.StatusTooManyRequests {
+		t.Errorf("a clean address the account never signed in from: got %d, want 429", code)
+	}
 	if code := guess("203.0.113.77", "user password"); code != http.StatusOK {
-		t.Errorf("the owner from a clean address: got %d, want 200", code)
+		t.Errorf("the owner at home: got %d, want 200", code)
 	}
 	if !strings.Contains(app.logs.String(), `"event":"login.failed"`) || strings.Contains(app.logs.String(), "not the password") {
 		t.Errorf("security log: want failed logins, never a password")

@@ -57,8 +57,10 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) (tokenResponse, e
 		return tokenResponse{}, err
 	}
 	// creds.PasswordHash is empty for an unknown user: Matches then burns
-	// the same time on a dummy hash and answers false.
-	ok, err := s.passwords.Matches(r.Context(), creds.PasswordHash, password, addr, account)
+	// the same time on a dummy hash and answers false. The hasher shares
+	// its workers between addresses; the account's own limits bound what
+	// guesses on it cost.
+	ok, err := s.passwords.Matches(r.Context(), creds.PasswordHash, password, addr)
 	if err != nil {
 		attempt.abandoned()
 		return tokenResponse{}, fmt.Errorf("login: %w", err)
@@ -86,7 +88,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) (tokenResponse, e
 	}
 	attempt.failed()
 	s.security(r, "login.failed", slog.String("reason", reason), slog.Int64("user_id", creds.UserID),
-		slog.Bool("account_under_attack", attempt.accountLocked))
+		slog.Bool("account_under_attack", attempt.accountLocked), slog.Bool("known_address", attempt.knownAddress))
 	return tokenResponse{}, ErrWrongCredentials
 }
 

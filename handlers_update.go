@@ -320,7 +320,7 @@ func (s *server) checkCurrentPassword(r *http.Request, id int64, storedHash stri
 		s.security(r, "current_password.refused", slog.String("reason", "rate limited"), slog.Int64("user_id", id))
 		return err
 	}
-	ok, err := s.passwords.Matches(r.Context(), storedHash, *current, addr, account)
+	ok, err := s.passwords.Matches(r.Context(), storedHash, *current, addr)
 	if err != nil {
 		attempt.abandoned()
 		return fmt.Errorf("check current password: %w", err)

@@ -84,6 +84,7 @@ var fileLayers = map[string]int{
 	"metrics_runtime.go":  layerEdge,
 	"middleware.go":       layerEdge,
 	"password.go":         layerEdge,
+	"password_pool.go":    layerEdge,
 	"priority_linux.go":   layerEdge,
 	"priority_other.go":   layerEdge,
 	"problems.go":         layerEdge,

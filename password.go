@@ -1,9 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -13,52 +13,59 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// passwordHasher runs bcrypt under a concurrency limit. A fixed pool of
-// `workers` goroutines does every hash, each on an OS thread of its own
-// whose scheduling priority is lowered (bcryptNice): while requests want the
-// CPU, the kernel gives it to them first, and bcrypt gets the rest, all
-// of it when the machine is otherwise idle. (serve adds one GOMAXPROCS
-// slot per worker, so busy workers never hold the slots requests need.)
-// At most `queue` more requests wait, none longer than maxWait, so a
-// flood of logins or creates cannot starve other requests or pile up
-// memory: the excess is refused at once with ErrBusy.
+// passwordHasher runs bcrypt on a fixed pool of `workers` goroutines, each
+// on an OS thread of its own whose scheduling priority is lowered
+// (bcryptNice): while requests want the CPU, the kernel gives it to them
+// first, and bcrypt gets the rest. (serve adds one GOMAXPROCS slot per
+// worker, so busy workers never hold the slots requests need.)
+//
+// The pool is shared fairly between the sources that ask (a client
+// address, an account). A source has at most one job waiting for a
+// worker; its further jobs wait for that one to be taken, holding no
+// place. Waiting jobs are served source by source, the source served
+// least recently first, so a job waits behind at most one job of each
+// other source, and a source that asks rarely goes ahead of the ones
+// that keep the pool busy. At most `capacity` jobs wait or run: past it,
+// a newcomer pushes out the waiting job whose source was served most
+// recently, or is refused at once when it would be that job itself. No
+// job waits longer than maxWait. Refusals are ErrBusy.
 type passwordHasher struct {
-	cost    int
-	jobs    chan hashJob
-	closed  chan struct{}
-	waiting chan struct{}
-	maxWait time.Duration
+	cost     int
+	maxWait  time.Duration
+	capacity int           // jobs waiting or running at once
+	closed   chan struct{} // closed by Close
+	ready    chan struct{} // a token for each job made to wait; a worker takes one per job
 
-	// dummies are the hashes compared against when a login names no user,
-	// one per cost, so that answer takes as long as a wrong password:
-	// dummyCost is the cost of the stored hash last compared, which after
-	// a change of BCRYPT_COST is not yet the configured one.
-	dummiesMu sync.Mutex
-	dummies   map[int][]byte
+	mu       sync.Mutex
+	queue    []*hashJob             // the jobs waiting for a worker, at most one per source
+	sources  map[string]*hashSource // the sources waiting or served lately (see forget)
+	changed  chan struct{}          // closed and replaced when a job leaves the queue
+	running  int
+	arrivals int64 // jobs queued so far: the order of arrival
+	served   int64 // jobs taken by a worker so far: the clock of the sources' turns
+	sweepAt  int   // the number of sources at which forget next looks
+
+	// dummyHash is a hash at the configured cost that no password is
+	// known to match: the dummies of every cost are made from it (dummyAt)
+	// and compared against when a login names no user (at dummyCost, the
+	// cost of the stored hash compared last, so unknown names cost what
+	// known ones do) and to pad a comparison with a hash of a lower cost.
+	dummyHash []byte
 	dummyCost atomic.Int64
 
-	// share is how many jobs one source (a client address, an account) may
-	// have waiting or running at once, so that no one source can fill the
-	// pool and keep everyone else at 503.
-	share          int
-	sourcesMu      sync.Mutex
-	sources        map[string]int
-	sourcesChanged chan struct{} // closed and replaced when a job leaves
-
-	// runs counts bcrypt computations, rejected the jobs refused with
-	// ErrBusy, for tests and metrics.
+	// runs counts the jobs workers ran, rejected the ones refused with
+	// ErrBusy, and rounds the bcrypt work done, in key expansions (2^cost
+	// per hash or comparison): for tests and metrics.
 	runs     atomic.Int64
 	rejected atomic.Int64
+	rounds   atomic.Int64
 }
 
 func (h *passwordHasher) stats() hasherStats {
-	return hasherStats{waiting: len(h.waiting), runs: h.runs.Load(), rejected: h.rejected.Load()}
-}
-
-// hashJob is one bcrypt computation handed to a worker.
-type hashJob struct {
-	run  func()
-	done chan struct{}
+	h.mu.Lock()
+	waiting := len(h.queue) + h.running
+	h.mu.Unlock()
+	return hasherStats{waiting: waiting, runs: h.runs.Load(), rejected: h.rejected.Load()}
 }
 
 // newPasswordHasher starts workers bcrypt workers at cost, with room for
@@ -69,16 +76,15 @@ func newPasswordHasher(cost, workers, queue int, maxWait time.Duration) (*passwo
 		return nil, fmt.Errorf("password hasher: %w", err)
 	}
 	h := &passwordHasher{
-		cost:    cost,
-		jobs:    make(chan hashJob),
-		closed:  make(chan struct{}),
-		waiting: make(chan struct{}, workers+queue),
-		maxWait: maxWait,
-		dummies: map[int][]byte{cost: dummy},
-		share:   max(2, (workers+queue)/4),
-		sources: map[string]int{},
-
-		sourcesChanged: make(chan struct{}),
+		cost:      cost,
+		maxWait:   maxWait,
+		capacity:  workers + queue,
+		closed:    make(chan struct{}),
+		ready:     make(chan struct{}, workers+queue),
+		sources:   map[string]*hashSource{},
+		changed:   make(chan struct{}),
+		sweepAt:   4 * (hasherRecall + workers + queue),
+		dummyHash: dummy,
 	}
 	h.dummyCost.Store(int64(cost))
 	for range workers {
@@ -93,11 +99,14 @@ func (h *passwordHasher) work() {
 	lowerThreadPriority()  // best effort: without it, bcrypt just competes as equal
 	for {
 		select {
-		case job := <-h.jobs:
-			job.run()
-			close(job.done)
+		case <-h.ready:
 		case <-h.closed:
 			return
+		}
+		if job := h.take(); job != nil {
+			job.run()
+			close(job.done)
+			h.finished()
 		}
 	}
 }
@@ -105,104 +114,12 @@ func (h *passwordHasher) work() {
 // Close stops the workers; later calls answer ErrBusy.
 func (h *passwordHasher) Close() { close(h.closed) }
 
-// do runs f on a worker for the given sources, or returns ErrBusy when
-// no worker takes it within maxWait: a source that holds its share waits
-// for one of its own jobs to end, so its flood queues behind itself and
-// leaves the rest of the pool to the others.
-func (h *passwordHasher) do(ctx context.Context, f func(), sources []string) error {
-	timer := time.NewTimer(h.maxWait) // one wait, for a share and for a worker
-	defer timer.Stop()
-	err := h.enter(ctx, sources, timer.C)
-	if err == nil {
-		defer h.leave(sources)
-		err = h.tryDo(ctx, f, timer.C)
-	}
-	if errors.Is(err, ErrBusy) {
-		h.rejected.Add(1)
-	}
-	return err
-}
-
-// enter counts a job for each source, waiting until expired while one of
-// them holds its share.
-func (h *passwordHasher) enter(ctx context.Context, sources []string, expired <-chan time.Time) error {
-	for {
-		changed, ok := h.tryEnter(sources)
-		if ok {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-expired:
-			return ErrBusy
-		case <-h.closed:
-			return ErrBusy
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
-		}
-	}
-}
-
-// tryEnter counts a job for each source unless one is at its share; then
-// it returns the channel closed when a job leaves.
-func (h *passwordHasher) tryEnter(sources []string) (<-chan struct{}, bool) {
-	h.sourcesMu.Lock()
-	defer h.sourcesMu.Unlock()
-	for _, source := range sources {
-		if h.sources[source] >= h.share {
-			return h.sourcesChanged, false
-		}
-	}
-	for _, source := range sources {
-		h.sources[source]++
-	}
-	return nil, true
-}
-
-func (h *passwordHasher) leave(sources []string) {
-	h.sourcesMu.Lock()
-	defer h.sourcesMu.Unlock()
-	for _, source := range sources {
-		if h.sources[source]--; h.sources[source] <= 0 {
-			delete(h.sources, source)
-		}
-	}
-	if len(sources) > 0 {
-		close(h.sourcesChanged)
-		h.sourcesChanged = make(chan struct{})
-	}
-}
-
-// tryDo hands f to a worker, or returns ErrBusy when the queue is full or
-// no worker takes it before expired.
-func (h *passwordHasher) tryDo(ctx context.Context, f func(), expired <-chan time.Time) error {
-	select {
-	case h.waiting <- struct{}{}:
-		defer func() { <-h.waiting }()
-	default:
-		return ErrBusy
-	}
-	job := hashJob{run: f, done: make(chan struct{})}
-	select {
-	case h.jobs <- job:
-	case <-expired:
-		return ErrBusy
-	case <-h.closed:
-		return ErrBusy
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
-	}
-	h.runs.Add(1)
-	<-job.done
-	return nil
-}
-
 // Hash returns the bcrypt hash of a validated password (at most 72
 // bytes), computed for the sources that asked (see do).
 func (h *passwordHasher) Hash(ctx context.Context, password string, sources ...string) (string, error) {
 	var hash []byte
 	var err error
-	if busy := h.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), h.cost) }, sources); busy != nil {
+	if busy := h.do(ctx, func() { hash, err = h.generate([]byte(password), h.cost) }, sources); busy != nil {
 		return "", busy
 	}
 	if err != nil {
@@ -214,7 +131,9 @@ func (h *passwordHasher) Hash(ctx context.Context, password string, sources ...s
 // Matches reports whether password is the one hashed in hash, computed
 // for the sources that asked (see do). An empty hash (no such user) is
 // compared against a dummy hash of the cost stored hashes have, and never
-// matches.
+// matches. A hash of a lower cost than the configured one is followed by
+// dummy comparisons that make up the difference (see pad), so the answer
+// takes as long as for a hash of the configured cost.
 func (h *passwordHasher) Matches(ctx context.Context, hash, password string, sources ...string) (bool, error) {
 	target := []byte(hash)
 	if hash == "" {
@@ -223,10 +142,41 @@ func (h *passwordHasher) Matches(ctx context.Context, hash, password string, sou
 		h.dummyCost.Store(int64(cost))
 	}
 	var err error
-	if busy := h.do(ctx, func() { err = bcrypt.CompareHashAndPassword(target, []byte(password)) }, sources); busy != nil {
+	if busy := h.do(ctx, func() {
+		err = h.compare(target, []byte(password))
+		h.pad(target, []byte(password))
+	}, sources); busy != nil {
 		return false, busy
 	}
 	return err == nil && hash != "", nil
+}
+
+// pad spends the bcrypt work a comparison with target fell short of one
+// at the configured cost: 2^c + (2^c + 2^(c+1) + ... + 2^(cost-1)) is
+// 2^cost, so comparing with one dummy hash of each cost from target's up
+// to the configured one does it. Without it, a hash kept from a lower
+// BCRYPT_COST would answer faster and tell who has not signed in since.
+func (h *passwordHasher) pad(target, password []byte) {
+	from, err := bcrypt.Cost(target)
+	if err != nil {
+		from = bcrypt.MinCost
+	}
+	for cost := from; cost < h.cost; cost++ {
+		h.compare(h.dummyAt(cost), password)
+	}
+}
+
+// generate and compare are bcrypt's, counting the work done.
+func (h *passwordHasher) generate(password []byte, cost int) ([]byte, error) {
+	h.rounds.Add(1 << cost)
+	return bcrypt.GenerateFromPassword(password, cost)
+}
+
+func (h *passwordHasher) compare(target, password []byte) error {
+	if cost, err := bcrypt.Cost(target); err == nil {
+		h.rounds.Add(1 << cost)
+	}
+	return bcrypt.CompareHashAndPassword(target, password)
 }
 
 // outdated reports whether hash was made at another cost than the
@@ -237,19 +187,15 @@ func (h *passwordHasher) outdated(hash string) bool {
 }
 
 // dummy returns the dummy hash at the cost of the stored hash compared
-// last, making it once per cost. Costs are bounded by what is stored
-// (bcrypt's own range), so the map stays tiny.
-func (h *passwordHasher) dummy() []byte {
-	cost := int(h.dummyCost.Load())
-	h.dummiesMu.Lock()
-	defer h.dummiesMu.Unlock()
-	if d, ok := h.dummies[cost]; ok {
-		return d
-	}
-	d, err := bcrypt.GenerateFromPassword([]byte("not a password anyone has"), cost)
-	if err != nil {
-		return h.dummies[h.cost]
-	}
-	h.dummies[cost] = d
+// last.
+func (h *passwordHasher) dummy() []byte { return h.dummyAt(int(h.dummyCost.Load())) }
+
+// dummyAt returns a dummy hash of the given cost (bcrypt's range). A
+// dummy need not be the hash of anything: comparing with it does the
+// work of its cost and fails. So it is the configured cost's dummy with
+// its cost field ("$2a$NN$...") rewritten, made without any work.
+func (h *passwordHasher) dummyAt(cost int) []byte {
+	d := bytes.Clone(h.dummyHash)
+	d[4], d[5] = byte('0'+cost/10), byte('0'+cost%10)
 	return d
 }

@@ -137,47 +137,59 @@ func (l *attemptLimiter) sweep() {
 	}
 }
 
-// Login limits, per minute. A failed sign-in (or a wrong current password
-// sent with a change of one's own password or email) counts against the
-// account and address pair, the address, and the account. The pair is
-// locked quickly; the account only at a rate that means guessing from
-// many addresses, and even then an address with no recent failures may
-// still try: the owner, signing in from their usual place, is never
-// locked out by someone else's guesses. Attempts that do not fail (a
-// success, or one turned away because the hasher is busy) are limited per
-// address too, so a valid account cannot be used to flood the hasher.
+// Login limits. A failed sign-in (or a wrong current password sent with a
+// change of one's own password or email) counts against the account and
+// address pair, the address, and the account, per minute for the first
+// two and per hour for the account. The pair is locked quickly; the
+// account after guesses from any number of addresses add up to
+// loginFailuresPerAccount in an hour, and none is then evaluated, except
+// from an address the account signed in from before (knownAddresses):
+// those have an hourly allowance of their own, so the owner still gets
+// in while strangers' guesses on the account are stopped. Attempts that
+// do not fail (a success, or one turned away because the hasher is
+// busy) are limited per address too, so a valid account cannot be used
+// to flood the hasher. Each replica counts on its own.
 const (
-	loginFailuresPerPair    = 5
-	loginFailuresPerAddr    = 20
-	loginFailuresPerAccount = 100
-	loginOthersPerAddr      = 60
-	loginWindow             = time.Minute
+	loginFailuresPerPair         = 5
+	loginFailuresPerAddr         = 20
+	loginOthersPerAddr           = 60
+	loginWindow                  = time.Minute
+	loginFailuresPerAccount      = 60 // an hour, from addresses the account never signed in from
+	loginFailuresPerAccountKnown = 20 // an hour, from the addresses it did
+	loginAccountWindow           = time.Hour
 )
 
 // loginLimits are the limits every sign-in passes.
 type loginLimits struct {
 	pair    *attemptLimiter // failures of one account from one address
 	address *attemptLimiter // failures from one address
-	account *attemptLimiter // failures on one account, from anywhere
+	account *attemptLimiter // failures on one account from addresses it never signed in from
+	known   *attemptLimiter // failures on one account from addresses it signed in from
 	others  *attemptLimiter // attempts from one address that did not fail
+	homes   *knownAddresses // where each account signed in
 }
 
 func newLoginLimits() *loginLimits {
 	return &loginLimits{
 		pair:    newAttemptLimiter(loginFailuresPerPair, loginWindow),
 		address: newAttemptLimiter(loginFailuresPerAddr, loginWindow),
-		account: newAttemptLimiter(loginFailuresPerAccount, loginWindow),
+		account: newAttemptLimiter(loginFailuresPerAccount, loginAccountWindow),
+		known:   newAttemptLimiter(loginFailuresPerAccountKnown, loginAccountWindow),
 		others:  newAttemptLimiter(loginOthersPerAddr, loginWindow),
+		homes:   newKnownAddresses(),
 	}
 }
 
 // loginAttempt is a sign-in in progress, counted as a failure in advance.
 type loginAttempt struct {
 	limits   *loginLimits
+	account  string
 	address  string
 	reserved []reservation
-	// accountLocked: the account is under attack from many addresses; this
-	// address was let through because it has no recent failures.
+	// knownAddress: the account signed in from this address before, and
+	// the attempt counts against the allowance of such addresses.
+	knownAddress bool
+	// accountLocked: strangers' guesses on the account reached its limit.
 	accountLocked bool
 }
 
@@ -188,23 +200,16 @@ func (l *loginLimits) begin(account, address string) (*loginAttempt, error) {
 	if wait, blocked := l.others.blocked(address); blocked {
 		return nil, &RateLimitedError{RetryAfter: wait}
 	}
-	a := &loginAttempt{limits: l, address: address}
-	accountWait, accountLocked := l.account.blocked(account)
-	if accountLocked && l.address.count(address) > 0 {
-		return nil, &RateLimitedError{RetryAfter: accountWait}
+	a := &loginAttempt{limits: l, account: account, address: address, knownAddress: l.homes.has(account, address)}
+	_, a.accountLocked = l.account.blocked(account)
+	accountLimiter := l.account
+	if a.knownAddress {
+		accountLimiter = l.known
 	}
-	a.accountLocked = accountLocked
-	limiters := []struct {
+	for _, lk := range []struct {
 		limiter *attemptLimiter
 		key     string
-	}{{l.pair, account + "\x00" + address}, {l.address, address}}
-	if !accountLocked {
-		limiters = append(limiters, struct {
-			limiter *attemptLimiter
-			key     string
-		}{l.account, account})
-	}
-	for _, lk := range limiters {
+	}{{l.pair, account + "\x00" + address}, {l.address, address}, {accountLimiter, account}} {
 		res, wait, ok := lk.limiter.reserve(lk.key)
 		if !ok {
 			a.cancel()
@@ -218,21 +223,100 @@ func (l *loginLimits) begin(account, address string) (*loginAttempt, error) {
 // failed keeps the attempt counted as a failure.
 func (a *loginAttempt) failed() { a.reserved = nil }
 
-// succeeded takes the failure back and counts the attempt among the
-// address's others.
+// succeeded takes the failure back, counts the attempt among the
+// address's others, and remembers the address as one the account signs
+// in from.
 func (a *loginAttempt) succeeded() {
-	a.cancel()
-	a.limits.others.add(a.address)
+	a.abandoned()
+	a.limits.homes.remember(a.account, a.address)
 }
 
 // abandoned takes the failure back for an attempt that could not be
 // decided (busy hasher, database trouble), and counts it among the
 // address's others: retrying in a loop is limited too.
-func (a *loginAttempt) abandoned() { a.succeeded() }
+func (a *loginAttempt) abandoned() {
+	a.cancel()
+	a.limits.others.add(a.address)
+}
 
 func (a *loginAttempt) cancel() {
 	for _, res := range a.reserved {
 		res.cancel()
 	}
 	a.reserved = nil
+}
+
+// Addresses an account signed in from are remembered for
+// knownAddressTTL since the last success there, at most
+// knownAddressesPerAccount of them per account (the oldest makes way),
+// for at most maxKnownAccounts accounts (a random one makes way): a
+// bounded memory, held per replica and lost at a restart.
+const (
+	knownAddressTTL          = 30 * 24 * time.Hour
+	knownAddressesPerAccount = 4
+	maxKnownAccounts         = 100_000
+)
+
+// knownAddresses remembers, per account, the addresses (as the limits key
+// them) where it signed in successfully.
+type knownAddresses struct {
+	now       func() time.Time
+	mu        sync.Mutex
+	byAccount map[string][]knownAddress // most recent success last
+}
+
+type knownAddress struct {
+	address string
+	seen    time.Time
+}
+
+func newKnownAddresses() *knownAddresses {
+	return &knownAddresses{now: time.Now, byAccount: map[string][]knownAddress{}}
+}
+
+// has reports whether account signed in from address within the TTL.
+func (k *knownAddresses) has(account, address string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	cutoff := k.now().Add(-knownAddressTTL)
+	for _, known := range k.byAccount[account] {
+		if known.address == address && known.seen.After(cutoff) {
+			return true
+		}
+	}
+	return false
+}
+
+// remember records a success of account from address.
+func (k *knownAddresses) remember(account, address string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := k.now()
+	list := slices.DeleteFunc(k.byAccount[account], func(known knownAddress) bool {
+		return known.address == address || !known.seen.After(now.Add(-knownAddressTTL))
+	})
+	if len(list) >= knownAddressesPerAccount {
+		list = slices.Delete(list, 0, len(list)-knownAddressesPerAccount+1)
+	}
+	if _, ok := k.byAccount[account]; !ok && len(k.byAccount) >= maxKnownAccounts {
+		k.makeRoom(now)
+	}
+	k.byAccount[account] = append(list, knownAddress{address: address, seen: now})
+}
+
+// makeRoom forgets the accounts whose addresses all expired, then
+// accounts chosen at random until a tenth of the room is free.
+func (k *knownAddresses) makeRoom(now time.Time) {
+	cutoff := now.Add(-knownAddressTTL)
+	for account, list := range k.byAccount {
+		if !list[len(list)-1].seen.After(cutoff) {
+			delete(k.byAccount, account)
+		}
+	}
+	for account := range k.byAccount {
+		if len(k.byAccount) < maxKnownAccounts*9/10 {
+			return
+		}
+		delete(k.byAccount, account)
+	}
 }
