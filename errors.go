@@ -20,6 +20,9 @@ var (
 	ErrWrongCredentials = fmt.Errorf("%w: wrong username or password", ErrUnauthenticated)
 	// ErrNotFound: no user has that id.
 	ErrNotFound = errors.New("not found")
+	// ErrTokenNotFound: no provisioning token (not revoked) has that id.
+	// It is a kind of ErrNotFound.
+	ErrTokenNotFound = fmt.Errorf("%w: provisioning token", ErrNotFound)
 	// ErrPreconditionFailed: If-Match named another version of the user.
 	ErrPreconditionFailed = errors.New("precondition failed")
 	// ErrLastAdmin: the change would leave no active admin.
@@ -137,6 +140,12 @@ var (
 	errNotYours     = &ForbiddenError{Reason: "You may only see and change your own account."}
 	errAdminsCreate = &ForbiddenError{Reason: "Only an admin may create users."}
 	errNoSelfDelete = &ForbiddenError{Reason: "An admin may not delete their own account."}
+	// errOutOfScope refuses a provisioning token on a route outside its
+	// scope: a "scim" token calls /scim/v2 and nothing else.
+	errOutOfScope = &ForbiddenError{Reason: "A provisioning token may only call the routes of its scope (scim: /scim/v2)."}
+	// errAtUsernameByAdmin: a username with '@' can be mistaken for
+	// someone's email at sign-in, so only admins and provisioning set one.
+	errAtUsernameByAdmin = &ForbiddenError{Reason: "Only an admin may set a username that contains '@'.", Field: "username"}
 	// errOriginNotAllowed refuses a preflight from an origin not in
 	// CORS_ALLOWED_ORIGINS.
 	errOriginNotAllowed = &ForbiddenError{Reason: "This origin may not call the API from a browser; ask the operator to add it to CORS_ALLOWED_ORIGINS."}

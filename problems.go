@@ -120,6 +120,8 @@ func problemFor(err error) problemAnswer {
 		return a
 	case errors.Is(err, ErrPreconditionFailed):
 		return answer(http.StatusPreconditionFailed, "The user changed since the version named in If-Match: fetch it again, and retry with its ETag.")
+	case errors.Is(err, ErrTokenNotFound):
+		return answer(http.StatusNotFound, "No provisioning token has this id, or it was revoked.")
 	case errors.Is(err, ErrNotFound):
 		return answer(http.StatusNotFound, "No user has this id.")
 	case errors.As(err, &conflict):
