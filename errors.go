@@ -77,6 +77,16 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string { return e.Field + " is already taken" }
 
+// SCIMRequestError is a SCIM request the protocol refuses (RFC 7644
+// section 3.12): Type is its scimType (invalidFilter, invalidPath,
+// invalidValue, mutability, noTarget, invalidSyntax), Detail says what.
+type SCIMRequestError struct {
+	Type   string
+	Detail string
+}
+
+func (e *SCIMRequestError) Error() string { return e.Type + ": " + e.Detail }
+
 // FieldError ties a domain error to the field of the request that caused
 // it: the role or active flag a last-admin refusal is about, say.
 type FieldError struct {
@@ -143,6 +153,9 @@ var (
 	// errOutOfScope refuses a provisioning token on a route outside its
 	// scope: a "scim" token calls /scim/v2 and nothing else.
 	errOutOfScope = &ForbiddenError{Reason: "A provisioning token may only call the routes of its scope (scim: /scim/v2)."}
+	// errSelfBySCIM: an admin's own password or email changes with the
+	// current password, through /api/v1/users/me, never through SCIM.
+	errSelfBySCIM = &ForbiddenError{Reason: "Change your own password or email through PATCH /api/v1/users/me, with your current password."}
 	// errAtUsernameByAdmin: a username with '@' can be mistaken for
 	// someone's email at sign-in, so only admins and provisioning set one.
 	errAtUsernameByAdmin = &ForbiddenError{Reason: "Only an admin may set a username that contains '@'.", Field: "username"}

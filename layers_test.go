@@ -32,13 +32,14 @@ var layerNames = []string{"domain", "store", "edge", "main"}
 
 // fileLayers gives each source file (not _test.go) its layer.
 var fileLayers = map[string]int{
-	"answers.go":    layerDomain,
-	"errors.go":     layerDomain,
-	"events.go":     layerDomain,
-	"json.go":       layerDomain,
-	"rules.go":      layerDomain,
-	"user.go":       layerDomain,
-	"user_valid.go": layerDomain,
+	"answers.go":     layerDomain,
+	"errors.go":      layerDomain,
+	"events.go":      layerDomain,
+	"json.go":        layerDomain,
+	"rules.go":       layerDomain,
+	"scim_filter.go": layerDomain,
+	"user.go":        layerDomain,
+	"user_valid.go":  layerDomain,
 
 	"dbtls.go":             layerStore,
 	"dbtrouble.go":         layerStore,
@@ -53,6 +54,7 @@ var fileLayers = map[string]int{
 	"store_locking.go":     layerStore,
 	"store_list.go":        layerStore,
 	"store_schema.go":      layerStore,
+	"store_scim.go":        layerStore,
 	"store_tokens.go":      layerStore,
 	"store_users.go":       layerStore,
 
@@ -71,6 +73,11 @@ var fileLayers = map[string]int{
 	"handlers_health.go": layerEdge,
 	"handlers_update.go": layerEdge,
 	"handlers_users.go":  layerEdge,
+	"handlers_tokens.go": layerEdge,
+	"scim.go":            layerEdge,
+	"scim_discovery.go":  layerEdge,
+	"scim_patch.go":      layerEdge,
+	"scim_user.go":       layerEdge,
 	"httpio.go":          layerEdge,
 	"idempotency.go":     layerEdge,
 	"list.go":            layerEdge,

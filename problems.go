@@ -82,6 +82,7 @@ func problemFor(err error) problemAnswer {
 		forbidden *ForbiddenError
 		limited   *RateLimitedError
 		down      *DatabaseDownError
+		scimErr   *SCIMRequestError
 	)
 	switch {
 	case errors.Is(err, ErrWrongCredentials):
@@ -118,6 +119,8 @@ func problemFor(err error) problemAnswer {
 			a.Header[name] = values
 		}
 		return a
+	case errors.As(err, &scimErr):
+		return answer(http.StatusBadRequest, scimErr.Detail)
 	case errors.Is(err, ErrPreconditionFailed):
 		return answer(http.StatusPreconditionFailed, "The user changed since the version named in If-Match: fetch it again, and retry with its ETag.")
 	case errors.Is(err, ErrTokenNotFound):

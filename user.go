@@ -46,6 +46,12 @@ func (u User) MarshalJSON() ([]byte, error) {
 	return appendUserJSON(make([]byte, 0, 256), &u), nil
 }
 
+// SCIMUser is a user with its SCIM externalId ("" for none).
+type SCIMUser struct {
+	User
+	ExternalID string
+}
+
 // NewUser is a validated account ready to be inserted.
 type NewUser struct {
 	Username     string
