@@ -408,4 +408,3 @@ func setActive(dst *bool, raw json.RawMessage) error {
 	}
 	return scimValueError("active must be true or false.")
 }
-
