@@ -31,7 +31,7 @@ const (
 	ActorAnonymous ActorType = "anonymous"
 	// ActorProvisioningToken: an identity provider, through a
 	// provisioning token named by Actor.ID (docs/scim.md).
-	ActorProvisioningToken ActorType = "provisioning_token"
+	ActorProvisioningToken ActorType = "provisioner"
 )
 
 // hasID reports whether the actor type names an id: a user's or a

@@ -286,6 +286,10 @@ func (st *scimState) setRole(p scimPath, value json.RawMessage) error {
 	if _, err := st.matchRole(p); err != nil {
 		return err
 	}
+	if isEmptyArray(value) {
+		st.Role = RoleUser // no role: an ordinary user (Entra ID sends "roles": [])
+		return nil
+	}
 	var role string
 	var err error
 	if p.Sub == "value" {
@@ -367,6 +371,12 @@ func truthy(v any) bool {
 }
 
 func isNull(raw json.RawMessage) bool { return strings.TrimSpace(string(raw)) == "null" }
+
+// isEmptyArray reports whether raw is [].
+func isEmptyArray(raw json.RawMessage) bool {
+	var items []json.RawMessage
+	return json.Unmarshal(raw, &items) == nil && items != nil && len(items) == 0
+}
 
 // setString decodes a string value into dst.
 func setString(dst *string, raw json.RawMessage, name string) error {
