@@ -135,7 +135,10 @@ func (st *scimState) apply(op scimOp, mode scimOpMode) error {
 // object value is an attribute (or a path) and its new value.
 func (st *scimState) applyObject(value json.RawMessage, mode scimOpMode) error {
 	members, err := parseJSONObject(value)
-	if err != nil {
+	switch {
+	case err != nil && mode == scimReplaceAll:
+		return err // the body of a POST or PUT: malformed (invalidSyntax)
+	case err != nil:
 		return scimValueError("An operation without a path needs an object as its value.")
 	}
 	for _, m := range members {

@@ -132,7 +132,10 @@ func pick(value any, key string, paths []attrPath, keep bool) any {
 	}
 	switch v := value.(type) {
 	case map[string]any:
-		return filter(v)
+		if out := filter(v); len(out) > 0 {
+			return out
+		}
+		return nil // nothing of it is left
 	case []map[string]any:
 		out := make([]map[string]any, len(v))
 		for i, m := range v {
