@@ -128,3 +128,55 @@ func TestSCIMListPagesAndAttributes(t *testing.T) {
 		t.Errorf("excludedAttributes: %v", r)
 	}
 }
+
+// TestSCIMFilterEqUsesIndexes: an eq on userName, emails or externalId
+// reads by index, not by a scan of every user (EXPLAIN of the compiled
+// page statement, over 300 users).
+func TestSCIMFilterEqUsesIndexes(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	if _, err := app.db.Exec(`INSERT INTO users (username, email, password_hash)
+		WITH RECURSIVE s (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 300)
+		SELECT CONCAT('u', n), CONCAT('u', n, '@example.com'), '' FROM s`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.db.Exec(`INSERT INTO user_external_ids (user_id, external_id) SELECT id, CONCAT('ext-', id) FROM users`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.db.Exec("ANALYZE TABLE users, user_external_ids"); err != nil {
+		t.Fatal(err)
+	}
+	for _, filter := range []string{`userName eq "u42"`, `emails eq "u42@example.com"`, `externalId eq "ext-42"`, `emails[value eq "u7@example.com"]`} {
+		node, err := parseSCIMFilter(filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		where, args, err := compileFilter(node, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := app.db.Query("EXPLAIN "+scimUserSQL+" WHERE "+where+" ORDER BY u.id LIMIT 100", args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			values := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range values {
+				ptrs[i] = &values[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			row := map[string]string{}
+			for i, c := range cols {
+				row[c] = fmt.Sprintf("%s", values[i])
+			}
+			if row["type"] == "ALL" || row["type"] == "index" {
+				t.Errorf("%s: reads table %s by %s: %v", filter, row["table"], row["type"], row)
+			}
+		}
+		rows.Close()
+	}
+}
