@@ -181,7 +181,8 @@ CREATE TABLE IF NOT EXISTS provisioning_tokens (
     expires_at DATETIME(6) NULL,
     revoked_at DATETIME(6) NULL,
     PRIMARY KEY (id),
-    UNIQUE KEY provisioning_tokens_hash (token_hash)
+    UNIQUE KEY provisioning_tokens_hash (token_hash),
+    CONSTRAINT provisioning_tokens_creator_fk FOREIGN KEY (created_by) REFERENCES users (id) ON DELETE SET NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- A user's SCIM externalId, the identity provider's own id for it. A

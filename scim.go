@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -327,6 +328,7 @@ func (s *server) handleSCIMDeleteUser(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.security(r, "user.deleted", slog.Int64("user_id", id))
 	w.WriteHeader(http.StatusNoContent)
 }
 

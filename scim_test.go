@@ -198,3 +198,27 @@ func TestUsernamesWithAt(t *testing.T) {
 	wantProblem(t, withSignup.do("POST", "/api/v1/users", `{"username":"eve@contoso.com","email":"eve@contoso.com","password":"eve password"}`, "Authorization", ""),
 		http.StatusForbidden, "username")
 }
+
+// TestProvisioningTokenOutlivesItsCreator: a token made by an admin who
+// is then deleted still works, and lists created_by null.
+func TestProvisioningTokenOutlivesItsCreator(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	other := app.createUser(`{"username":"second_admin","email":"second@example.com","password":"second password","role":"admin"}`)
+	session := app.login("second_admin", "second password")
+	rec := app.do("POST", "/api/v1/tokens", `{"name":"by the second admin"}`, "Authorization", "Bearer "+session)
+	created := decodeJSON[provisioningTokenJSON](t, rec)
+	if rec.Code != http.StatusCreated || created.CreatedBy == nil || *created.CreatedBy != other.ID {
+		t.Fatalf("create: %d %+v", rec.Code, created)
+	}
+	if rec := app.do("DELETE", "/api/v1/users/"+strconv.FormatInt(other.ID, 10), ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
+	}
+	list := decodeJSON[struct {
+		Items []provisioningTokenJSON `json:"items"`
+	}](t, app.do("GET", "/api/v1/tokens", ""))
+	if len(list.Items) != 1 || list.Items[0].CreatedBy != nil {
+		t.Errorf("list: %+v", list.Items)
+	}
+	scimOK[scimListJSON](t, app.scim(created.Token, "GET", "/scim/v2/Users", ""), http.StatusOK)
+}

@@ -318,13 +318,14 @@ func (s *server) scimUpdateOnce(r *http.Request, id int64, ifVersion VersionMatc
 		return SCIMUser{}, errSelfBySCIM
 	}
 	changes.IfVersion = VersionMatch{Checked: true, Versions: []int64{cur.Version}}
-	user, _, err := s.store.UpdateUser(r.Context(), id, changes, s.actor(r))
+	user, made, err := s.store.UpdateUser(r.Context(), id, changes, s.actor(r))
 	switch {
 	case errors.Is(err, ErrPreconditionFailed):
 		return SCIMUser{}, errVersionMoved
 	case err != nil:
 		return SCIMUser{}, err
 	}
+	s.logSensitiveChanges(r, id, made)
 	return SCIMUser{User: user, ExternalID: st.ExternalID}, nil
 }
 
