@@ -148,7 +148,7 @@ func TestSplitSQL(t *testing.T) {
 	if len(got) != 2 || !strings.HasPrefix(got[0], "CREATE TABLE a") || strings.HasSuffix(got[1], ";") {
 		t.Errorf("got %q", got)
 	}
-	if stmts := splitSQL(schemaSQL); len(stmts) != 9 {
+	if stmts := splitSQL(schemaSQL); len(stmts) != 11 {
 		t.Errorf("schema.sql: got %d statements", len(stmts))
 	}
 }
