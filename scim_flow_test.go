@@ -203,3 +203,58 @@ func TestSCIMOktaSequence(t *testing.T) {
 	}
 	app.wantEventsBy(id, tokenID, "user.created", "user.updated", "user.updated", "user.tokens_revoked", "user.updated", "user.deleted")
 }
+
+// TestSCIMRevocationStopsWritesInFlight: writers PATCH with a token while
+// an admin revokes it; every one of them is then refused, and no event
+// the token made is later than its revocation.
+func TestSCIMRevocationStopsWritesInFlight(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	token, tokenID := app.provisioningToken("racing")
+	const writers = 4
+	ids := make([]string, writers)
+	for i := range ids {
+		ids[i] = scimOK[scimUserJSON](t, app.scim(token, "POST", "/scim/v2/Users",
+			fmt.Sprintf(`{"userName":"racer%d","emails":[{"value":"racer%d@example.com"}]}`, i, i)), http.StatusCreated).ID
+	}
+	started := make(chan struct{}, writers)
+	results := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			for n := 0; n < 10_000; n++ {
+				rec := app.scim(token, "PATCH", "/scim/v2/Users/"+ids[i], patchOps(fmt.Sprintf(`{"op":"replace","path":"displayName","value":"n%d"}`, n)))
+				switch {
+				case rec.Code == http.StatusUnauthorized:
+					results <- nil
+					return
+				case rec.Code != http.StatusOK:
+					results <- fmt.Errorf("writer %d: %d %s", i, rec.Code, rec.Body)
+					return
+				case n == 2:
+					started <- struct{}{}
+				}
+			}
+			results <- fmt.Errorf("writer %d was never refused", i)
+		}()
+	}
+	for range writers {
+		<-started
+	}
+	if rec := app.do("DELETE", "/api/v1/tokens/"+strconv.FormatInt(tokenID, 10), ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
+	}
+	for range writers {
+		if err := <-results; err != nil {
+			t.Error(err)
+		}
+	}
+	app.waitSequenced()
+	var late int
+	if err := app.db.QueryRow(`SELECT COUNT(*) FROM user_events e JOIN provisioning_tokens p ON p.id = e.actor_id
+		WHERE e.actor_type = 'provisioner' AND e.occurred_at > p.revoked_at`).Scan(&late); err != nil {
+		t.Fatal(err)
+	}
+	if late != 0 {
+		t.Errorf("%d events made by the token after its revocation", late)
+	}
+}

@@ -223,15 +223,17 @@ func (s *Store) ProvisioningTokens(ctx context.Context) ([]ProvisioningToken, er
 
 // RevokeProvisioningToken revokes the token id at once: every replica
 // refuses it from the commit on, and a write it is making holds the
-// revocation off until that write ends (stillSignedIn). A token unknown
-// or already revoked is ErrTokenNotFound.
+// revocation off until that write ends (stillSignedIn). revoked_at is
+// SYSDATE, the time the row lock was granted, so every event the token
+// made is older than it. A token unknown or already revoked is
+// ErrTokenNotFound.
 func (s *Store) RevokeProvisioningToken(ctx context.Context, id int64) error {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, "UPDATE provisioning_tokens SET revoked_at = NOW(6) WHERE id = ? AND revoked_at IS NULL", id)
+	res, err := s.db.ExecContext(ctx, "UPDATE provisioning_tokens SET revoked_at = SYSDATE(6) WHERE id = ? AND revoked_at IS NULL", id)
 	if err != nil {
 		return dbError("revoke provisioning token", err)
 	}
