@@ -100,8 +100,8 @@ func TestSCIMEntraIDSequence(t *testing.T) {
 	}
 
 	// A password set by the admin; the user signs in by the new userName.
-	app.scim(app.adminToken, "PATCH", "/scim/v2/Users/"+created.ID, `{"Operations":[{"op":"add","path":"password","value":"entra user password"}]}`)
-	session := app.login(newName, "entra user password")
+	app.scim(app.adminToken, "PATCH", "/scim/v2/Users/"+created.ID, `{"Operations":[{"op":"add","path":"password","value":"Wd6-pq2n-Xc9r"}]}`)
+	session := app.login(newName, "Wd6-pq2n-Xc9r")
 	// Disable (Entra ID sends "False" as a string), then enable.
 	disabled := scimOK[scimUserJSON](t, app.scim(token, "PATCH", "/scim/v2/Users/"+created.ID,
 		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"active","value":"False"}]}`), http.StatusOK)

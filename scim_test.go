@@ -183,19 +183,19 @@ func TestProvisioningTokenExpires(t *testing.T) {
 func TestUsernamesWithAt(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	app.createUser(`{"username":"carol@contoso.com","email":"carol.l@contoso.com","password":"carol password"}`)
-	app.createUser(`{"username":"other","email":"carol@contoso.com","password":"other password"}`)
-	if app.login("carol@contoso.com", "carol password") == "" {
+	app.createUser(`{"username":"carol@contoso.com","email":"carol.l@contoso.com","password":"Hq4-vw9t-Lp2x"}`)
+	app.createUser(`{"username":"other","email":"carol@contoso.com","password":"Zt8-kc3m-Rw6y"}`)
+	if app.login("carol@contoso.com", "Hq4-vw9t-Lp2x") == "" {
 		t.Fatal("no token")
 	}
-	wantProblem(t, app.do("POST", "/api/v1/auth/token", `{"username":"carol@contoso.com","password":"other password"}`, "Authorization", ""), http.StatusUnauthorized)
-	app.login("carol.l@contoso.com", "carol password") // by email, as before
-	app.login("other", "other password")
+	wantProblem(t, app.do("POST", "/api/v1/auth/token", `{"username":"carol@contoso.com","password":"Zt8-kc3m-Rw6y"}`, "Authorization", ""), http.StatusUnauthorized)
+	app.login("carol.l@contoso.com", "Hq4-vw9t-Lp2x") // by email, as before
+	app.login("other", "Zt8-kc3m-Rw6y")
 
 	_, token := app.newUser("dave")
 	wantProblem(t, app.do("PATCH", "/api/v1/users/me", `{"username":"carol.l@contoso.com"}`, "Authorization", "Bearer "+token), http.StatusForbidden, "username")
 	withSignup := newTestApp(t, func(c *Config) { c.AllowSignup = true })
-	wantProblem(t, withSignup.do("POST", "/api/v1/users", `{"username":"eve@contoso.com","email":"eve@contoso.com","password":"eve password"}`, "Authorization", ""),
+	wantProblem(t, withSignup.do("POST", "/api/v1/users", `{"username":"eve@contoso.com","email":"eve@contoso.com","password":"Bn5-rx2q-Jk7d"}`, "Authorization", ""),
 		http.StatusForbidden, "username")
 }
 
@@ -204,8 +204,8 @@ func TestUsernamesWithAt(t *testing.T) {
 func TestProvisioningTokenOutlivesItsCreator(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
-	other := app.createUser(`{"username":"second_admin","email":"second@example.com","password":"second password","role":"admin"}`)
-	session := app.login("second_admin", "second password")
+	other := app.createUser(`{"username":"second_admin","email":"second@example.com","password":"Mf3-tz8w-Qh4s","role":"admin"}`)
+	session := app.login("second_admin", "Mf3-tz8w-Qh4s")
 	rec := app.do("POST", "/api/v1/tokens", `{"name":"by the second admin"}`, "Authorization", "Bearer "+session)
 	created := decodeJSON[provisioningTokenJSON](t, rec)
 	if rec.Code != http.StatusCreated || created.CreatedBy == nil || *created.CreatedBy != other.ID {
