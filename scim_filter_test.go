@@ -180,3 +180,44 @@ func TestSCIMFilterEqUsesIndexes(t *testing.T) {
 		rows.Close()
 	}
 }
+
+// FuzzSCIMFilter: any text either fails to parse with invalidFilter, or
+// parses and compiles (or is refused with invalidFilter) to a condition
+// with exactly one argument per placeholder; and a PATCH path never
+// panics. No input crashes.
+func FuzzSCIMFilter(f *testing.F) {
+	for _, seed := range []string{
+		`userName eq "bjensen"`, `name.familyName co "O'Malley"`, `userName sw "J"`, `title pr`,
+		`meta.lastModified gt "2011-05-13T04:42:34Z"`, `title pr and userType eq "Employee"`,
+		`userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")`,
+		`userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")`,
+		`emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp" and value co "@foo.com"]`,
+		`not(active eq false)`, `id eq 42`, `externalId eq "a\"b"`, `((((userName pr))))`, `emails[type eq "work"].value`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		if _, err := parseSCIMPath(text); err != nil {
+			if _, ok := err.(*SCIMRequestError); !ok {
+				t.Fatalf("path %q: %T %v", text, err, err)
+			}
+		}
+		node, err := parseSCIMFilter(text)
+		if err != nil {
+			if e, ok := err.(*SCIMRequestError); !ok || e.Type != "invalidFilter" {
+				t.Fatalf("%q: %v", text, err)
+			}
+			return
+		}
+		where, args, err := compileFilter(node, "")
+		if err != nil {
+			if e, ok := err.(*SCIMRequestError); !ok || e.Type != "invalidFilter" {
+				t.Fatalf("%q compiles to %v", text, err)
+			}
+			return
+		}
+		if strings.Count(where, "?") != len(args) {
+			t.Fatalf("%q: %d placeholders, %d arguments: %s", text, strings.Count(where, "?"), len(args), where)
+		}
+	})
+}
