@@ -61,9 +61,10 @@ func (s *Store) scimUser(ctx context.Context, id int64, withHash bool) (SCIMUser
 }
 
 // SCIMUsers reads the users filter selects (all, when nil), in id order,
-// count of them from the 1-based startIndex, and their exact number: the
-// unfiltered total from the user count, a filtered one by COUNT(*), both
-// in the page's read-only transaction, so they agree.
+// count of them from the 1-based startIndex, and their exact number, in
+// one statement: each row carries the total, the user count without a
+// filter, a window COUNT(*) of the filter with one. Only a page with no
+// row (count 0, or past the end) counts in a statement of its own.
 func (s *Store) SCIMUsers(ctx context.Context, filter filterNode, startIndex, count int64) ([]SCIMUser, int64, error) {
 	where, args := "TRUE", []any(nil)
 	if filter != nil {
@@ -77,35 +78,53 @@ func (s *Store) SCIMUsers(ctx context.Context, filter filterNode, startIndex, co
 		return nil, 0, err
 	}
 	defer cancel()
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, 0, dbError("list scim users: begin", err)
+	users := []SCIMUser{}
+	var total int64
+	if count > 0 {
+		query := scimPageSQL(where, filter != nil)
+		if users, total, err = s.scimPage(ctx, query, append(args, count, startIndex-1)); err != nil || len(users) > 0 {
+			return users, total, err
+		}
 	}
-	defer tx.Rollback()
 	countSQL := "SELECT COALESCE(SUM(n), 0) FROM user_counts"
 	if filter != nil {
 		countSQL = "SELECT COUNT(*) FROM users u LEFT JOIN user_external_ids x ON x.user_id = u.id WHERE " + where
 	}
-	var total int64
-	if err := tx.QueryRowContext(ctx, s.bounded(countSQL), args...).Scan(&total); err != nil {
+	if err := s.db.QueryRowContext(ctx, s.bounded(countSQL), args...).Scan(&total); err != nil {
 		return nil, 0, dbError("list scim users: count", err)
 	}
-	users := []SCIMUser{}
-	if count == 0 || total < startIndex {
-		return users, total, nil
+	return users, total, nil
+}
+
+// scimPageSQL is the statement of a page whose rows where selects
+// (filtered: by a filter), each with the total; its last two arguments
+// are LIMIT and OFFSET.
+func scimPageSQL(where string, filtered bool) string {
+	total := "(SELECT COALESCE(SUM(n), 0) FROM user_counts)"
+	if filtered {
+		total = "COUNT(*) OVER ()"
 	}
-	rows, err := tx.QueryContext(ctx, s.bounded(scimUserSQL+" WHERE "+where+" ORDER BY u.id LIMIT ? OFFSET ?"),
-		append(args, count, startIndex-1)...)
+	return strings.Replace(scimUserSQL, " FROM users u", ", "+total+" FROM users u", 1) +
+		" WHERE " + where + " ORDER BY u.id LIMIT ? OFFSET ?"
+}
+
+// scimPage reads the rows of a page statement, each a user, its
+// externalId and the total.
+func (s *Store) scimPage(ctx context.Context, query string, args []any) ([]SCIMUser, int64, error) {
+	rows, err := s.db.QueryContext(ctx, s.bounded(query), args...)
 	if err != nil {
 		return nil, 0, dbError("list scim users", err)
 	}
 	defer rows.Close()
+	users := []SCIMUser{}
+	var total int64
 	for rows.Next() {
-		u, err := scanSCIMUser(rows)
+		var external []byte
+		u, err := scanUser(rows, &external, &total)
 		if err != nil {
 			return nil, 0, dbError("list scim users", err)
 		}
-		users = append(users, u)
+		users = append(users, SCIMUser{User: u, ExternalID: string(external)})
 	}
 	return users, total, dbError("list scim users", rows.Err())
 }
