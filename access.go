@@ -109,10 +109,16 @@ func (s *server) allow(rule access, caller *Caller, r *http.Request) error {
 }
 
 // authenticate finds the caller from the Authorization header: nil
-// without one, ErrUnauthenticated with a malformed, expired or revoked one.
+// without one, ErrUnauthenticated with a malformed, expired or revoked
+// one. A provisioning token (its prefix says so) is looked up in its own
+// table, and the caller it gives is the token, with its scope.
 func (s *server) authenticate(r *http.Request) (*Caller, error) {
-	if r.Header.Get("Authorization") == "" {
+	header := r.Header.Get("Authorization")
+	if header == "" {
 		return nil, nil
+	}
+	if hash, ok := provisioningTokenHash(header); ok {
+		return s.store.AuthenticateProvisioning(r.Context(), hash)
 	}
 	hash, err := requestTokenHash(r)
 	if err != nil {
@@ -121,11 +127,20 @@ func (s *server) authenticate(r *http.Request) (*Caller, error) {
 	return s.store.Authenticate(r.Context(), hash)
 }
 
-// requestTokenHash returns the hash of the request's bearer token, or
-// ErrUnauthenticated when there is none or it is malformed. It does not
-// touch the database.
+// requestTokenHash returns the hash of the request's bearer sign-in
+// token, or ErrUnauthenticated when there is none or it is malformed. It
+// does not touch the database. A provisioning token is refused as the
+// route's rule refuses one (permits): these callers check sign-in tokens
+// only, on routes outside any provisioning scope.
 func requestTokenHash(r *http.Request) ([]byte, error) {
-	token, ok := bearerToken(r.Header.Get("Authorization"))
+	header := r.Header.Get("Authorization")
+	if _, ok := provisioningTokenHash(header); ok {
+		if err := routeRule(r).permits(&Caller{Scope: scopeSCIM}, 0); err != nil {
+			return nil, err
+		}
+		return nil, ErrUnauthenticated
+	}
+	token, ok := bearerToken(header)
 	if !ok {
 		return nil, ErrUnauthenticated
 	}
@@ -134,4 +149,14 @@ func requestTokenHash(r *http.Request) ([]byte, error) {
 		return nil, ErrUnauthenticated
 	}
 	return hash, nil
+}
+
+// provisioningTokenHash returns the hash of the provisioning token an
+// Authorization header carries, if it carries one.
+func provisioningTokenHash(header string) ([]byte, bool) {
+	token, ok := bearerToken(header)
+	if !ok {
+		return nil, false
+	}
+	return parseTokenWith(provisioningTokenPrefix, token)
 }

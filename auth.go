@@ -11,29 +11,41 @@ import (
 // Access tokens are opaque: "usv_" and 43 base64url characters (32 random
 // bytes). The database keeps only their SHA-256, so nothing stored can be
 // replayed; a 256-bit random secret needs no salt or slow hash.
+// Provisioning tokens (docs/scim.md) have the same shape with the prefix
+// "usvp_", so the prefix alone says which table holds a token.
 const (
-	tokenPrefix     = "usv_"
-	tokenRandomSize = 32
+	tokenPrefix             = "usv_"
+	provisioningTokenPrefix = "usvp_"
+	tokenRandomSize         = 32
 )
 
-var tokenLen = len(tokenPrefix) + base64.RawURLEncoding.EncodedLen(tokenRandomSize)
-
-// newToken returns a fresh token and the hash to store for it.
+// newToken returns a fresh sign-in token and the hash to store for it.
 func newToken() (token string, hash []byte) {
+	return newTokenWith(tokenPrefix)
+}
+
+// newTokenWith returns a fresh token with prefix and its hash.
+func newTokenWith(prefix string) (token string, hash []byte) {
 	b := make([]byte, tokenRandomSize)
 	rand.Read(b) // never fails (crypto/rand documentation)
-	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	token = prefix + base64.RawURLEncoding.EncodeToString(b)
 	sum := sha256.Sum256([]byte(token))
 	return token, sum[:]
 }
 
-// parseToken checks a token's shape without touching the database and
-// returns its hash.
+// parseToken checks a sign-in token's shape without touching the
+// database and returns its hash.
 func parseToken(token string) ([]byte, bool) {
-	if len(token) != tokenLen || !strings.HasPrefix(token, tokenPrefix) {
+	return parseTokenWith(tokenPrefix, token)
+}
+
+// parseTokenWith checks the shape of a token with prefix and returns its
+// hash.
+func parseTokenWith(prefix, token string) ([]byte, bool) {
+	if len(token) != len(prefix)+base64.RawURLEncoding.EncodedLen(tokenRandomSize) || !strings.HasPrefix(token, prefix) {
 		return nil, false
 	}
-	if _, err := base64.RawURLEncoding.Strict().DecodeString(token[len(tokenPrefix):]); err != nil {
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(token[len(prefix):]); err != nil {
 		return nil, false
 	}
 	sum := sha256.Sum256([]byte(token))

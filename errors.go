@@ -20,6 +20,9 @@ var (
 	ErrWrongCredentials = fmt.Errorf("%w: wrong username or password", ErrUnauthenticated)
 	// ErrNotFound: no user has that id.
 	ErrNotFound = errors.New("not found")
+	// ErrTokenNotFound: no provisioning token (not revoked) has that id.
+	// It is a kind of ErrNotFound.
+	ErrTokenNotFound = fmt.Errorf("%w: provisioning token", ErrNotFound)
 	// ErrPreconditionFailed: If-Match named another version of the user.
 	ErrPreconditionFailed = errors.New("precondition failed")
 	// ErrLastAdmin: the change would leave no active admin.
@@ -79,6 +82,16 @@ type ConflictError struct {
 }
 
 func (e *ConflictError) Error() string { return e.Field + " is already taken" }
+
+// SCIMRequestError is a SCIM request the protocol refuses (RFC 7644
+// section 3.12): Type is its scimType (invalidFilter, invalidPath,
+// invalidValue, mutability, noTarget, invalidSyntax), Detail says what.
+type SCIMRequestError struct {
+	Type   string
+	Detail string
+}
+
+func (e *SCIMRequestError) Error() string { return e.Type + ": " + e.Detail }
 
 // FieldError ties a domain error to the field of the request that caused
 // it: the role or active flag a last-admin refusal is about, say.
@@ -143,6 +156,15 @@ var (
 	errNotYours     = &ForbiddenError{Reason: "You may only see and change your own account."}
 	errAdminsCreate = &ForbiddenError{Reason: "Only an admin may create users."}
 	errNoSelfDelete = &ForbiddenError{Reason: "An admin may not delete their own account."}
+	// errOutOfScope refuses a provisioning token on a route outside its
+	// scope: a "scim" token calls /scim/v2 and nothing else.
+	errOutOfScope = &ForbiddenError{Reason: "A provisioning token may only call the routes of its scope (scim: /scim/v2)."}
+	// errSelfBySCIM: an admin's own password or email changes with the
+	// current password, through /api/v1/users/me, never through SCIM.
+	errSelfBySCIM = &ForbiddenError{Reason: "Change your own password or email through PATCH /api/v1/users/me, with your current password."}
+	// errAtUsernameByAdmin: a username with '@' can be mistaken for
+	// someone's email at sign-in, so only admins and provisioning set one.
+	errAtUsernameByAdmin = &ForbiddenError{Reason: "Only an admin may set a username that contains '@'.", Field: "username"}
 	// errOriginNotAllowed refuses a preflight from an origin not in
 	// CORS_ALLOWED_ORIGINS.
 	errOriginNotAllowed = &ForbiddenError{Reason: "This origin may not call the API from a browser; ask the operator to add it to CORS_ALLOWED_ORIGINS."}

@@ -38,19 +38,27 @@ const (
 	ActorSystem ActorType = "system"
 	// ActorAnonymous: a caller without a token (a sign-up).
 	ActorAnonymous ActorType = "anonymous"
+	// ActorProvisioningToken: an identity provider, through a
+	// provisioning token named by Actor.ID (docs/scim.md).
+	ActorProvisioningToken ActorType = "provisioner"
 )
+
+// hasID reports whether the actor type names an id: a user's or a
+// provisioning token's.
+func (t ActorType) hasID() bool { return t == ActorUser || t == ActorProvisioningToken }
 
 // Actor is who made a change, and through which request. The store
 // records it with every event; the handler builds it (server.actor).
 type Actor struct {
 	Type          ActorType
-	ID            int64 // the acting user's id; 0 unless Type is ActorUser
+	ID            int64 // the acting user's or provisioning token's id; 0 for the others
 	RequestID     string
 	ClientAddress string
 
-	// tokenHash is the token the user acts with. A write checks it again
-	// under its row lock (stillSignedIn), so a token revoked while the
-	// request ran cannot write after its revocation.
+	// tokenHash is the token the user (or provisioning token) acts with.
+	// A write checks it again under its row lock (stillSignedIn), so a
+	// token revoked while the request ran cannot write after its
+	// revocation.
 	tokenHash []byte
 }
 

@@ -131,6 +131,21 @@ func (s *server) routes(userBody int64) []route {
 		{"POST /api/v1/webhooks/{id}/secret", adminOnly, tokenFirst, 0, s.handleRotateWebhookSecret},
 		{"GET /api/v1/webhooks/{id}/deliveries", adminOnly, tokenFirst, 0, s.handleWebhookDeliveries},
 		{"POST /api/v1/webhooks/{id}/test", adminOnly, tokenFirst, 0, s.handleTestWebhook},
+		{"POST /api/v1/tokens", adminOnly, tokenFirst, tokenMaxBodyBytes, s.handleCreateToken},
+		{"GET /api/v1/tokens", adminOnly, tokenFirst, 0, s.handleListTokens},
+		{"DELETE /api/v1/tokens/{id}", adminOnly, tokenFirst, 0, s.handleRevokeToken},
+		// SCIM 2.0 (docs/scim.md): answered in SCIM's shapes, errors included.
+		{"GET /scim/v2/ServiceProviderConfig", provisioner, tokenFirst, 0, s.handleSCIMConfig},
+		{"GET /scim/v2/ResourceTypes", provisioner, tokenFirst, 0, s.handleSCIMResourceTypes},
+		{"GET /scim/v2/ResourceTypes/{name}", provisioner, tokenFirst, 0, s.handleSCIMResourceType},
+		{"GET /scim/v2/Schemas", provisioner, tokenFirst, 0, s.handleSCIMSchemas},
+		{"GET /scim/v2/Schemas/{name}", provisioner, tokenFirst, 0, s.handleSCIMSchema},
+		{"GET /scim/v2/Users", provisioner, tokenFirst, 0, s.handleSCIMListUsers},
+		{"POST /scim/v2/Users", provisioner, tokenFirst, userBody, s.handleSCIMCreateUser},
+		{"GET /scim/v2/Users/{id}", provisioner, tokenFirst, 0, s.handleSCIMGetUser},
+		{"PUT /scim/v2/Users/{id}", provisioner, tokenFirst, userBody, s.handleSCIMReplaceUser},
+		{"PATCH /scim/v2/Users/{id}", provisioner, tokenFirst, userBody, s.handleSCIMPatchUser},
+		{"DELETE /scim/v2/Users/{id}", provisioner, tokenFirst, 0, s.handleSCIMDeleteUser},
 	}
 }
 
@@ -154,12 +169,12 @@ func (s *server) respond(w http.ResponseWriter, r *http.Request, status int, v a
 	}
 }
 
-// writeError answers err as problemFor maps it. What the client cannot be
-// told is logged: the cause of every 5xx, in full.
+// writeError answers err as problemFor maps it (in SCIM's error schema
+// under /scim/v2). What the client cannot be told is logged: the cause
+// of every 5xx, in full.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	answer := problemFor(err)
-	s.logAnswer(r, answer.Status, err)
-	writeProblem(w, answer)
+	s.logAnswer(r, problemFor(err).Status, err)
+	writeErrorFor(w, r, err)
 }
 
 // logAnswer logs an error answered with a 5xx status: an unexpected one

@@ -136,7 +136,10 @@ func (s *server) security(r *http.Request, event string, attrs ...slog.Attr) {
 	ctx := r.Context()
 	attrs = append(attrs, slog.String("event", event), slog.String("client_address", clientAddress(r)),
 		slog.String("request_id", requestID(ctx)))
-	if caller := callerFrom(ctx); caller != nil {
+	switch caller := callerFrom(ctx); {
+	case caller.isProvisioner():
+		attrs = append(attrs, slog.Int64("provisioning_token_id", caller.TokenID))
+	case caller != nil:
 		attrs = append(attrs, slog.Int64("actor_id", caller.ID))
 	}
 	level := slog.LevelWarn
@@ -151,10 +154,11 @@ func (s *server) security(r *http.Request, event string, attrs ...slog.Attr) {
 // that also equates other spellings ("ÁLICE", fullwidth letters); turning
 // those away keeps one rate-limit key per account.
 func canonicalLogin(login string) bool {
-	if strings.Contains(login, "@") {
-		return emailProblem(strings.ToLower(login)) == ""
+	if strings.Contains(login, "@") && emailProblem(strings.ToLower(login)) == "" {
+		return true
 	}
-	return usernameProblem(login) == ""
+	return usernameProblem(login) == "" // a username may hold '@' too
+
 }
 
 // readLogin reads {"username": ..., "password": ...} from the body.

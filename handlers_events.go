@@ -15,7 +15,10 @@ import (
 // anonymous one (a sign-up), with the request's id and client address.
 func (s *server) actor(r *http.Request) Actor {
 	a := Actor{Type: ActorAnonymous, RequestID: requestID(r.Context()), ClientAddress: clientAddress(r)}
-	if caller := callerFrom(r.Context()); caller != nil {
+	switch caller := callerFrom(r.Context()); {
+	case caller.isProvisioner():
+		a.Type, a.ID, a.tokenHash = ActorProvisioningToken, caller.TokenID, caller.TokenHash
+	case caller != nil:
 		a.Type, a.ID, a.tokenHash = ActorUser, caller.ID, caller.TokenHash
 	}
 	return a
@@ -220,7 +223,7 @@ func appendEventJSON(b []byte, e *Event) []byte {
 	b = append(b, `,"actor_type":`...)
 	b = appendJSONString(b, string(e.Actor.Type))
 	b = append(b, `,"actor_id":`...)
-	if e.Actor.Type == ActorUser {
+	if e.Actor.Type.hasID() {
 		b = strconv.AppendInt(b, e.Actor.ID, 10)
 	} else {
 		b = append(b, "null"...)

@@ -172,8 +172,10 @@ func (s *server) updateFast(r *http.Request, u updateRequest) (User, error) {
 	tokenHash, err := requestTokenHash(r)
 	f := u.fields
 	// An id sent for "me" is compared on the locking path, which knows it.
+	// A username with '@' needs an admin, which only the locking path
+	// knows the caller to be.
 	if err != nil || u.bodyErr != nil || u.refErr != nil || u.ifErr != nil || len(u.decodeErr)+len(u.invalid) > 0 ||
-		!f.fastEligible() || f.ID != nil && (u.ref.self || *f.ID != u.ref.id) {
+		!f.fastEligible() || f.ID != nil && (u.ref.self || *f.ID != u.ref.id) || f.Username != nil && usernameNeedsAdmin(*f.Username) {
 		return User{}, errSlowPath
 	}
 	changes := UserChanges{Username: f.Username, Email: f.Email, SetFullName: f.HasFullName,
@@ -205,6 +207,9 @@ func (s *server) checkChanges(r *http.Request, id int64, caller *Caller, u updat
 	if !caller.isAdmin() {
 		if err := s.dropUnchangedAccess(r, id, &fields); err != nil {
 			return userFields{}, err
+		}
+		if fields.Username != nil && usernameNeedsAdmin(*fields.Username) {
+			return userFields{}, errAtUsernameByAdmin
 		}
 	}
 	if errs = append(errs, u.invalid...); len(errs) > 0 {

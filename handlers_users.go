@@ -140,6 +140,9 @@ func signupMayNotSet(f userFields) error {
 	if f.IsActive != nil && !*f.IsActive {
 		return errSignupActiveOnly
 	}
+	if f.Username != nil && usernameNeedsAdmin(*f.Username) {
+		return errAtUsernameByAdmin
+	}
 	return nil
 }
 

@@ -240,7 +240,7 @@ func TestHealthLiveAndReady(t *testing.T) {
 	eventually(t, 30*time.Second, "ready once the database is back", func() bool {
 		return down.manage("GET", "/health/ready").Code == http.StatusOK
 	})
-	mustExec(t, down, "DROP TABLE auth_tokens") // schema gone under a running service
+	mustExec(t, down, "DROP TABLE auth_tokens, user_external_ids, provisioning_tokens") // schema gone under a running service
 	mustExec(t, down, "DROP TABLE users")
 	wantProblem(t, down.manage("GET", "/health/ready"), http.StatusServiceUnavailable)
 }

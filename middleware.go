@@ -232,7 +232,7 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 				slog.String("request_id", requestID(r.Context())),
 			)
 			if rec.status == 0 {
-				writeProblem(w, problemFor(errPanic))
+				writeErrorFor(w, r, errPanic)
 			}
 		}()
 		next.ServeHTTP(rec, r)
@@ -262,9 +262,9 @@ func problemsForUnmatched(mux *http.ServeMux) http.Handler {
 		if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
 			// The mux would redirect with an HTML body; a path that is not
 			// in canonical form names no route here.
-			writeProblem(w, problemFor(&requestError{status: http.StatusNotFound,
+			writeErrorFor(w, r, &requestError{status: http.StatusNotFound,
 				detail: fmt.Sprintf("No route matches %s; paths are not cleaned: send %s.",
-					truncate(r.URL.Path, maxLoggedPath), truncate(clean, maxLoggedPath))}))
+					truncate(r.URL.Path, maxLoggedPath), truncate(clean, maxLoggedPath))})
 			return
 		}
 		if _, pattern := mux.Handler(r); pattern != "" {
@@ -273,13 +273,13 @@ func problemsForUnmatched(mux *http.ServeMux) http.Handler {
 		}
 		allowed := allowedMethods(mux, r)
 		if len(allowed) == 0 {
-			writeProblem(w, problemFor(&requestError{status: http.StatusNotFound, detail: fmt.Sprintf("No route matches %s.", truncate(r.URL.Path, maxLoggedPath))}))
+			writeErrorFor(w, r, &requestError{status: http.StatusNotFound, detail: fmt.Sprintf("No route matches %s.", truncate(r.URL.Path, maxLoggedPath))})
 			return
 		}
 		allow := strings.Join(allowed, ", ")
-		writeProblem(w, problemFor(&requestError{status: http.StatusMethodNotAllowed,
+		writeErrorFor(w, r, &requestError{status: http.StatusMethodNotAllowed,
 			detail: fmt.Sprintf("%s does not allow %s; allowed: %s.", truncate(r.URL.Path, maxLoggedPath), r.Method, allow),
-			header: http.Header{"Allow": {allow}}}))
+			header: http.Header{"Allow": {allow}}})
 	})
 }
 

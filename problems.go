@@ -84,6 +84,7 @@ func problemFor(err error) problemAnswer {
 		forbidden *ForbiddenError
 		limited   *RateLimitedError
 		down      *DatabaseDownError
+		scimErr   *SCIMRequestError
 	)
 	switch {
 	case errors.Is(err, ErrWrongCredentials):
@@ -123,10 +124,14 @@ func problemFor(err error) problemAnswer {
 			a.Header[name] = values
 		}
 		return a
+	case errors.As(err, &scimErr):
+		return answer(http.StatusBadRequest, scimErr.Detail)
 	case errors.Is(err, ErrPreconditionFailed):
 		return answer(http.StatusPreconditionFailed, "The user changed since the version named in If-Match: fetch it again, and retry with its ETag.")
 	case errors.Is(err, ErrWebhookNotFound):
 		return answer(http.StatusNotFound, "No webhook has this id.")
+	case errors.Is(err, ErrTokenNotFound):
+		return answer(http.StatusNotFound, "No provisioning token has this id, or it was revoked.")
 	case errors.Is(err, ErrNotFound):
 		return answer(http.StatusNotFound, "No user has this id.")
 	case errors.As(err, &conflict):

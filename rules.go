@@ -1,5 +1,7 @@
 package main
 
+import "time"
+
 // The access rules, each defined once, as pure functions of the caller and
 // the user acted on. The route table (server.routes) names each route's
 // rule; the route guard applies it (server.allow), and a statement that
@@ -23,14 +25,42 @@ const (
 	// adminOrSignup: admins, and anonymous callers when sign-up is on
 	// (the handler then limits what they may set).
 	adminOrSignup
+	// provisioner: admins, and provisioning tokens of scope "scim" (the
+	// /scim/v2 routes).
+	provisioner
 )
 
-// Caller is the authenticated user making a request.
+// The scopes a provisioning token may have (docs/scim.md).
+const scopeSCIM = "scim"
+
+// tokenScopes lists every scope, for validation.
+var tokenScopes = []string{scopeSCIM}
+
+// ProvisioningToken is a long-lived token an admin made for an identity
+// provider, as listed: never its secret, which only its creation shows.
+type ProvisioningToken struct {
+	ID        int64
+	Name      string
+	Scope     string
+	CreatedBy *int64 // the admin who made it; nil once that user is gone
+	CreatedAt time.Time
+	ExpiresAt *time.Time // nil: it never expires
+}
+
+// Caller is the authenticated user making a request, or a provisioning
+// token: then Scope is its scope, TokenID its id, and ID and Role are
+// zero (it is no user, and no admin).
 type Caller struct {
 	ID        int64
 	Role      Role
 	TokenHash []byte
+
+	Scope   string
+	TokenID int64
 }
+
+// isProvisioner reports whether the caller is a provisioning token.
+func (c *Caller) isProvisioner() bool { return c != nil && c.Scope != "" }
 
 // isAdmin reports whether the caller is signed in as an admin.
 func (c *Caller) isAdmin() bool { return c != nil && c.Role == RoleAdmin }
@@ -38,10 +68,18 @@ func (c *Caller) isAdmin() bool { return c != nil && c.Role == RoleAdmin }
 // permits applies rule to a signed-in caller acting on the user target
 // (0 when the route names none): nil, or the refusal. Admins pass every
 // rule; selfOrAdmin lets a user through for their own id only, and any
-// other id is refused whether it exists or not.
+// other id is refused whether it exists or not. A provisioning token
+// passes only provisioner, with the scope that rule needs: any other
+// route is outside its scope.
 func (rule access) permits(caller *Caller, target int64) error {
 	switch {
-	case rule == public, rule == signedIn, caller.isAdmin():
+	case rule == public:
+		return nil
+	case caller.isProvisioner() && rule == provisioner && caller.Scope == scopeSCIM:
+		return nil
+	case caller.isProvisioner():
+		return errOutOfScope
+	case rule == signedIn, caller.isAdmin():
 		return nil
 	case rule == adminOrSignup:
 		return errAdminsCreate

@@ -213,3 +213,34 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     KEY webhook_deliveries_webhook (webhook_id, id),
     KEY webhook_deliveries_time (attempted_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- Provisioning tokens (docs/scim.md): long-lived bearer tokens an admin
+-- creates for an identity provider, each with a scope ('scim': the
+-- /scim/v2 routes and nothing else) and an optional expiry. Only the
+-- SHA-256 of the secret is stored, as for sign-in tokens. A revoked token
+-- keeps its row (revoked_at set), so the events it made still name it.
+CREATE TABLE IF NOT EXISTS provisioning_tokens (
+    id         BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    token_hash BINARY(32) NOT NULL,
+    name       VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    scope      VARCHAR(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
+    created_by BIGINT UNSIGNED NULL,
+    created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    expires_at DATETIME(6) NULL,
+    revoked_at DATETIME(6) NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY provisioning_tokens_hash (token_hash),
+    CONSTRAINT provisioning_tokens_creator_fk FOREIGN KEY (created_by) REFERENCES users (id) ON DELETE SET NULL
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
+
+-- A user's SCIM externalId, the identity provider's own id for it. A
+-- table of its own, so no ALTER of users is needed on any server. Binary:
+-- externalId is case-exact (RFC 7643 section 3.1), and a binary column
+-- has no collation. Deleting the user deletes it.
+CREATE TABLE IF NOT EXISTS user_external_ids (
+    user_id     BIGINT UNSIGNED NOT NULL,
+    external_id VARBINARY(255) NOT NULL,
+    PRIMARY KEY (user_id),
+    KEY user_external_ids_value (external_id),
+    CONSTRAINT user_external_ids_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

@@ -112,8 +112,8 @@ func insertEvents(ctx context.Context, tx *sql.Tx, actor Actor, at time.Time, ev
 // ids, it identifies the write's events (writeReceipt). Others pass zero,
 // for the server's clock.
 func insertEventsSQL(actor Actor, at time.Time, events ...newEvent) (string, []any) {
-	var actorID any // NULL unless a user acts
-	if actor.Type == ActorUser {
+	var actorID any // NULL unless a user or a provisioning token acts
+	if actor.Type.hasID() {
 		actorID = actor.ID
 	}
 	var when any // NULL: the server's clock

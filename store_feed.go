@@ -90,7 +90,9 @@ func eventFilters(q eventQuery) ([]string, []any) {
 		conds, args = append(conds, "user_id = ?"), append(args, *q.UserID)
 	}
 	if q.ActorID != nil {
-		conds, args = append(conds, "actor_id = ?"), append(args, *q.ActorID)
+		// actor_id names a user (or a provisioning token): the filter is
+		// the acting user's.
+		conds, args = append(conds, "actor_id = ? AND actor_type = 'user'"), append(args, *q.ActorID)
 	}
 	if q.Type != nil {
 		conds, args = append(conds, "type = ?"), append(args, string(*q.Type))

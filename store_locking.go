@@ -76,6 +76,11 @@ func writeUpdate(ctx context.Context, tx *sql.Tx, id int64, cur lockedUser, chan
 	if _, err := tx.ExecContext(ctx, "UPDATE users SET "+set+" WHERE id = ?", append(args, id)...); err != nil {
 		return nil, dbError("update user", err)
 	}
+	if changes.ExternalID != nil {
+		if err := setExternalID(ctx, tx, id, *changes.ExternalID); err != nil {
+			return nil, err
+		}
+	}
 	events := updateEvents(id, cur, changes)
 	if reason := changes.revocationReason(cur); reason != "" {
 		revoked, err := tx.ExecContext(ctx, "DELETE FROM auth_tokens WHERE user_id = ?", id)
@@ -92,6 +97,22 @@ func writeUpdate(ctx context.Context, tx *sql.Tx, id int64, cur lockedUser, chan
 	return events, nil
 }
 
+// setExternalID sets the user's SCIM externalId inside tx, or removes it
+// when value is "". The user's row is locked (or new): nobody else
+// writes it meanwhile. The UPDATE of users that goes with it bumps the
+// version, so the ETag moves with the externalId.
+func setExternalID(ctx context.Context, tx *sql.Tx, id int64, value string) error {
+	query, args := "DELETE FROM user_external_ids WHERE user_id = ?", []any{id}
+	if value != "" {
+		query = "INSERT INTO user_external_ids (user_id, external_id) VALUES (?, ?) ON DUPLICATE KEY UPDATE external_id = ?"
+		args = []any{id, []byte(value), []byte(value)}
+	}
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		return dbError("set external id", err)
+	}
+	return nil
+}
+
 // lockUserAs locks the user's row (lockUser) for a change by actor, whose
 // token it then checks again under that lock (stillSignedIn).
 func lockUserAs(ctx context.Context, tx *sql.Tx, id int64, actor Actor) (lockedUser, error) {
@@ -106,13 +127,18 @@ func lockUserAs(ctx context.Context, tx *sql.Tx, id int64, actor Actor) (lockedU
 // actor's token is still valid: the request authenticated before the
 // lock, and a role change or deactivation that held the lock meanwhile
 // may have revoked it. A locking read (share mode) sees the latest commit
-// and holds a revocation off until this transaction ends.
+// and holds a revocation off until this transaction ends. A provisioning
+// token is checked in its own table the same way.
 func stillSignedIn(ctx context.Context, tx *sql.Tx, actor Actor) error {
 	if actor.tokenHash == nil {
 		return nil // the system acts, or an anonymous sign-up: no token
 	}
+	query := "SELECT 1 FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE"
+	if actor.Type == ActorProvisioningToken {
+		query = "SELECT 1 FROM provisioning_tokens p WHERE " + provisioningValidSQL + " LOCK IN SHARE MODE"
+	}
 	var one int
-	err := tx.QueryRowContext(ctx, "SELECT 1 FROM auth_tokens t WHERE "+tokenValidSQL+" LOCK IN SHARE MODE", actor.tokenHash).Scan(&one)
+	err := tx.QueryRowContext(ctx, query, actor.tokenHash).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrUnauthenticated
 	}
@@ -129,8 +155,9 @@ func lockUser(ctx context.Context, tx *sql.Tx, id int64) (lockedUser, error) {
 	var u lockedUser
 	var fullName sql.NullString
 	err := tx.QueryRowContext(ctx,
-		"SELECT username, email, full_name, role, is_active, password_hash, version, SYSDATE(6) FROM users WHERE id = ? FOR UPDATE", id).
-		Scan(&u.username, &u.email, &fullName, &u.role, &u.isActive, &u.passwordHash, &u.version, &u.lockedAt)
+		"SELECT username, email, full_name, role, is_active, password_hash, version, SYSDATE(6), "+
+			"COALESCE((SELECT x.external_id FROM user_external_ids x WHERE x.user_id = users.id), '') FROM users WHERE id = ? FOR UPDATE", id).
+		Scan(&u.username, &u.email, &fullName, &u.role, &u.isActive, &u.passwordHash, &u.version, &u.lockedAt, &u.externalID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return lockedUser{}, ErrNotFound
 	}

@@ -19,21 +19,27 @@ type Credentials struct {
 	PasswordHash string
 }
 
-// CredentialsFor finds a user by username, or by email when login holds an
-// '@' (usernames cannot), and returns ErrNotFound when none matches.
+// CredentialsFor finds the user who signs in as login, or returns
+// ErrNotFound. A login without '@' is a username. One with '@' is a
+// username first, and else an email: usernames may hold '@' (identity
+// providers send email-shaped names), only admins and provisioning set
+// such a username, and so one user's username beats another's email
+// (docs/scim.md). Both lookups use their unique index, in one statement.
 func (s *Store) CredentialsFor(ctx context.Context, login string) (Credentials, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return Credentials{}, err
 	}
 	defer cancel()
-	column := "username"
+	query, args := "SELECT id, is_active, password_hash FROM users WHERE username = ?", []any{login}
 	if strings.Contains(login, "@") {
-		column, login = "email", strings.ToLower(login)
+		query = "SELECT id, is_active, password_hash FROM (" +
+			"(SELECT id, is_active, password_hash, 0 AS pref FROM users WHERE username = ?) UNION ALL " +
+			"(SELECT id, is_active, password_hash, 1 AS pref FROM users WHERE email = ?)) AS found ORDER BY pref LIMIT 1"
+		args = []any{login, strings.ToLower(login)}
 	}
 	var c Credentials
-	err = s.db.QueryRowContext(ctx, s.causal("SELECT id, is_active, password_hash FROM users WHERE "+column+" = ?"), login).
-		Scan(&c.UserID, &c.IsActive, &c.PasswordHash)
+	err = s.db.QueryRowContext(ctx, s.causal(query), args...).Scan(&c.UserID, &c.IsActive, &c.PasswordHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Credentials{}, ErrNotFound
 	}
@@ -136,4 +142,123 @@ func (s *Store) UpgradePasswordHash(ctx context.Context, id int64, oldHash, newH
 	_, err = s.db.ExecContext(ctx,
 		"UPDATE users SET password_hash = ?, updated_at = updated_at WHERE id = ? AND password_hash = ?", newHash, id, oldHash)
 	return dbError("upgrade password hash", err)
+}
+
+// provisioningValidSQL is the condition that makes the provisioning token
+// row p, looked up by its hash (the one argument), valid: not revoked,
+// not expired. It is written only here.
+const provisioningValidSQL = "p.token_hash = ? AND p.revoked_at IS NULL AND (p.expires_at IS NULL OR p.expires_at > NOW(6))"
+
+// maxProvisioningTokensListed bounds the list of provisioning tokens: a
+// service has a handful, one per identity provider.
+const maxProvisioningTokensListed = 1000
+
+// provisioningColumns are the listed columns of a provisioning token, in
+// the order scanProvisioningToken reads them.
+const provisioningColumns = "id, name, scope, created_by, created_at, expires_at"
+
+// scanProvisioningToken is the one scanner of provisioningColumns.
+func scanProvisioningToken(row rowScanner) (ProvisioningToken, error) {
+	var t ProvisioningToken
+	var createdBy sql.NullInt64
+	var expires sql.NullTime
+	if err := row.Scan(&t.ID, &t.Name, &t.Scope, &createdBy, &t.CreatedAt, &expires); err != nil {
+		return ProvisioningToken{}, err
+	}
+	if createdBy.Valid {
+		t.CreatedBy = &createdBy.Int64
+	}
+	if expires.Valid {
+		t.ExpiresAt = &expires.Time
+	}
+	return t, nil
+}
+
+// CreateProvisioningToken stores a new provisioning token, of which only
+// tokenHash is kept, and returns it as stored.
+func (s *Store) CreateProvisioningToken(ctx context.Context, t ProvisioningToken, tokenHash []byte) (ProvisioningToken, error) {
+	var created ProvisioningToken
+	err := s.inTx(ctx, "create provisioning token", func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			"INSERT INTO provisioning_tokens (token_hash, name, scope, created_by, expires_at) VALUES (?, ?, ?, ?, ?)",
+			tokenHash, t.Name, t.Scope, t.CreatedBy, t.ExpiresAt)
+		if err != nil {
+			return dbError("create provisioning token", err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return dbError("create provisioning token: last insert id", err)
+		}
+		created, err = scanProvisioningToken(tx.QueryRowContext(ctx, "SELECT "+provisioningColumns+" FROM provisioning_tokens WHERE id = ?", id))
+		return dbError("create provisioning token: read back", err)
+	})
+	return created, err
+}
+
+// ProvisioningTokens lists the tokens not revoked, expired ones included
+// (an admin sees what to replace), newest first, at most
+// maxProvisioningTokensListed.
+func (s *Store) ProvisioningTokens(ctx context.Context) ([]ProvisioningToken, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, s.causal("SELECT "+provisioningColumns+
+		" FROM provisioning_tokens WHERE revoked_at IS NULL ORDER BY id DESC LIMIT ?"), maxProvisioningTokensListed)
+	if err != nil {
+		return nil, dbError("list provisioning tokens", err)
+	}
+	defer rows.Close()
+	tokens := []ProvisioningToken{}
+	for rows.Next() {
+		t, err := scanProvisioningToken(rows)
+		if err != nil {
+			return nil, dbError("list provisioning tokens", err)
+		}
+		tokens = append(tokens, t)
+	}
+	return tokens, dbError("list provisioning tokens", rows.Err())
+}
+
+// RevokeProvisioningToken revokes the token id at once: every replica
+// refuses it from the commit on, and a write it is making holds the
+// revocation off until that write ends (stillSignedIn). revoked_at is
+// SYSDATE, the time the row lock was granted, so every event the token
+// made is older than it. A token unknown or already revoked is
+// ErrTokenNotFound.
+func (s *Store) RevokeProvisioningToken(ctx context.Context, id int64) error {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	res, err := s.db.ExecContext(ctx, "UPDATE provisioning_tokens SET revoked_at = SYSDATE(6) WHERE id = ? AND revoked_at IS NULL", id)
+	if err != nil {
+		return dbError("revoke provisioning token", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return ErrTokenNotFound
+	}
+	return nil
+}
+
+// AuthenticateProvisioning returns the caller a valid provisioning token
+// with this hash stands for, or ErrUnauthenticated.
+func (s *Store) AuthenticateProvisioning(ctx context.Context, tokenHash []byte) (*Caller, error) {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	c := &Caller{TokenHash: tokenHash}
+	err = s.db.QueryRowContext(ctx, s.causal("SELECT p.id, p.scope FROM provisioning_tokens p WHERE "+provisioningValidSQL), tokenHash).
+		Scan(&c.TokenID, &c.Scope)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, dbError("authenticate provisioning token", err)
+	}
+	return c, nil
 }

@@ -122,6 +122,11 @@ func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u NewUser, actor Act
 	if err != nil {
 		return 0, dbError("create user: last insert id", err)
 	}
+	if u.ExternalID != nil && *u.ExternalID != "" {
+		if err := setExternalID(ctx, tx, id, *u.ExternalID); err != nil {
+			return 0, err
+		}
+	}
 	if err := insertEvents(ctx, tx, actor, time.Time{}, newEvent{Type: EventUserCreated, UserID: id}); err != nil {
 		return 0, err
 	}

@@ -47,6 +47,12 @@ func (u User) MarshalJSON() ([]byte, error) {
 	return appendUserJSON(make([]byte, 0, 256), &u), nil
 }
 
+// SCIMUser is a user with its SCIM externalId ("" for none).
+type SCIMUser struct {
+	User
+	ExternalID string
+}
+
 // NewUser is a validated account ready to be inserted.
 type NewUser struct {
 	Username     string
@@ -55,6 +61,7 @@ type NewUser struct {
 	FullName     *string
 	Role         Role
 	IsActive     bool
+	ExternalID   *string // a SCIM client's id for the user (docs/scim.md); nil: none
 }
 
 // UserChanges are the columns an update sets; nil fields keep their value.
@@ -67,6 +74,8 @@ type UserChanges struct {
 	FullName     *string
 	Role         *Role
 	IsActive     *bool
+	// ExternalID sets the SCIM externalId; "" removes it.
+	ExternalID *string
 
 	// ExpectPasswordHash, when set, makes the update conditional on the
 	// stored hash being this one.
@@ -157,6 +166,9 @@ func (c UserChanges) effective(cur lockedUser) UserChanges {
 	if c.IsActive != nil && *c.IsActive == cur.isActive {
 		c.IsActive = nil
 	}
+	if c.ExternalID != nil && *c.ExternalID == cur.externalID {
+		c.ExternalID = nil
+	}
 	return c
 }
 
@@ -169,7 +181,7 @@ func (c UserChanges) fieldNames() []string {
 		set  bool
 	}{
 		{"username", c.Username != nil}, {"email", c.Email != nil}, {"full_name", c.SetFullName},
-		{"role", c.Role != nil}, {"is_active", c.IsActive != nil},
+		{"role", c.Role != nil}, {"is_active", c.IsActive != nil}, {"external_id", c.ExternalID != nil},
 	} {
 		if f.set {
 			names = append(names, f.name)
@@ -198,6 +210,7 @@ type lockedUser struct {
 	role            Role
 	isActive        bool
 	passwordHash    string
+	externalID      string // "" when it has none
 	version         int64
 	// lockedAt is the time the lock was granted: the time of the
 	// change's events, and part of its receipt.

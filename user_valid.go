@@ -147,18 +147,27 @@ func (f *userFields) validatePresent() fieldErrors {
 }
 
 // usernameProblem says what is wrong with a trimmed username, or "".
+// '@' and '+' are allowed so that an identity provider's email-shaped
+// names (alice@contoso.com) are usernames too (docs/scim.md says how
+// sign-in tells them from emails).
 func usernameProblem(s string) string {
-	const rule = "must be 3 to 50 characters of ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+	const rule = "must be 3 to 50 characters of ASCII letters, digits, '.', '_', '-', '+' or '@', starting with a letter or digit"
 	if len(s) < usernameMinLen || len(s) > usernameMaxLen || !isASCIIAlnum(s[0]) {
 		return rule
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isASCIIAlnum(c) && c != '.' && c != '_' && c != '-' {
+		if c := s[i]; !isASCIIAlnum(c) && !strings.ContainsRune("._-+@", rune(c)) {
 			return rule
 		}
 	}
 	return ""
 }
+
+// usernameNeedsAdmin reports whether only an admin (or a provisioning
+// token) may set the username: one with '@', which sign-in resolves
+// before any email (Store.CredentialsFor), so a user who chose their own
+// could stand in front of someone else's email.
+func usernameNeedsAdmin(s string) bool { return strings.Contains(s, "@") }
 
 // emailProblem says what is wrong with a normalized email, or "". It accepts
 // one plain ASCII address, local@domain: a dot-atom local part (RFC 5322,

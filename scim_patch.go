@@ -1,0 +1,423 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// A SCIM user as a state that operations change: PATCH's add, replace
+// and remove (RFC 7644 section 3.5.2), and POST and PUT, which replace
+// each attribute they carry. The mapping to the user's columns is in
+// docs/scim.md.
+
+// scimState is what SCIM can change of a user.
+type scimState struct {
+	UserName   string
+	Email      string
+	FullName   *string
+	Active     bool
+	Role       Role
+	ExternalID string  // "" for none
+	Password   *string // set by the request; never read back
+}
+
+// scimStateOf is the state of a stored user.
+func scimStateOf(u User, externalID string) scimState {
+	return scimState{UserName: u.Username, Email: u.Email, FullName: u.FullName, Active: u.IsActive, Role: u.Role, ExternalID: externalID}
+}
+
+// scimOp is one operation: op lower-cased, the path as sent ("" for
+// none), and the value (nil for none).
+type scimOp struct {
+	Op    string
+	Path  string
+	Value json.RawMessage
+}
+
+// scimOpMode says what kind of request applies an operation: a PATCH
+// refuses to write read-only attributes, a POST or PUT ignores them
+// (RFC 7643 section 2.2, readOnly).
+type scimOpMode int
+
+const (
+	scimPatch scimOpMode = iota
+	scimReplaceAll
+)
+
+// scimPath is a parsed PATCH path: attr[filter].sub.
+type scimPath struct {
+	Attr   string     // lower-case, without the core schema's URN
+	Filter filterNode // nil without brackets
+	Sub    string     // lower-case; "" for none
+	Ignore bool       // an attribute the service does not store
+}
+
+// Attributes the core User schema defines that the service does not
+// store: accepted and ignored, as providers send them by default.
+var scimIgnoredAttrs = " nickname profileurl title usertype preferredlanguage locale timezone phonenumbers ims photos addresses entitlements x509certificates "
+
+// Attributes a client may not write.
+var scimReadOnlyAttrs = " id meta schemas groups "
+
+// scimValueError is an invalidValue error.
+func scimValueError(format string, args ...any) error {
+	return &SCIMRequestError{Type: "invalidValue", Detail: fmt.Sprintf(format, args...)}
+}
+
+// scimPathError is an invalidPath error.
+func scimPathError(path string) error {
+	return &SCIMRequestError{Type: "invalidPath", Detail: fmt.Sprintf("The path %q names no attribute of the User schema.", truncate(path, 100))}
+}
+
+// parseSCIMPath parses a PATCH path or a member name of a value object.
+func parseSCIMPath(text string) (scimPath, error) {
+	name := text
+	if len(name) >= len(scimEnterpriseSchema) && strings.EqualFold(name[:len(scimEnterpriseSchema)], scimEnterpriseSchema) {
+		return scimPath{Ignore: true}, nil
+	}
+	if len(name) > len(scimUserSchema) && strings.EqualFold(name[:len(scimUserSchema)+1], scimUserSchema+":") {
+		name = name[len(scimUserSchema)+1:]
+	}
+	var p scimPath
+	if open := strings.IndexByte(name, '['); open >= 0 {
+		closing := strings.LastIndexByte(name, ']')
+		if closing < open {
+			return scimPath{}, scimPathError(text)
+		}
+		filter, err := parseSCIMFilter(name[open+1 : closing])
+		if err != nil {
+			return scimPath{}, &SCIMRequestError{Type: "invalidPath", Detail: err.(*SCIMRequestError).Detail}
+		}
+		p.Filter = filter
+		rest := name[closing+1:]
+		if rest != "" && (rest[0] != '.' || !isAttrName(strings.ToLower(rest[1:]))) {
+			return scimPath{}, scimPathError(text)
+		}
+		name = name[:open] + rest
+	}
+	attr, sub, _ := strings.Cut(strings.ToLower(name), ".")
+	if !isAttrName(attr) || sub != "" && !isAttrName(sub) {
+		return scimPath{}, scimPathError(text)
+	}
+	p.Attr, p.Sub = attr, sub
+	p.Ignore = strings.Contains(scimIgnoredAttrs, " "+attr+" ") ||
+		attr == "name" && sub != "" && sub != "formatted"
+	return p, nil
+}
+
+// apply applies one operation to the state.
+func (st *scimState) apply(op scimOp, mode scimOpMode) error {
+	switch op.Op {
+	case "add", "replace":
+		if op.Path == "" {
+			return st.applyObject(op.Value, mode)
+		}
+		path, err := parseSCIMPath(op.Path)
+		if err != nil {
+			return err
+		}
+		return st.set(path, op.Value, mode)
+	case "remove":
+		if op.Path == "" {
+			return &SCIMRequestError{Type: "noTarget", Detail: "A remove operation needs a path."}
+		}
+		path, err := parseSCIMPath(op.Path)
+		if err != nil {
+			return err
+		}
+		return st.remove(path)
+	}
+	return &SCIMRequestError{Type: "invalidSyntax", Detail: fmt.Sprintf("The op %q is not add, replace or remove.", truncate(op.Op, 32))}
+}
+
+// applyObject applies a path-less add or replace: each member of the
+// object value is an attribute (or a path) and its new value.
+func (st *scimState) applyObject(value json.RawMessage, mode scimOpMode) error {
+	members, err := parseJSONObject(value)
+	switch {
+	case err != nil && mode == scimReplaceAll:
+		return err // the body of a POST or PUT: malformed (invalidSyntax)
+	case err != nil:
+		return scimValueError("An operation without a path needs an object as its value.")
+	}
+	for _, m := range members {
+		if strings.EqualFold(m.Name, scimEnterpriseSchema) {
+			continue
+		}
+		path, err := parseSCIMPath(m.Name)
+		if err != nil {
+			return err
+		}
+		if path.Attr == "schemas" && mode == scimReplaceAll {
+			continue
+		}
+		if err := st.set(path, m.Value, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// set writes value at path.
+func (st *scimState) set(p scimPath, value json.RawMessage, mode scimOpMode) error {
+	switch {
+	case p.Ignore:
+		return nil
+	case strings.Contains(scimReadOnlyAttrs, " "+p.Attr+" "):
+		if mode == scimReplaceAll {
+			return nil
+		}
+		return &SCIMRequestError{Type: "mutability", Detail: fmt.Sprintf("The attribute %q is read-only.", p.Attr)}
+	case p.Filter != nil && p.Attr != "emails" && p.Attr != "roles":
+		return scimPathError(p.Attr + "[...]")
+	}
+	switch p.Attr + "." + p.Sub {
+	case "username.":
+		return setString(&st.UserName, value, "userName")
+	case "displayname.", "name.formatted":
+		return setOptional(&st.FullName, value, p.Attr)
+	case "name.":
+		return st.setName(value)
+	case "active.":
+		return setActive(&st.Active, value)
+	case "externalid.":
+		if isNull(value) {
+			st.ExternalID = ""
+			return nil
+		}
+		return setString(&st.ExternalID, value, "externalId")
+	case "password.":
+		var pw string
+		if err := setString(&pw, value, "password"); err != nil {
+			return err
+		}
+		st.Password = &pw
+		return nil
+	case "emails.", "emails.value":
+		return st.setEmail(p, value)
+	case "roles.", "roles.value":
+		return st.setRole(p, value)
+	}
+	return scimPathError(p.Attr + "." + p.Sub)
+}
+
+// remove removes the attribute at path: those the service requires
+// cannot be removed.
+func (st *scimState) remove(p scimPath) error {
+	switch {
+	case p.Ignore:
+		return nil
+	case strings.Contains(scimReadOnlyAttrs, " "+p.Attr+" "):
+		return &SCIMRequestError{Type: "mutability", Detail: fmt.Sprintf("The attribute %q is read-only.", p.Attr)}
+	}
+	switch p.Attr + "." + p.Sub {
+	case "displayname.", "name.formatted", "name.":
+		st.FullName = nil
+	case "externalid.":
+		st.ExternalID = ""
+	case "roles.", "roles.value":
+		if _, err := st.matchRole(p); err != nil {
+			return err
+		}
+		st.Role = RoleUser
+	case "username.", "active.", "password.", "emails.", "emails.value":
+		return scimValueError("The attribute %q is required and cannot be removed.", p.String())
+	default:
+		return scimPathError(p.String())
+	}
+	return nil
+}
+
+func (p scimPath) String() string {
+	return attrPath{Attr: p.Attr, Sub: p.Sub}.String()
+}
+
+// setName sets the full name from a name object: its formatted member,
+// or else its given and family names joined.
+func (st *scimState) setName(value json.RawMessage) error {
+	if isNull(value) {
+		st.FullName = nil
+		return nil
+	}
+	var name map[string]any
+	if err := json.Unmarshal(value, &name); err != nil {
+		return scimValueError("name must be an object.")
+	}
+	parts := map[string]string{}
+	for k, v := range name {
+		if s, ok := v.(string); ok {
+			parts[strings.ToLower(k)] = strings.TrimSpace(s)
+		}
+	}
+	full := parts["formatted"]
+	if full == "" {
+		full = strings.TrimSpace(parts["givenname"] + " " + parts["familyname"])
+	}
+	if full != "" {
+		st.FullName = &full
+	}
+	return nil
+}
+
+// setEmail sets the email from emails (an array of values, the primary
+// one, else the first, is kept), from a value object, or from the value
+// a path such as emails[type eq "work"].value names.
+func (st *scimState) setEmail(p scimPath, value json.RawMessage) error {
+	if p.Filter != nil {
+		ok, err := evalFilter(p.Filter, map[string]any{"value": st.Email, "type": "work", "primary": true})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &SCIMRequestError{Type: "noTarget", Detail: "The filter of the path matches no email: the user has one, of type work, primary."}
+		}
+	}
+	if p.Sub == "value" {
+		return setString(&st.Email, value, "emails.value")
+	}
+	email, err := primaryValue(value, "emails")
+	if err != nil {
+		return err
+	}
+	st.Email = email
+	return nil
+}
+
+// setRole sets the role like setEmail the email: "admin" or "user".
+func (st *scimState) setRole(p scimPath, value json.RawMessage) error {
+	if _, err := st.matchRole(p); err != nil {
+		return err
+	}
+	if isEmptyArray(value) {
+		st.Role = RoleUser // no role: an ordinary user (Entra ID sends "roles": [])
+		return nil
+	}
+	var role string
+	var err error
+	if p.Sub == "value" {
+		err = setString(&role, value, "roles.value")
+	} else {
+		role, err = primaryValue(value, "roles")
+	}
+	if err != nil {
+		return err
+	}
+	if Role(strings.ToLower(role)) != RoleAdmin && Role(strings.ToLower(role)) != RoleUser {
+		return scimValueError(`roles must be "admin" or "user".`)
+	}
+	st.Role = Role(strings.ToLower(role))
+	return nil
+}
+
+// matchRole checks the value filter of a roles path against the role.
+func (st *scimState) matchRole(p scimPath) (bool, error) {
+	if p.Filter == nil {
+		return true, nil
+	}
+	ok, err := evalFilter(p.Filter, map[string]any{"value": string(st.Role), "primary": true})
+	if err == nil && !ok {
+		err = &SCIMRequestError{Type: "noTarget", Detail: "The filter of the path matches no role: the user has one, primary."}
+	}
+	return ok, err
+}
+
+// primaryValue picks the value of a multi-valued attribute's primary
+// entry (else its first): from an array of objects, one object, or a
+// plain string.
+func primaryValue(raw json.RawMessage, attr string) (string, error) {
+	var entries []map[string]any
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		var one map[string]any
+		var text string
+		switch {
+		case json.Unmarshal(raw, &one) == nil && one != nil:
+			entries = []map[string]any{one}
+		case json.Unmarshal(raw, &text) == nil:
+			return text, nil
+		default:
+			return "", scimValueError("%s must be an array of objects with a value.", attr)
+		}
+	}
+	var chosen map[string]any
+	for _, e := range entries {
+		if chosen == nil || truthy(lowerKeys(e)["primary"]) {
+			chosen = e
+		}
+	}
+	value, ok := lowerKeys(chosen)["value"].(string)
+	if !ok {
+		return "", scimValueError("%s needs an entry with a string value.", attr)
+	}
+	return value, nil
+}
+
+// lowerKeys returns m with its keys lower-cased: attribute names are
+// case-insensitive.
+func lowerKeys(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}
+
+// truthy reads a boolean that a provider may send as a string ("True").
+func truthy(v any) bool {
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		return strings.EqualFold(b, "true")
+	}
+	return false
+}
+
+func isNull(raw json.RawMessage) bool { return strings.TrimSpace(string(raw)) == "null" }
+
+// isEmptyArray reports whether raw is [].
+func isEmptyArray(raw json.RawMessage) bool {
+	var items []json.RawMessage
+	return json.Unmarshal(raw, &items) == nil && items != nil && len(items) == 0
+}
+
+// setString decodes a string value into dst.
+func setString(dst *string, raw json.RawMessage, name string) error {
+	if err := json.Unmarshal(raw, dst); err != nil || isNull(raw) {
+		return scimValueError("%s must be a string.", name)
+	}
+	return nil
+}
+
+// setOptional decodes a string or null into dst.
+func setOptional(dst **string, raw json.RawMessage, name string) error {
+	if isNull(raw) {
+		*dst = nil
+		return nil
+	}
+	var s string
+	if err := setString(&s, raw, name); err != nil {
+		return err
+	}
+	*dst = &s
+	return nil
+}
+
+// setActive decodes active: a boolean, or the strings "true" and "false"
+// in any case, as Entra ID sends them.
+func setActive(dst *bool, raw json.RawMessage) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err == nil {
+		switch b := v.(type) {
+		case bool:
+			*dst = b
+			return nil
+		case string:
+			if strings.EqualFold(b, "true") || strings.EqualFold(b, "false") {
+				*dst = strings.EqualFold(b, "true")
+				return nil
+			}
+		}
+	}
+	return scimValueError("active must be true or false.")
+}
