@@ -172,25 +172,8 @@ func (a *testApp) waitNumbered() {
 	}
 }
 
-// webhookCreated is the answer to a create.
-type webhookCreated struct {
-	ID             int64    `json:"id"`
-	URL            string   `json:"url"`
-	Description    string   `json:"description"`
-	EventTypes     []string `json:"event_types"`
-	Enabled        bool     `json:"enabled"`
-	State          string   `json:"state"`
-	DisabledReason *string  `json:"disabled_reason"`
-	LastError      *string  `json:"last_error"`
-	FailedAttempts int      `json:"failed_attempts"`
-	NextAttemptAt  *string  `json:"next_attempt_at"`
-	FailingSince   *string  `json:"failing_since"`
-	DeliveredAt    *string  `json:"last_delivered_at"`
-	PreviousUntil  *string  `json:"previous_secret_until"`
-	CreatedAt      string   `json:"created_at"`
-	UpdatedAt      string   `json:"updated_at"`
-	Secret         string   `json:"secret"`
-}
+// webhookCreated is the answer to a create: the endpoint with its secret.
+type webhookCreated = webhookJSON
 
 // createWebhook creates an endpoint, failing the test on anything but 201.
 func (a *testApp) createWebhook(body string) webhookCreated {
