@@ -17,6 +17,12 @@ func (b *bearer) BearerAuth(context.Context, ogenapi.OperationName) (ogenapi.Bea
 	return ogenapi.BearerAuth{Token: b.token}, nil
 }
 
+// ProvisioningTokenAuth is the SCIM routes' scheme, which the scenario
+// does not call: the signed-in admin's token serves there too.
+func (b *bearer) ProvisioningTokenAuth(context.Context, ogenapi.OperationName) (ogenapi.ProvisioningTokenAuth, error) {
+	return ogenapi.ProvisioningTokenAuth{Token: b.token}, nil
+}
+
 // ogenScenario runs the scenario through ogen's clients.
 func ogenScenario(ctx context.Context, t target, wire *wireLog) (int, error) {
 	auth := &bearer{}
