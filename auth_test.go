@@ -174,6 +174,36 @@ func TestFailureLimiterWindow(t *testing.T) {
 	}
 }
 
+// TestLimiterSprayLiftsNoBlock: a spray of other keys that fills a
+// limiter forgets keys to make room, but never one at its limit (an
+// account's hourly bound, the attack's target), and keeps most of the
+// others, so sweeps stay rare.
+func TestLimiterSprayLiftsNoBlock(t *testing.T) {
+	t.Parallel()
+	l := newAttemptLimiter(3, time.Hour)
+	for range 3 {
+		l.add("account:victim")
+	}
+	sweeps := 0
+	for i := range maxLimiterKeys + 10 {
+		if len(l.attempts) >= maxLimiterKeys {
+			sweeps++
+		}
+		if _, _, ok := l.reserve("name:spray-" + strconv.Itoa(i)); !ok {
+			t.Fatalf("spray key %d refused", i)
+		}
+	}
+	if _, blocked := l.blocked("account:victim"); !blocked {
+		t.Error("a spray of other keys lifted the block on the victim")
+	}
+	if sweeps > 1 {
+		t.Errorf("%d sweeps for one bound's worth of new keys, want at most 1", sweeps)
+	}
+	if n := len(l.attempts); n > maxLimiterKeys || n < maxLimiterKeys/2 {
+		t.Errorf("%d keys kept after the spray, want between half the bound and the bound", n)
+	}
+}
+
 func TestEveryUserRouteNeedsAToken(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)

@@ -43,6 +43,7 @@ type connTable struct {
 	max, perClient int
 	proxies        trustedProxies
 	now            func() time.Time
+	headerWait     time.Duration // a request's time to arrive after its first byte
 
 	mu        sync.Mutex
 	open      int
@@ -55,9 +56,11 @@ type connTable struct {
 }
 
 // newConnTable is a table of at most max connections, perClient of one
-// client; the connections of proxies are held to max only.
-func newConnTable(max, perClient int, proxies trustedProxies) *connTable {
-	return &connTable{max: max, perClient: perClient, proxies: proxies, now: time.Now,
+// client; the connections of proxies are held to max only. headerWait is
+// how long a request may take to arrive once its first byte has (the
+// server's ReadHeaderTimeout).
+func newConnTable(max, perClient int, proxies trustedProxies, headerWait time.Duration) *connTable {
+	return &connTable{max: max, perClient: perClient, proxies: proxies, now: time.Now, headerWait: headerWait,
 		clients: map[string]map[*trackedConn]struct{}{}}
 }
 
@@ -267,13 +270,31 @@ func (t *connTable) connState(conn net.Conn, state http.ConnState) {
 }
 
 // Read makes a quiet connection busy as soon as a byte of a request
-// arrives: a request being received is never closed for a newcomer.
+// arrives: a request being received is never closed for a newcomer. The
+// rest of the request must then come within headerWait: between two
+// requests net/http waits for a few bytes under IDLE_TIMEOUT alone, and
+// one byte sent now and then would otherwise keep a slot busy, out of
+// every newcomer's reach, for that long. net/http sets its own deadlines
+// again once those bytes are in.
 func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 && c.quiet.Load() {
 		c.table.setQuiet(c, false)
+		if c.table.headerWait > 0 {
+			c.Conn.SetReadDeadline(time.Now().Add(c.table.headerWait)) // the wall clock, whatever t.now is
+		}
 	}
 	return n, err
+}
+
+// CloseWrite half-closes the connection when it can (a TCP one), as
+// net/http does after an error answer so that the client reads it
+// before the close.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // Close closes the connection and frees its slot.

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -28,7 +30,7 @@ func fakeTable(max, perClient int, proxies ...string) (*connTable, *time.Time) {
 	for _, p := range proxies {
 		trusted = append(trusted, netip.MustParsePrefix(p))
 	}
-	t := newConnTable(max, perClient, trusted)
+	t := newConnTable(max, perClient, trusted, 0)
 	clock := time.Unix(1_000_000, 0)
 	t.now = func() time.Time {
 		clock = clock.Add(time.Millisecond)
@@ -218,7 +220,7 @@ func TestSharedListenerWaitsWhenAllBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := shareListener(inner, newConnTable(2, 3, nil))
+	l := shareListener(inner, newConnTable(2, 3, nil, 0))
 	defer l.Close()
 	accepted := make(chan net.Conn, 4)
 	go func() {
@@ -277,5 +279,46 @@ func TestRefusalResponse(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusTooManyRequests || !resp.Close || resp.Header.Get("Retry-After") == "" ||
 		resp.Header.Get("Content-Type") != "application/problem+json" || p.Status != http.StatusTooManyRequests || p.Detail == "" {
 		t.Errorf("refusal: %+v %+v %v", resp, p, err)
+	}
+}
+
+// TestDripKeepsNoSlotBusy: one byte sent on a keep-alive connection
+// between requests makes it busy, out of a newcomer's reach; the rest of
+// the request must then come within the table's headerWait, not within
+// the server's IdleTimeout, or the connection is closed.
+func TestDripKeepsNoSlotBusy(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := newConnTable(8, 8, nil, 200*time.Millisecond)
+	srv := &http.Server{
+		Handler:     http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		IdleTimeout: time.Minute,
+		ConnState:   table.connState,
+	}
+	go srv.Serve(shareListener(inner, table))
+	t.Cleanup(func() { srv.Close() })
+
+	conn, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, err := io.WriteString(conn, "G"); err != nil { // and nothing more
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second)) // a third of IdleTimeout
+	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("a connection that sent one byte after its request: got %v, want it closed (EOF) well before IdleTimeout", err)
 	}
 }

@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer startWebhookWorkers(ctx, store, cfg.Webhooks, logger)()
 
 	s := newServer(logger, store, passwords, cfg, st)
-	s.connections = newConnTable(cfg.MaxConnections, cfg.MaxConnectionsPerClient, cfg.TrustedProxies)
+	s.connections = newConnTable(cfg.MaxConnections, cfg.MaxConnectionsPerClient, cfg.TrustedProxies, readHeaderTimeout)
 	servers, err := listen(cfg, logger, s.public, s.management, s.connections)
 	if err != nil {
 		return err

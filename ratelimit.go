@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"time"
@@ -125,15 +126,37 @@ func (l *attemptLimiter) recent(key string) []time.Time {
 	return times
 }
 
-// sweep forgets every key whose attempts have all left the window, and if
-// that frees nothing, forgets everything: under such a spray, counting
-// again from zero is better than growing without bound.
+// sweep makes room in a limiter that holds maxLimiterKeys keys. It
+// forgets every key whose attempts have all left the window; if that
+// leaves more than three quarters of the bound, it forgets the keys with
+// the fewest attempts down to three quarters, so the next sweep waits for
+// a quarter of the bound in new keys and its cost is shared among them.
+// Keys at their limit are never forgotten: a spray of other keys must not
+// lift a block (an account's bound above all). Only attempts fill them, so
+// the memory they take grows no faster than the attempts that are let
+// through.
 func (l *attemptLimiter) sweep() {
 	for key := range l.attempts {
 		l.recent(key)
 	}
-	if len(l.attempts) >= maxLimiterKeys {
-		clear(l.attempts)
+	target := maxLimiterKeys * 3 / 4
+	excess := len(l.attempts) - target
+	if excess <= 0 {
+		return
+	}
+	type keyCount struct {
+		key string
+		n   int
+	}
+	var open []keyCount
+	for key, times := range l.attempts {
+		if len(times) < l.limit {
+			open = append(open, keyCount{key, len(times)})
+		}
+	}
+	slices.SortFunc(open, func(a, b keyCount) int { return cmp.Compare(a.n, b.n) })
+	for _, kc := range open[:min(excess, len(open))] {
+		delete(l.attempts, kc.key)
 	}
 }
 
