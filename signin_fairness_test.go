@@ -140,16 +140,20 @@ func TestHasherPushesOutTheLatestServed(t *testing.T) {
 
 // TestSignInFloodFromManyAddresses: 64 addresses sign in as fast as they
 // can, more than the pool holds; sign-ins from fresh addresses still get
-// in, within the issue's 3 s. (bench/signins.sh runs the full 20 s at
-// cost 10 against the service as deployed.)
+// in, each after at most one bcrypt job per other source (and the one
+// running), the fair pool's promise. That count, not a time, is what is
+// held here: a test's wall clock measures the machine's load. The issue's
+// "within 3 s" is measured by bench/signins.sh, the full 20 s at cost 10
+// against the service as deployed.
 func TestSignInFloodFromManyAddresses(t *testing.T) {
 	t.Parallel()
+	const sources = 64
 	app := newTestApp(t, func(cfg *Config) { cfg.BcryptWorkers = 1 })
 	app.newUser("honest")
 	ctx, stop := context.WithCancel(context.Background())
 	var flood sync.WaitGroup
 	var answers [600]atomic.Int64
-	for i := range 64 {
+	for i := range sources {
 		flood.Go(func() {
 			addr := fmt.Sprintf("198.18.0.%d:1000", i+1)
 			for n := 0; ctx.Err() == nil; n++ { // a new name each time: past the pair's limit
@@ -172,13 +176,15 @@ func TestSignInFloodFromManyAddresses(t *testing.T) {
 	})
 	inTime := 0
 	for i := range 10 {
-		start := time.Now()
+		start, before := time.Now(), app.passwords.stats().runs
 		rec := app.do("POST", "/api/v1/auth/token", `{"username":"honest","password":"user password"}`,
 			"Authorization", "", remoteAddr, fmt.Sprintf("203.0.113.%d:1000", i+1))
-		if took := time.Since(start); rec.Code == http.StatusOK && took <= 3*time.Second {
+		// Its own job, the one running when it came, one per other source.
+		served := app.passwords.stats().runs - before
+		if rec.Code == http.StatusOK && served <= sources+2 {
 			inTime++
 		} else {
-			t.Logf("honest sign-in %d: %d after %v: %s", i, rec.Code, took, rec.Body)
+			t.Logf("honest sign-in %d: %d after %d bcrypt jobs, %v: %s", i, rec.Code, served, time.Since(start), rec.Body)
 		}
 	}
 	busy := answers[http.StatusServiceUnavailable].Load()
@@ -187,7 +193,7 @@ func TestSignInFloodFromManyAddresses(t *testing.T) {
 	t.Logf("the flood's answers: %d 401, %d 429, %d 503; bcrypt ran %d times", answers[http.StatusUnauthorized].Load(),
 		answers[http.StatusTooManyRequests].Load(), busy, app.passwords.stats().runs-runs)
 	if inTime < 8 {
-		t.Errorf("%d of 10 honest sign-ins got in within 3 s during the flood, want at least 8", inTime)
+		t.Errorf("%d of 10 honest sign-ins got in after at most one job per other source, want at least 8", inTime)
 	}
 	if busy == 0 {
 		t.Error("the flood never filled the pool: the test proves nothing")
