@@ -196,6 +196,9 @@ func parsePatchOps(body []byte) ([]scimOp, error) {
 // Without a password, the user exists and cannot sign in until one is
 // set: the empty hash matches no password.
 func (s *server) scimNewUser(r *http.Request, st scimState) (NewUser, error) {
+	if err := mayProvision(callerFrom(r.Context()).isProvisioner(), "", st.Role); err != nil {
+		return NewUser{}, err
+	}
 	if st.UserName == "" {
 		return NewUser{}, scimValueError("userName is required.")
 	}
@@ -308,6 +311,9 @@ func (s *server) scimUpdateOnce(r *http.Request, id int64, ifVersion VersionMatc
 	before := scimStateOf(cur.User, cur.ExternalID)
 	st := before
 	if err := change(&st); err != nil {
+		return SCIMUser{}, err
+	}
+	if err := mayProvision(callerFrom(r.Context()).isProvisioner(), cur.Role, st.Role); err != nil {
 		return SCIMUser{}, err
 	}
 	changes, err := s.scimChanges(r, st, before, hash)

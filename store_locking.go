@@ -38,6 +38,13 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, a
 		if err != nil {
 			return writeReceipt{}, err
 		}
+		next := cur.role
+		if changes.Role != nil {
+			next = *changes.Role
+		}
+		if err := mayProvision(actor.Type == ActorProvisioningToken, cur.role, next); err != nil {
+			return writeReceipt{}, err
+		}
 		if !changes.IfVersion.allows(cur.version) {
 			return writeReceipt{}, ErrPreconditionFailed
 		}
@@ -235,6 +242,9 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch
 	err := s.inWriteTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
 		cur, err := lockUserAs(ctx, tx, id, actor)
 		if err != nil {
+			return writeReceipt{}, err
+		}
+		if err := mayProvision(actor.Type == ActorProvisioningToken, cur.role, cur.role); err != nil {
 			return writeReceipt{}, err
 		}
 		if !ifVersion.allows(cur.version) {

@@ -87,6 +87,9 @@ func getUser(ctx context.Context, q queryer, id int64) (User, error) {
 // unique indexes decide, so concurrent creates of one name cannot both
 // succeed.
 func (s *Store) CreateUser(ctx context.Context, u NewUser, actor Actor, key *IdempotencyKey) (User, error) {
+	if err := mayProvision(actor.Type == ActorProvisioningToken, "", u.Role); err != nil {
+		return User{}, err
+	}
 	var created User
 	err := s.inWriteTx(ctx, "create user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
 		id, err := s.insertUser(ctx, tx, u, actor)

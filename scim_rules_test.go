@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+)
+
+// The fixes of the SCIM review: who a provisioning token may act on, how
+// long it lives, and the edges of the mapping and the filters.
+
+// TestProvisionerCannotTouchAdmins: a provisioning token neither writes
+// an admin's account (password, role, active, delete) nor grants the
+// admin role; an admin's own token on /scim/v2 still does both.
+func TestProvisionerCannotTouchAdmins(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	token, _ := app.provisioningToken("idp")
+	second := app.createUser(`{"username":"second_admin","email":"second@example.com","password":"Mf3-tz8w-Qh4s","role":"admin"}`)
+	asleep := app.createUser(`{"username":"asleep_admin","email":"asleep@example.com","password":"Mf3-tz8w-Qh4s","role":"admin","is_active":false}`)
+	root := "/scim/v2/Users/" + strconv.FormatInt(app.adminID, 10)
+	for _, tc := range []struct{ method, path, body string }{
+		{"PATCH", root, patchOps(`{"op":"replace","path":"password","value":"pwned-by-idp-123"}`)},
+		{"PATCH", root, patchOps(`{"op":"replace","path":"displayName","value":"Root"}`)},
+		{"PATCH", root, patchOps(`{"op":"remove","path":"roles"}`)},
+		{"PUT", root, `{"userName":"` + testAdminName + `","active":true}`},
+		{"DELETE", scimUserPath(second.ID), ""},
+		{"PATCH", scimUserPath(second.ID), patchOps(`{"op":"replace","path":"active","value":"False"}`)},
+		{"PATCH", scimUserPath(asleep.ID), patchOps(`{"op":"replace","path":"active","value":true}`)},
+		{"POST", "/scim/v2/Users", `{"userName":"evil@x.example","password":"evil password 1","roles":[{"value":"admin"}]}`},
+	} {
+		wantSCIMError(t, app.scim(token, tc.method, tc.path, tc.body), http.StatusForbidden, "")
+	}
+	app.login(testAdminName, testAdminPassword) // the password stands
+	_, bob := app.newUser("bob")
+	_ = bob
+	bobPath := scimUserPath(app.userID("bob"))
+	wantSCIMError(t, app.scim(token, "PATCH", bobPath, patchOps(`{"op":"add","path":"roles","value":[{"value":"admin"}]}`)), http.StatusForbidden, "")
+	wantSCIMError(t, app.scim(token, "PUT", bobPath, `{"userName":"bob","roles":[{"value":"admin","primary":true}]}`), http.StatusForbidden, "")
+	var n int
+	if err := app.db.QueryRow("SELECT COUNT(*) FROM users WHERE role = 'admin' OR username = 'evil@x.example'").Scan(&n); err != nil || n != 3 {
+		t.Errorf("admins and evil: %d, %v; want the 3 admins", n, err)
+	}
+
+	// The store checks the role of the locked row, whatever the handler
+	// read before: a user made an admin meanwhile is out of reach too.
+	hash, _ := provisioningTokenHash("Bearer " + token)
+	caller, err := app.store.AuthenticateProvisioning(context.Background(), hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actor := Actor{Type: ActorProvisioningToken, ID: caller.TokenID, tokenHash: hash}
+	_, _, err = app.store.UpdateUser(context.Background(), second.ID, UserChanges{FullName: ptr("x"), SetFullName: true}, actor)
+	if !errors.Is(err, errAdminNotProvisioned) {
+		t.Errorf("store update of an admin: %v", err)
+	}
+	if err := app.store.DeleteUser(context.Background(), second.ID, VersionMatch{}, actor, nil); !errors.Is(err, errAdminNotProvisioned) {
+		t.Errorf("store delete of an admin: %v", err)
+	}
+	if _, err := app.store.CreateUser(context.Background(), NewUser{Username: "x1", Email: "x1@example.com", Role: RoleAdmin, IsActive: true}, actor, nil); !errors.Is(err, errProvisionedAdmin) {
+		t.Errorf("store create of an admin: %v", err)
+	}
+
+	// An admin's own token keeps full rights.
+	u := scimOK[scimUserJSON](t, app.scim(app.adminToken, "PATCH", bobPath, patchOps(`{"op":"add","path":"roles","value":[{"value":"admin"}]}`)), http.StatusOK)
+	if u.Roles[0].Value != "admin" {
+		t.Errorf("admin grants admin: %+v", u)
+	}
+	if rec := app.scim(app.adminToken, "DELETE", scimUserPath(second.ID), ""); rec.Code != http.StatusNoContent {
+		t.Errorf("admin deletes an admin: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// scimUserPath is the SCIM path of the user id.
+func scimUserPath(id int64) string { return fmt.Sprintf("/scim/v2/Users/%d", id) }
