@@ -135,14 +135,15 @@ func lockUserAs(ctx context.Context, tx *sql.Tx, id int64, actor Actor) (lockedU
 // lock, and a role change or deactivation that held the lock meanwhile
 // may have revoked it. A locking read (share mode) sees the latest commit
 // and holds a revocation off until this transaction ends. A provisioning
-// token is checked in its own table the same way.
+// token is checked in its own table the same way, with its creator's row
+// (provisioningValidSQL).
 func stillSignedIn(ctx context.Context, tx *sql.Tx, actor Actor) error {
 	if actor.tokenHash == nil {
 		return nil // the system acts, or an anonymous sign-up: no token
 	}
 	query := "SELECT 1 FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE"
 	if actor.Type == ActorProvisioningToken {
-		query = "SELECT 1 FROM provisioning_tokens p WHERE " + provisioningValidSQL + " LOCK IN SHARE MODE"
+		query = "SELECT 1 FROM " + provisioningValidSQL + " LOCK IN SHARE MODE"
 	}
 	var one int
 	err := tx.QueryRowContext(ctx, query, actor.tokenHash).Scan(&one)
