@@ -76,3 +76,39 @@ func TestProvisionerCannotTouchAdmins(t *testing.T) {
 
 // scimUserPath is the SCIM path of the user id.
 func scimUserPath(id int64) string { return fmt.Sprintf("/scim/v2/Users/%d", id) }
+
+// TestCreateRefusedOnceRevoked: a create whose token was revoked after
+// the request authenticated it creates nothing, for a provisioning token
+// and for an admin's sign-in token alike.
+func TestCreateRefusedOnceRevoked(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	ctx := context.Background()
+	token, id := app.provisioningToken("idp")
+	hash, _ := provisioningTokenHash("Bearer " + token)
+	caller, err := app.store.AuthenticateProvisioning(ctx, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.store.RevokeProvisioningToken(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	provider := Actor{Type: ActorProvisioningToken, ID: caller.TokenID, tokenHash: hash}
+	if _, err := app.store.CreateUser(ctx, NewUser{Username: "after", Email: "after@example.com", Role: RoleUser, IsActive: true}, provider, nil); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("create by a revoked provisioning token: %v", err)
+	}
+
+	session := app.login(testAdminName, testAdminPassword)
+	adminHash, _ := parseToken(session)
+	if rec := app.do("POST", "/api/v1/auth/logout", "", "Authorization", "Bearer "+session); rec.Code != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", rec.Code, rec.Body)
+	}
+	admin := Actor{Type: ActorUser, ID: app.adminID, tokenHash: adminHash}
+	if _, err := app.store.CreateUser(ctx, NewUser{Username: "after2", Email: "after2@example.com", Role: RoleUser, IsActive: true}, admin, nil); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("create by a logged-out admin: %v", err)
+	}
+	var n int
+	if err := app.db.QueryRow("SELECT COUNT(*) FROM users WHERE username LIKE 'after%'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d users created after revocation (%v)", n, err)
+	}
+}
