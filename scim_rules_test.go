@@ -112,3 +112,24 @@ func TestCreateRefusedOnceRevoked(t *testing.T) {
 		t.Errorf("%d users created after revocation (%v)", n, err)
 	}
 }
+
+// TestProvisionedUserPutsBackTheirBody: a user whose username holds '@'
+// (provisioned) may send it back unchanged, or in another case, as a
+// GET-modify-PUT does; a new one with '@' is still an admin's to set.
+func TestProvisionedUserPutsBackTheirBody(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	token, _ := app.provisioningToken("idp")
+	scimOK[scimUserJSON](t, app.scim(token, "POST", "/scim/v2/Users", `{"userName":"alice@contoso.com","password":"Wd6-pq2n-Xc9r"}`), http.StatusCreated)
+	session := "Bearer " + app.login("alice@contoso.com", "Wd6-pq2n-Xc9r")
+	id := app.userID("alice@contoso.com")
+	body := app.userBodyWith(id, map[string]any{"full_name": "Alice A"})
+	if rec := app.do("PUT", "/api/v1/users/me", body, "Authorization", session); rec.Code != http.StatusOK {
+		t.Fatalf("PUT back: %d %s", rec.Code, rec.Body)
+	}
+	rec := app.do("PATCH", "/api/v1/users/me", `{"username":"ALICE@contoso.com"}`, "Authorization", session)
+	if u := decodeJSON[userJSON](t, rec); rec.Code != http.StatusOK || u.Username != "ALICE@contoso.com" {
+		t.Fatalf("case only: %d %s", rec.Code, rec.Body)
+	}
+	wantProblem(t, app.do("PATCH", "/api/v1/users/me", `{"username":"bob@contoso.com"}`, "Authorization", session), http.StatusForbidden, "username")
+}
