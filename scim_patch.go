@@ -15,11 +15,41 @@ import (
 type scimState struct {
 	UserName   string
 	Email      string
-	FullName   *string
+	FullName   *string // as stored; the request's names are resolved into it (resolveName)
 	Active     bool
 	Role       Role
 	ExternalID string  // "" for none
 	Password   *string // set by the request; never read back
+
+	// The three sources of the full name a request may write, kept apart
+	// so that the order of the members or operations that wrote them does
+	// not matter: displayName wins, else name.formatted, else
+	// name.givenName and name.familyName joined.
+	displayName, formatted, joined nameWrite
+}
+
+// nameWrite is a request's write of one source of the full name.
+type nameWrite struct {
+	set   bool    // the request wrote it
+	value *string // nil: removed (or null)
+}
+
+// resolveName sets FullName from the sources the request wrote, once,
+// after all of its operations: the first of displayName, name.formatted
+// and the joined names that has a value (not blank), or none if the
+// request only removed or blanked them.
+func (st *scimState) resolveName() {
+	removed := false
+	for _, w := range []nameWrite{st.displayName, st.formatted, st.joined} {
+		if w.set && w.value != nil && strings.TrimSpace(*w.value) != "" {
+			st.FullName = w.value
+			return
+		}
+		removed = removed || w.set
+	}
+	if removed {
+		st.FullName = nil
+	}
 }
 
 // scimStateOf is the state of a stored user.
@@ -175,8 +205,12 @@ func (st *scimState) set(p scimPath, value json.RawMessage, mode scimOpMode) err
 	switch p.Attr + "." + p.Sub {
 	case "username.":
 		return setString(&st.UserName, value, "userName")
-	case "displayname.", "name.formatted":
-		return setOptional(&st.FullName, value, p.Attr)
+	case "displayname.":
+		st.displayName.set = true
+		return setOptional(&st.displayName.value, value, "displayName")
+	case "name.formatted":
+		st.formatted.set = true
+		return setOptional(&st.formatted.value, value, "name.formatted")
 	case "name.":
 		return st.setName(value)
 	case "active.":
@@ -212,8 +246,12 @@ func (st *scimState) remove(p scimPath) error {
 		return &SCIMRequestError{Type: "mutability", Detail: fmt.Sprintf("The attribute %q is read-only.", p.Attr)}
 	}
 	switch p.Attr + "." + p.Sub {
-	case "displayname.", "name.formatted", "name.":
-		st.FullName = nil
+	case "displayname.":
+		st.displayName = nameWrite{set: true}
+	case "name.formatted":
+		st.formatted = nameWrite{set: true}
+	case "name.":
+		st.formatted, st.joined = nameWrite{set: true}, nameWrite{set: true}
 	case "externalid.":
 		st.ExternalID = ""
 	case "roles.", "roles.value":
@@ -233,11 +271,12 @@ func (p scimPath) String() string {
 	return attrPath{Attr: p.Attr, Sub: p.Sub}.String()
 }
 
-// setName sets the full name from a name object: its formatted member,
-// or else its given and family names joined.
+// setName writes the sources of the full name a name object holds: its
+// formatted member, and its given and family names joined (resolveName
+// picks). null removes both.
 func (st *scimState) setName(value json.RawMessage) error {
 	if isNull(value) {
-		st.FullName = nil
+		st.formatted, st.joined = nameWrite{set: true}, nameWrite{set: true}
 		return nil
 	}
 	var name map[string]any
@@ -250,12 +289,11 @@ func (st *scimState) setName(value json.RawMessage) error {
 			parts[strings.ToLower(k)] = strings.TrimSpace(s)
 		}
 	}
-	full := parts["formatted"]
-	if full == "" {
-		full = strings.TrimSpace(parts["givenname"] + " " + parts["familyname"])
+	if formatted := parts["formatted"]; formatted != "" {
+		st.formatted = nameWrite{set: true, value: &formatted}
 	}
-	if full != "" {
-		st.FullName = &full
+	if joined := strings.TrimSpace(parts["givenname"] + " " + parts["familyname"]); joined != "" {
+		st.joined = nameWrite{set: true, value: &joined}
 	}
 	return nil
 }

@@ -133,3 +133,34 @@ func TestProvisionedUserPutsBackTheirBody(t *testing.T) {
 	}
 	wantProblem(t, app.do("PATCH", "/api/v1/users/me", `{"username":"bob@contoso.com"}`, "Authorization", session), http.StatusForbidden, "username")
 }
+
+// TestSCIMDisplayNameWins: displayName wins over name.formatted, which
+// wins over the given and family names, whatever the order of the
+// members or operations that carry them.
+func TestSCIMDisplayNameWins(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	token, _ := app.provisioningToken("idp")
+	u := scimOK[scimUserJSON](t, app.scim(token, "POST", "/scim/v2/Users",
+		`{"userName":"bob@example.com","displayName":"Bobby Tables","name":{"givenName":"Robert","familyName":"Tables"}}`), http.StatusCreated)
+	if u.DisplayName != "Bobby Tables" {
+		t.Errorf("create, displayName first: %q", u.DisplayName)
+	}
+	path := "/scim/v2/Users/" + u.ID
+	for _, tc := range []struct {
+		ops  []string
+		want string
+	}{
+		{[]string{`{"op":"replace","path":"displayName","value":"Disp"}`, `{"op":"replace","path":"name","value":{"formatted":"Form"}}`}, "Disp"},
+		{[]string{`{"op":"replace","path":"name.formatted","value":"Form"}`, `{"op":"replace","path":"displayName","value":"Disp2"}`}, "Disp2"},
+		{[]string{`{"op":"replace","value":{"displayName":"Disp3","name":{"givenName":"Given","familyName":"Family"}}}`}, "Disp3"},
+		{[]string{`{"op":"replace","value":{"name":{"givenName":"Given","familyName":"Family","formatted":"Form2"}}}`}, "Form2"},
+		{[]string{`{"op":"remove","path":"displayName"}`, `{"op":"replace","path":"name","value":{"givenName":"Given","familyName":"Family"}}`}, "Given Family"},
+		{[]string{`{"op":"remove","path":"name"}`}, ""},
+	} {
+		got := scimOK[scimUserJSON](t, app.scim(token, "PATCH", path, patchOps(tc.ops...)), http.StatusOK)
+		if got.DisplayName != tc.want {
+			t.Errorf("%v: displayName %q, want %q", tc.ops, got.DisplayName, tc.want)
+		}
+	}
+}

@@ -231,8 +231,10 @@ func scimSource(r *http.Request) string {
 }
 
 // scimFields are the fields of st that differ from cur (all of them for
-// a create), normalized and validated by the API's own rules.
+// a create), normalized and validated by the API's own rules. The full
+// name is resolved here, once, after all of the request's operations.
 func scimFields(st, cur scimState, create bool) (userFields, error) {
+	st.resolveName()
 	var f userFields
 	if create || st.UserName != cur.UserName {
 		f.Username = &st.UserName
