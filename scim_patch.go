@@ -72,6 +72,9 @@ type scimOpMode int
 
 const (
 	scimPatch scimOpMode = iota
+	// scimPatchAdd: a PATCH add, which adds to a multi-valued attribute
+	// rather than replacing it (see setEmail).
+	scimPatchAdd
 	scimReplaceAll
 )
 
@@ -140,6 +143,9 @@ func parseSCIMPath(text string) (scimPath, error) {
 func (st *scimState) apply(op scimOp, mode scimOpMode) error {
 	switch op.Op {
 	case "add", "replace":
+		if op.Op == "add" {
+			mode = scimPatchAdd
+		}
 		if op.Path == "" {
 			return st.applyObject(op.Value, mode)
 		}
@@ -229,7 +235,7 @@ func (st *scimState) set(p scimPath, value json.RawMessage, mode scimOpMode) err
 		st.Password = &pw
 		return nil
 	case "emails.", "emails.value":
-		return st.setEmail(p, value)
+		return st.setEmail(p, value, mode)
 	case "roles.", "roles.value":
 		return st.setRole(p, value)
 	}
@@ -300,8 +306,11 @@ func (st *scimState) setName(value json.RawMessage) error {
 
 // setEmail sets the email from emails (an array of values, the primary
 // one, else the first, is kept), from a value object, or from the value
-// a path such as emails[type eq "work"].value names.
-func (st *scimState) setEmail(p scimPath, value json.RawMessage) error {
+// a path such as emails[type eq "work"].value names. The user has one
+// email, of type work and primary, the one they sign in with: a PATCH
+// add of an email that is neither (a home email added next to it, as a
+// provider means it) would replace it, and is refused.
+func (st *scimState) setEmail(p scimPath, value json.RawMessage, mode scimOpMode) error {
 	if p.Filter != nil {
 		ok, err := evalFilter(p.Filter, map[string]any{"value": st.Email, "type": "work", "primary": true})
 		if err != nil {
@@ -314,12 +323,25 @@ func (st *scimState) setEmail(p scimPath, value json.RawMessage) error {
 	if p.Sub == "value" {
 		return setString(&st.Email, value, "emails.value")
 	}
-	email, err := primaryValue(value, "emails")
+	email, entry, err := primaryValue(value, "emails")
 	if err != nil {
 		return err
 	}
+	if mode == scimPatchAdd && p.Filter == nil && !isSignInEmail(entry) {
+		return scimValueError("Only one email is supported, the work and primary one the user signs in with: " +
+			"an added email of another type, not primary, would replace it. Replace the email instead.")
+	}
 	st.Email = email
 	return nil
+}
+
+// isSignInEmail reports whether an emails entry (nil for a plain
+// string) may stand for the user's one email: primary, of type work, or
+// of no type.
+func isSignInEmail(entry map[string]any) bool {
+	e := lowerKeys(entry)
+	kind, typed := e["type"].(string)
+	return truthy(e["primary"]) || !typed || strings.EqualFold(kind, "work")
 }
 
 // setRole sets the role like setEmail the email: "admin" or "user".
@@ -336,7 +358,7 @@ func (st *scimState) setRole(p scimPath, value json.RawMessage) error {
 	if p.Sub == "value" {
 		err = setString(&role, value, "roles.value")
 	} else {
-		role, err = primaryValue(value, "roles")
+		role, _, err = primaryValue(value, "roles")
 	}
 	if err != nil {
 		return err
@@ -362,8 +384,8 @@ func (st *scimState) matchRole(p scimPath) (bool, error) {
 
 // primaryValue picks the value of a multi-valued attribute's primary
 // entry (else its first): from an array of objects, one object, or a
-// plain string.
-func primaryValue(raw json.RawMessage, attr string) (string, error) {
+// plain string. It returns the entry too (nil for a plain string).
+func primaryValue(raw json.RawMessage, attr string) (string, map[string]any, error) {
 	var entries []map[string]any
 	if err := json.Unmarshal(raw, &entries); err != nil {
 		var one map[string]any
@@ -372,9 +394,9 @@ func primaryValue(raw json.RawMessage, attr string) (string, error) {
 		case json.Unmarshal(raw, &one) == nil && one != nil:
 			entries = []map[string]any{one}
 		case json.Unmarshal(raw, &text) == nil:
-			return text, nil
+			return text, nil, nil
 		default:
-			return "", scimValueError("%s must be an array of objects with a value.", attr)
+			return "", nil, scimValueError("%s must be an array of objects with a value.", attr)
 		}
 	}
 	var chosen map[string]any
@@ -385,9 +407,9 @@ func primaryValue(raw json.RawMessage, attr string) (string, error) {
 	}
 	value, ok := lowerKeys(chosen)["value"].(string)
 	if !ok {
-		return "", scimValueError("%s needs an entry with a string value.", attr)
+		return "", nil, scimValueError("%s needs an entry with a string value.", attr)
 	}
-	return value, nil
+	return value, chosen, nil
 }
 
 // lowerKeys returns m with its keys lower-cased: attribute names are

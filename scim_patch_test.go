@@ -22,8 +22,9 @@ func TestSCIMPatchPaths(t *testing.T) {
 		return scimOK[scimUserJSON](t, app.scim(token, "PATCH", path, patchOps(ops...)), http.StatusOK)
 	}
 	// RFC 7644 section 3.5.2.1: add without a path, a value object; the
-	// nickName is not stored (ignored), the emails replace the one email.
-	u := patch(`{"op":"add","value":{"emails":[{"value":"babs@jensen.org","type":"home"}],"nickName":"Babs"}}`)
+	// nickName is not stored (ignored), the work email replaces the one
+	// email (one of another type is refused: TestSCIMAddOtherEmail).
+	u := patch(`{"op":"add","value":{"emails":[{"value":"babs@jensen.org","type":"work"}],"nickName":"Babs"}}`)
 	if u.Emails[0].Value != "babs@jensen.org" {
 		t.Errorf("add: %+v", u)
 	}

@@ -164,3 +164,30 @@ func TestSCIMDisplayNameWins(t *testing.T) {
 		}
 	}
 }
+
+// TestSCIMAddOtherEmail: a PATCH add of an email that is neither work nor
+// primary is refused, as it would replace the one the user signs in
+// with; a work or primary one, or a replace, sets it.
+func TestSCIMAddOtherEmail(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	token, _ := app.provisioningToken("idp")
+	u := scimOK[scimUserJSON](t, app.scim(token, "POST", "/scim/v2/Users", `{"userName":"bob@example.com"}`), http.StatusCreated)
+	path := "/scim/v2/Users/" + u.ID
+	for _, op := range []string{
+		`{"op":"add","path":"emails","value":[{"value":"home@example.com","type":"home"}]}`,
+		`{"op":"Add","value":{"emails":[{"value":"home@example.com","type":"home","primary":false}]}}`,
+	} {
+		wantSCIMError(t, app.scim(token, "PATCH", path, patchOps(op)), http.StatusBadRequest, "invalidValue")
+	}
+	for _, tc := range []struct{ op, want string }{
+		{`{"op":"add","path":"emails","value":[{"value":"home@example.com","type":"home","primary":true}]}`, "home@example.com"},
+		{`{"op":"add","path":"emails","value":[{"value":"work@example.com","type":"work"}]}`, "work@example.com"},
+		{`{"op":"replace","path":"emails","value":[{"value":"other@example.com","type":"other"}]}`, "other@example.com"},
+	} {
+		got := scimOK[scimUserJSON](t, app.scim(token, "PATCH", path, patchOps(tc.op)), http.StatusOK)
+		if got.Emails[0].Value != tc.want {
+			t.Errorf("%s: email %q", tc.op, got.Emails[0].Value)
+		}
+	}
+}
