@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"testing"
 )
@@ -190,4 +191,27 @@ func TestSCIMAddOtherEmail(t *testing.T) {
 			t.Errorf("%s: email %q", tc.op, got.Emails[0].Value)
 		}
 	}
+}
+
+// TestSCIMFilterKinds: an id ordered against something that is no id,
+// and a string attribute compared to a number, are invalid filters; an
+// id eq or ne a string that is no id matches none or every user.
+func TestSCIMFilterKinds(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	token, ids := scimFixture(t, app)
+	for _, f := range []string{`id gt "abc"`, `id lt "01"`, `id ge ""`, `emails.type eq 1`, `emails[type eq true]`, `emails.primary eq "x" and emails.type sw 2`} {
+		wantSCIMError(t, app.scim(token, "GET", "/scim/v2/Users?filter="+url.QueryEscape(f), ""), http.StatusBadRequest, "invalidFilter")
+	}
+	for _, tc := range []struct {
+		filter string
+		want   int64
+	}{{`id eq "x"`, 0}, {`id eq "01"`, 0}, {`id ne "x"`, 4}, {`emails.type eq "WORK"`, 4}, {`id gt "1"`, 3}} {
+		page := scimPage(t, app, token, url.Values{"filter": {tc.filter}})
+		if page.TotalResults != tc.want {
+			t.Errorf("%s: %d results, want %d", tc.filter, page.TotalResults, tc.want)
+		}
+	}
+	wantSCIMError(t, app.scim(token, "PATCH", "/scim/v2/Users/"+ids["bjensen"], patchOps(`{"op":"replace","path":"emails[type eq 1].value","value":"b@example.com"}`)),
+		http.StatusBadRequest, "invalidPath")
 }

@@ -263,8 +263,11 @@ func filterArg(col scimColumn, c filterCompare, name string) (any, error) {
 			return nil, invalidFilter("%s compares with eq, ne, gt, ge, lt or le to an id", name)
 		}
 		id, ok := scimUserID(v.Str)
-		if !ok {
-			id = 0 // no user has it
+		switch {
+		case !ok && c.Op != "eq" && c.Op != "ne":
+			return nil, invalidFilter("%s orders ids, which are decimal digits: %q is none", name, truncate(v.Str, 40))
+		case !ok:
+			id = 0 // no user has it: eq matches none, ne every user
 		}
 		return id, nil
 	case "time":
