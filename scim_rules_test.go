@@ -215,3 +215,24 @@ func TestSCIMFilterKinds(t *testing.T) {
 	wantSCIMError(t, app.scim(token, "PATCH", "/scim/v2/Users/"+ids["bjensen"], patchOps(`{"op":"replace","path":"emails[type eq 1].value","value":"b@example.com"}`)),
 		http.StatusBadRequest, "invalidPath")
 }
+
+// TestSCIMFilterTrailingSpace: eq compares without regard to case, but
+// trailing spaces matter, though the collations pad with them.
+func TestSCIMFilterTrailingSpace(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	token, _ := scimFixture(t, app)
+	for _, tc := range []struct {
+		filter string
+		want   int64
+	}{
+		{`userName eq "BJENSEN"`, 1}, {`userName eq "bjensen "`, 0}, {`userName ne "bjensen "`, 4},
+		{`emails.value eq "bjensen@example.com "`, 0}, {`displayName eq "John Doe "`, 0}, {`displayName eq "john doe"`, 1},
+		{`externalId eq "jd "`, 0}, {`externalId eq "jd"`, 1},
+	} {
+		page := scimPage(t, app, token, url.Values{"filter": {tc.filter}})
+		if page.TotalResults != tc.want {
+			t.Errorf("%s: %d results, want %d", tc.filter, page.TotalResults, tc.want)
+		}
+	}
+}
