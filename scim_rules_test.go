@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -233,6 +235,23 @@ func TestSCIMFilterTrailingSpace(t *testing.T) {
 		page := scimPage(t, app, token, url.Values{"filter": {tc.filter}})
 		if page.TotalResults != tc.want {
 			t.Errorf("%s: %d results, want %d", tc.filter, page.TotalResults, tc.want)
+		}
+	}
+}
+
+// TestSCIMForwardedProtoFromTrustedProxies: meta.location is https for
+// X-Forwarded-Proto: https from a trusted proxy only.
+func TestSCIMForwardedProtoFromTrustedProxies(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t, func(cfg *Config) {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	})
+	token, _ := app.provisioningToken("idp")
+	path := "/scim/v2/Users/" + strconv.FormatInt(app.adminID, 10)
+	for _, tc := range []struct{ peer, scheme string }{{"10.1.2.3:4000", "https"}, {"192.0.2.7:4000", "http"}} {
+		u := scimOK[scimUserJSON](t, app.scim(token, "GET", path, "", "X-Forwarded-Proto", "https", remoteAddr, tc.peer), http.StatusOK)
+		if !strings.HasPrefix(u.Meta.Location, tc.scheme+"://") {
+			t.Errorf("from %s: location %q, want %s", tc.peer, u.Meta.Location, tc.scheme)
 		}
 	}
 }

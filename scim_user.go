@@ -294,7 +294,7 @@ func (s *server) scimUpdate(w http.ResponseWriter, r *http.Request, change func(
 		return
 	}
 	w.Header().Set("ETag", scimETag(updated.Version))
-	s.writeSCIM(w, r, http.StatusOK, scimResource(updated, scimBase(r)))
+	s.writeSCIM(w, r, http.StatusOK, scimResource(updated, s.scimBase(r)))
 }
 
 // errVersionMoved: the user changed between the read of an update and
