@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -253,5 +254,40 @@ func TestSCIMForwardedProtoFromTrustedProxies(t *testing.T) {
 		if !strings.HasPrefix(u.Meta.Location, tc.scheme+"://") {
 			t.Errorf("from %s: location %q, want %s", tc.peer, u.Meta.Location, tc.scheme)
 		}
+	}
+}
+
+// TestSCIMProjectionURNs: attributes and excludedAttributes take names
+// qualified by the core schema's URN, and accept and ignore extension
+// attributes, which the service does not store.
+func TestSCIMProjectionURNs(t *testing.T) {
+	t.Parallel()
+	app := newTestApp(t)
+	token, _ := app.provisioningToken("idp")
+	path := "/scim/v2/Users/" + strconv.FormatInt(app.adminID, 10) + "?"
+	manager := scimEnterpriseSchema + ":manager"
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"attributes=" + url.QueryEscape(manager+",userName"), []string{"id", "schemas", "userName"}},
+		{"attributes=" + url.QueryEscape(scimUserSchema+":userName"), []string{"id", "schemas", "userName"}},
+		{"attributes=" + url.QueryEscape(manager), []string{"id", "schemas"}},
+		{"excludedAttributes=" + url.QueryEscape(manager+",meta,emails,roles"), []string{"active", "id", "schemas", "userName"}},
+	} {
+		rec := app.scim(token, "GET", path+tc.query, "")
+		got := scimOK[map[string]any](t, rec, http.StatusOK)
+		names := make([]string, 0, len(got))
+		for name := range got {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.query, names, tc.want)
+		}
+	}
+	e := wantSCIMError(t, app.scim(token, "GET", path+"attributes=userName.a.b", ""), http.StatusBadRequest, "invalidValue")
+	if strings.Contains(e.Detail, "filter") {
+		t.Errorf("detail %q speaks of a filter", e.Detail)
 	}
 }
