@@ -39,8 +39,7 @@ func TestProvisionerCannotTouchAdmins(t *testing.T) {
 		wantSCIMError(t, app.scim(token, tc.method, tc.path, tc.body), http.StatusForbidden, "")
 	}
 	app.login(testAdminName, testAdminPassword) // the password stands
-	_, bob := app.newUser("bob")
-	_ = bob
+	app.newUser("bob")
 	bobPath := scimUserPath(app.userID("bob"))
 	wantSCIMError(t, app.scim(token, "PATCH", bobPath, patchOps(`{"op":"add","path":"roles","value":[{"value":"admin"}]}`)), http.StatusForbidden, "")
 	wantSCIMError(t, app.scim(token, "PUT", bobPath, `{"userName":"bob","roles":[{"value":"admin","primary":true}]}`), http.StatusForbidden, "")
