@@ -162,6 +162,11 @@ var (
 	// errSelfBySCIM: an admin's own password or email changes with the
 	// current password, through /api/v1/users/me, never through SCIM.
 	errSelfBySCIM = &ForbiddenError{Reason: "Change your own password or email through PATCH /api/v1/users/me, with your current password."}
+	// errAdminNotProvisioned and errProvisionedAdmin: a provisioning
+	// token neither writes an admin's account nor grants the admin role
+	// (mayProvision).
+	errAdminNotProvisioned = &ForbiddenError{Reason: "A provisioning token may not change or delete an admin: admins are managed through the API by an admin."}
+	errProvisionedAdmin    = &ForbiddenError{Reason: "A provisioning token may not grant the admin role: an admin does, through the API.", Field: "role"}
 	// errAtUsernameByAdmin: a username with '@' can be mistaken for
 	// someone's email at sign-in, so only admins and provisioning set one.
 	errAtUsernameByAdmin = &ForbiddenError{Reason: "Only an admin may set a username that contains '@'.", Field: "username"}

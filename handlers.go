@@ -29,6 +29,9 @@ type server struct {
 
 	webhooks      webhookSettings
 	webhookSender *webhookSender // test pings
+	// proxies are the peers whose X-Forwarded-Proto is believed (SCIM's
+	// meta.location).
+	proxies trustedProxies
 
 	public, management http.Handler
 }
@@ -66,6 +69,7 @@ func newServer(logger *slog.Logger, store *Store, passwords *passwordHasher, cfg
 
 		webhooks:      cfg.Webhooks,
 		webhookSender: newWebhookSender(cfg.Webhooks),
+		proxies:       cfg.TrustedProxies,
 	}
 	s.public = s.handler(s.routes(cfg.MaxBodyBytes), cfg, cfg.CORSAllowedOrigins)
 	s.management = s.handler(s.managementRoutes(), cfg, nil)

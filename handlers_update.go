@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 )
 
 // PUT and PATCH of a user: the body, the rules of who may change what,
@@ -208,9 +209,6 @@ func (s *server) checkChanges(r *http.Request, id int64, caller *Caller, u updat
 		if err := s.dropUnchangedAccess(r, id, &fields); err != nil {
 			return userFields{}, err
 		}
-		if fields.Username != nil && usernameNeedsAdmin(*fields.Username) {
-			return userFields{}, errAtUsernameByAdmin
-		}
 	}
 	if errs = append(errs, u.invalid...); len(errs) > 0 {
 		return userFields{}, badRequest("The changes are not valid.", errs...)
@@ -220,14 +218,24 @@ func (s *server) checkChanges(r *http.Request, id int64, caller *Caller, u updat
 
 // dropUnchangedAccess lets a caller who is not an admin send back the role
 // and active flag they have (a GET-modify-PUT does), and refuses any
-// other value: only admins change those.
+// other value: only admins change those. Likewise a username with '@'
+// (usernameNeedsAdmin): the one they have (a provisioned
+// alice@contoso.com), in any case, is no new claim on anyone's email;
+// any other is an admin's to set.
 func (s *server) dropUnchangedAccess(r *http.Request, id int64, f *userFields) error {
-	if f.Role == nil && f.IsActive == nil {
+	atName := f.Username != nil && usernameNeedsAdmin(*f.Username)
+	if f.Role == nil && f.IsActive == nil && !atName {
 		return nil
 	}
 	current, _, err := s.store.UserWithPasswordHash(r.Context(), id)
 	if err != nil {
 		return err
+	}
+	switch {
+	case atName && *f.Username == current.Username:
+		f.Username = nil // no change: nothing to write
+	case atName && !strings.EqualFold(*f.Username, current.Username):
+		return errAtUsernameByAdmin
 	}
 	if f.Role != nil && Role(*f.Role) != current.Role {
 		return errRoleByAdmin

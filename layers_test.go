@@ -82,6 +82,7 @@ var fileLayers = map[string]int{
 	"scim_discovery.go":   layerEdge,
 	"scim_patch.go":       layerEdge,
 	"scim_user.go":        layerEdge,
+	"scim_values.go":      layerEdge,
 	"httpio.go":           layerEdge,
 	"idempotency.go":      layerEdge,
 	"list.go":             layerEdge,

@@ -124,6 +124,13 @@ func (t trustedProxies) contains(addr netip.Addr) bool {
 	return false
 }
 
+// sentBy reports whether r's peer is a trusted proxy, whose
+// X-Forwarded-* headers are believed.
+func (t trustedProxies) sentBy(r *http.Request) bool {
+	addr, err := netip.ParseAddr(peerAddress(r))
+	return err == nil && t.contains(addr)
+}
+
 // clientOf finds the client behind r: the peer, unless the peer is a
 // trusted proxy; then the right-most X-Forwarded-For address that is not
 // a trusted proxy itself (those left of it could be forged by the client).

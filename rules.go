@@ -102,6 +102,27 @@ func mayDelete(caller *Caller, target int64) error {
 	return nil
 }
 
+// mayProvision is the rule of a user write by a provisioning token
+// (byToken) to a user whose role is current ("" for a user it creates),
+// leaving the user with role next: it may not write an admin's account
+// (active or not: reactivating one hands out its rights), nor make anyone
+// an admin. Admins are managed through the API by an admin (docs/scim.md);
+// an admin's own token on /scim/v2 is not held by it. The SCIM handlers
+// apply it to the user they read, before any work; the store applies it
+// again to the role of the locked row, which a concurrent write may have
+// changed since.
+func mayProvision(byToken bool, current, next Role) error {
+	switch {
+	case !byToken:
+		return nil
+	case current == RoleAdmin:
+		return errAdminNotProvisioned
+	case next == RoleAdmin:
+		return errProvisionedAdmin
+	}
+	return nil
+}
+
 // rolesPermitted lists the roles whose holders rule lets through when the
 // route names no user: the rule as data, for a statement that checks the
 // token itself and must read nothing for anyone else (the list). It is

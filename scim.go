@@ -119,10 +119,11 @@ func (s *server) writeSCIM(w http.ResponseWriter, r *http.Request, status int, v
 }
 
 // scimBase is the absolute URL of /scim/v2 as the client reached it, for
-// meta.location: https when the connection is TLS or a proxy says so.
-func scimBase(r *http.Request) string {
+// meta.location: https when the connection is TLS or a trusted proxy
+// (TRUSTED_PROXIES) says so; anyone else's X-Forwarded-Proto is ignored.
+func (s *server) scimBase(r *http.Request) string {
 	scheme := "http"
-	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+	if r.TLS != nil || s.proxies.sentBy(r) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host + scimPrefix
@@ -183,7 +184,7 @@ func (s *server) handleSCIMGetUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", scimETag(u.Version))
-	s.writeSCIM(w, r, http.StatusOK, proj.apply(scimResource(u, scimBase(r))))
+	s.writeSCIM(w, r, http.StatusOK, proj.apply(scimResource(u, s.scimBase(r))))
 }
 
 // handleSCIMListUsers answers a page of the users a filter selects.
@@ -198,7 +199,7 @@ func (s *server) handleSCIMListUsers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	base := scimBase(r)
+	base := s.scimBase(r)
 	resources := make([]map[string]any, len(users))
 	for i, u := range users {
 		resources[i] = q.proj.apply(scimResource(u, base))
@@ -272,7 +273,7 @@ func (s *server) handleSCIMCreateUser(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res := scimResource(SCIMUser{User: created, ExternalID: st.ExternalID}, scimBase(r))
+	res := scimResource(SCIMUser{User: created, ExternalID: st.ExternalID}, s.scimBase(r))
 	w.Header().Set("Location", res["meta"].(map[string]any)["location"].(string))
 	w.Header().Set("ETag", scimETag(created.Version))
 	s.writeSCIM(w, r, http.StatusCreated, res)

@@ -16,7 +16,7 @@ const (
 
 // handleSCIMConfig answers the ServiceProviderConfig.
 func (s *server) handleSCIMConfig(w http.ResponseWriter, r *http.Request) {
-	base := scimBase(r)
+	base := s.scimBase(r)
 	s.writeSCIM(w, r, http.StatusOK, map[string]any{
 		"schemas":          []string{scimConfigSchema},
 		"documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
@@ -45,7 +45,7 @@ func scimUserResourceType(base string) map[string]any {
 
 // handleSCIMResourceTypes lists the resource types: User.
 func (s *server) handleSCIMResourceTypes(w http.ResponseWriter, r *http.Request) {
-	s.writeSCIM(w, r, http.StatusOK, scimList([]map[string]any{scimUserResourceType(scimBase(r))}))
+	s.writeSCIM(w, r, http.StatusOK, scimList([]map[string]any{scimUserResourceType(s.scimBase(r))}))
 }
 
 // handleSCIMResourceType answers one resource type, User, or 404.
@@ -54,13 +54,13 @@ func (s *server) handleSCIMResourceType(w http.ResponseWriter, r *http.Request) 
 		s.writeError(w, r, errNoSuchSCIMResource)
 		return
 	}
-	s.writeSCIM(w, r, http.StatusOK, scimUserResourceType(scimBase(r)))
+	s.writeSCIM(w, r, http.StatusOK, scimUserResourceType(s.scimBase(r)))
 }
 
 // handleSCIMSchemas lists the schemas: the core User schema, as far as
 // the service supports it.
 func (s *server) handleSCIMSchemas(w http.ResponseWriter, r *http.Request) {
-	s.writeSCIM(w, r, http.StatusOK, scimList([]map[string]any{scimUserSchemaResource(scimBase(r))}))
+	s.writeSCIM(w, r, http.StatusOK, scimList([]map[string]any{scimUserSchemaResource(s.scimBase(r))}))
 }
 
 // handleSCIMSchema answers one schema, the core User one, or 404.
@@ -69,7 +69,7 @@ func (s *server) handleSCIMSchema(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNoSuchSCIMResource)
 		return
 	}
-	s.writeSCIM(w, r, http.StatusOK, scimUserSchemaResource(scimBase(r)))
+	s.writeSCIM(w, r, http.StatusOK, scimUserSchemaResource(s.scimBase(r)))
 }
 
 // errNoSuchSCIMResource answers a discovery resource that does not exist.

@@ -396,6 +396,9 @@ func evalCompare(c filterCompare, elem map[string]any) (bool, error) {
 		}
 		return false, &SCIMRequestError{Type: "invalidPath", Detail: "A boolean compares with eq or ne only."}
 	}
+	if c.Value.Kind == "number" || c.Value.Kind == "bool" {
+		return false, &SCIMRequestError{Type: "invalidPath", Detail: fmt.Sprintf("%q compares to a string.", c.Path.String())}
+	}
 	have, want := strings.ToLower(got.(string)), strings.ToLower(c.Value.Str)
 	switch c.Op {
 	case "eq":

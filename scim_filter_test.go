@@ -21,7 +21,11 @@ func scimFixture(t *testing.T, app *testApp) (string, map[string]string) {
 		`{"userName":"jsmith@example.org","externalId":"JS-1","active":false}`,
 		`{"userName":"Jdoe","emails":[{"value":"jdoe@example.com","primary":true}],"name":{"formatted":"John Doe"},"externalId":"jd","roles":[{"value":"admin"}]}`,
 	} {
-		u := scimOK[scimUserJSON](t, app.scim(token, "POST", "/scim/v2/Users", body), http.StatusCreated)
+		by := token
+		if strings.Contains(body, `"admin"`) {
+			by = app.adminToken // an admin is made by an admin, never by a provisioning token
+		}
+		u := scimOK[scimUserJSON](t, app.scim(by, "POST", "/scim/v2/Users", body), http.StatusCreated)
 		ids[u.UserName] = u.ID
 	}
 	return token, ids

@@ -204,11 +204,22 @@ func TestSCIMOktaSequence(t *testing.T) {
 	app.wantEventsBy(id, tokenID, "user.created", "user.updated", "user.updated", "user.tokens_revoked", "user.updated", "user.deleted")
 }
 
-// TestSCIMRevocationStopsWritesInFlight: writers PATCH with a token while
-// an admin revokes it; every one of them is then refused, and no event
-// the token made is later than its revocation.
+// TestSCIMRevocationStopsWritesInFlight: writers PATCH (or POST) with a
+// token while an admin revokes it; every one of them is then refused, and
+// no event the token made is later than its revocation.
 func TestSCIMRevocationStopsWritesInFlight(t *testing.T) {
 	t.Parallel()
+	for _, method := range []string{"PATCH", "POST"} {
+		t.Run(method, func(t *testing.T) {
+			t.Parallel()
+			testRevocationStopsWrites(t, method)
+		})
+	}
+}
+
+// testRevocationStopsWrites races writers that send method (PATCH: a
+// displayName, POST: a new user) against the token's revocation.
+func testRevocationStopsWrites(t *testing.T, method string) {
 	app := newTestApp(t)
 	token, tokenID := app.provisioningToken("racing")
 	const writers = 4
@@ -222,12 +233,15 @@ func TestSCIMRevocationStopsWritesInFlight(t *testing.T) {
 	for i := range writers {
 		go func() {
 			for n := 0; n < 10_000; n++ {
-				rec := app.scim(token, "PATCH", "/scim/v2/Users/"+ids[i], patchOps(fmt.Sprintf(`{"op":"replace","path":"displayName","value":"n%d"}`, n)))
+				rec, want := app.scim(token, "PATCH", "/scim/v2/Users/"+ids[i], patchOps(fmt.Sprintf(`{"op":"replace","path":"displayName","value":"n%d"}`, n))), http.StatusOK
+				if method == "POST" {
+					rec, want = app.scim(token, "POST", "/scim/v2/Users", fmt.Sprintf(`{"userName":"racer%d-%d@example.com"}`, i, n)), http.StatusCreated
+				}
 				switch {
 				case rec.Code == http.StatusUnauthorized:
 					results <- nil
 					return
-				case rec.Code != http.StatusOK:
+				case rec.Code != want:
 					results <- fmt.Errorf("writer %d: %d %s", i, rec.Code, rec.Body)
 					return
 				case n == 2:

@@ -15,11 +15,41 @@ import (
 type scimState struct {
 	UserName   string
 	Email      string
-	FullName   *string
+	FullName   *string // as stored; the request's names are resolved into it (resolveName)
 	Active     bool
 	Role       Role
 	ExternalID string  // "" for none
 	Password   *string // set by the request; never read back
+
+	// The three sources of the full name a request may write, kept apart
+	// so that the order of the members or operations that wrote them does
+	// not matter: displayName wins, else name.formatted, else
+	// name.givenName and name.familyName joined.
+	displayName, formatted, joined nameWrite
+}
+
+// nameWrite is a request's write of one source of the full name.
+type nameWrite struct {
+	set   bool    // the request wrote it
+	value *string // nil: removed (or null)
+}
+
+// resolveName sets FullName from the sources the request wrote, once,
+// after all of its operations: the first of displayName, name.formatted
+// and the joined names that has a value (not blank), or none if the
+// request only removed or blanked them.
+func (st *scimState) resolveName() {
+	removed := false
+	for _, w := range []nameWrite{st.displayName, st.formatted, st.joined} {
+		if w.set && w.value != nil && strings.TrimSpace(*w.value) != "" {
+			st.FullName = w.value
+			return
+		}
+		removed = removed || w.set
+	}
+	if removed {
+		st.FullName = nil
+	}
 }
 
 // scimStateOf is the state of a stored user.
@@ -42,6 +72,9 @@ type scimOpMode int
 
 const (
 	scimPatch scimOpMode = iota
+	// scimPatchAdd: a PATCH add, which adds to a multi-valued attribute
+	// rather than replacing it (see setEmail).
+	scimPatchAdd
 	scimReplaceAll
 )
 
@@ -110,6 +143,9 @@ func parseSCIMPath(text string) (scimPath, error) {
 func (st *scimState) apply(op scimOp, mode scimOpMode) error {
 	switch op.Op {
 	case "add", "replace":
+		if op.Op == "add" {
+			mode = scimPatchAdd
+		}
 		if op.Path == "" {
 			return st.applyObject(op.Value, mode)
 		}
@@ -175,8 +211,12 @@ func (st *scimState) set(p scimPath, value json.RawMessage, mode scimOpMode) err
 	switch p.Attr + "." + p.Sub {
 	case "username.":
 		return setString(&st.UserName, value, "userName")
-	case "displayname.", "name.formatted":
-		return setOptional(&st.FullName, value, p.Attr)
+	case "displayname.":
+		st.displayName.set = true
+		return setOptional(&st.displayName.value, value, "displayName")
+	case "name.formatted":
+		st.formatted.set = true
+		return setOptional(&st.formatted.value, value, "name.formatted")
 	case "name.":
 		return st.setName(value)
 	case "active.":
@@ -195,7 +235,7 @@ func (st *scimState) set(p scimPath, value json.RawMessage, mode scimOpMode) err
 		st.Password = &pw
 		return nil
 	case "emails.", "emails.value":
-		return st.setEmail(p, value)
+		return st.setEmail(p, value, mode)
 	case "roles.", "roles.value":
 		return st.setRole(p, value)
 	}
@@ -212,8 +252,12 @@ func (st *scimState) remove(p scimPath) error {
 		return &SCIMRequestError{Type: "mutability", Detail: fmt.Sprintf("The attribute %q is read-only.", p.Attr)}
 	}
 	switch p.Attr + "." + p.Sub {
-	case "displayname.", "name.formatted", "name.":
-		st.FullName = nil
+	case "displayname.":
+		st.displayName = nameWrite{set: true}
+	case "name.formatted":
+		st.formatted = nameWrite{set: true}
+	case "name.":
+		st.formatted, st.joined = nameWrite{set: true}, nameWrite{set: true}
 	case "externalid.":
 		st.ExternalID = ""
 	case "roles.", "roles.value":
@@ -233,11 +277,12 @@ func (p scimPath) String() string {
 	return attrPath{Attr: p.Attr, Sub: p.Sub}.String()
 }
 
-// setName sets the full name from a name object: its formatted member,
-// or else its given and family names joined.
+// setName writes the sources of the full name a name object holds: its
+// formatted member, and its given and family names joined (resolveName
+// picks). null removes both.
 func (st *scimState) setName(value json.RawMessage) error {
 	if isNull(value) {
-		st.FullName = nil
+		st.formatted, st.joined = nameWrite{set: true}, nameWrite{set: true}
 		return nil
 	}
 	var name map[string]any
@@ -250,20 +295,22 @@ func (st *scimState) setName(value json.RawMessage) error {
 			parts[strings.ToLower(k)] = strings.TrimSpace(s)
 		}
 	}
-	full := parts["formatted"]
-	if full == "" {
-		full = strings.TrimSpace(parts["givenname"] + " " + parts["familyname"])
+	if formatted := parts["formatted"]; formatted != "" {
+		st.formatted = nameWrite{set: true, value: &formatted}
 	}
-	if full != "" {
-		st.FullName = &full
+	if joined := strings.TrimSpace(parts["givenname"] + " " + parts["familyname"]); joined != "" {
+		st.joined = nameWrite{set: true, value: &joined}
 	}
 	return nil
 }
 
 // setEmail sets the email from emails (an array of values, the primary
 // one, else the first, is kept), from a value object, or from the value
-// a path such as emails[type eq "work"].value names.
-func (st *scimState) setEmail(p scimPath, value json.RawMessage) error {
+// a path such as emails[type eq "work"].value names. The user has one
+// email, of type work and primary, the one they sign in with: a PATCH
+// add of an email that is neither (a home email added next to it, as a
+// provider means it) would replace it, and is refused.
+func (st *scimState) setEmail(p scimPath, value json.RawMessage, mode scimOpMode) error {
 	if p.Filter != nil {
 		ok, err := evalFilter(p.Filter, map[string]any{"value": st.Email, "type": "work", "primary": true})
 		if err != nil {
@@ -276,12 +323,25 @@ func (st *scimState) setEmail(p scimPath, value json.RawMessage) error {
 	if p.Sub == "value" {
 		return setString(&st.Email, value, "emails.value")
 	}
-	email, err := primaryValue(value, "emails")
+	email, entry, err := primaryValue(value, "emails")
 	if err != nil {
 		return err
 	}
+	if mode == scimPatchAdd && p.Filter == nil && !isSignInEmail(entry) {
+		return scimValueError("Only one email is supported, the work and primary one the user signs in with: " +
+			"an added email of another type, not primary, would replace it. Replace the email instead.")
+	}
 	st.Email = email
 	return nil
+}
+
+// isSignInEmail reports whether an emails entry (nil for a plain
+// string) may stand for the user's one email: primary, of type work, or
+// of no type.
+func isSignInEmail(entry map[string]any) bool {
+	e := lowerKeys(entry)
+	kind, typed := e["type"].(string)
+	return truthy(e["primary"]) || !typed || strings.EqualFold(kind, "work")
 }
 
 // setRole sets the role like setEmail the email: "admin" or "user".
@@ -298,7 +358,7 @@ func (st *scimState) setRole(p scimPath, value json.RawMessage) error {
 	if p.Sub == "value" {
 		err = setString(&role, value, "roles.value")
 	} else {
-		role, err = primaryValue(value, "roles")
+		role, _, err = primaryValue(value, "roles")
 	}
 	if err != nil {
 		return err
@@ -320,104 +380,4 @@ func (st *scimState) matchRole(p scimPath) (bool, error) {
 		err = &SCIMRequestError{Type: "noTarget", Detail: "The filter of the path matches no role: the user has one, primary."}
 	}
 	return ok, err
-}
-
-// primaryValue picks the value of a multi-valued attribute's primary
-// entry (else its first): from an array of objects, one object, or a
-// plain string.
-func primaryValue(raw json.RawMessage, attr string) (string, error) {
-	var entries []map[string]any
-	if err := json.Unmarshal(raw, &entries); err != nil {
-		var one map[string]any
-		var text string
-		switch {
-		case json.Unmarshal(raw, &one) == nil && one != nil:
-			entries = []map[string]any{one}
-		case json.Unmarshal(raw, &text) == nil:
-			return text, nil
-		default:
-			return "", scimValueError("%s must be an array of objects with a value.", attr)
-		}
-	}
-	var chosen map[string]any
-	for _, e := range entries {
-		if chosen == nil || truthy(lowerKeys(e)["primary"]) {
-			chosen = e
-		}
-	}
-	value, ok := lowerKeys(chosen)["value"].(string)
-	if !ok {
-		return "", scimValueError("%s needs an entry with a string value.", attr)
-	}
-	return value, nil
-}
-
-// lowerKeys returns m with its keys lower-cased: attribute names are
-// case-insensitive.
-func lowerKeys(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[strings.ToLower(k)] = v
-	}
-	return out
-}
-
-// truthy reads a boolean that a provider may send as a string ("True").
-func truthy(v any) bool {
-	switch b := v.(type) {
-	case bool:
-		return b
-	case string:
-		return strings.EqualFold(b, "true")
-	}
-	return false
-}
-
-func isNull(raw json.RawMessage) bool { return strings.TrimSpace(string(raw)) == "null" }
-
-// isEmptyArray reports whether raw is [].
-func isEmptyArray(raw json.RawMessage) bool {
-	var items []json.RawMessage
-	return json.Unmarshal(raw, &items) == nil && items != nil && len(items) == 0
-}
-
-// setString decodes a string value into dst.
-func setString(dst *string, raw json.RawMessage, name string) error {
-	if err := json.Unmarshal(raw, dst); err != nil || isNull(raw) {
-		return scimValueError("%s must be a string.", name)
-	}
-	return nil
-}
-
-// setOptional decodes a string or null into dst.
-func setOptional(dst **string, raw json.RawMessage, name string) error {
-	if isNull(raw) {
-		*dst = nil
-		return nil
-	}
-	var s string
-	if err := setString(&s, raw, name); err != nil {
-		return err
-	}
-	*dst = &s
-	return nil
-}
-
-// setActive decodes active: a boolean, or the strings "true" and "false"
-// in any case, as Entra ID sends them.
-func setActive(dst *bool, raw json.RawMessage) error {
-	var v any
-	if err := json.Unmarshal(raw, &v); err == nil {
-		switch b := v.(type) {
-		case bool:
-			*dst = b
-			return nil
-		case string:
-			if strings.EqualFold(b, "true") || strings.EqualFold(b, "false") {
-				*dst = strings.EqualFold(b, "true")
-				return nil
-			}
-		}
-	}
-	return scimValueError("active must be true or false.")
 }

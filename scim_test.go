@@ -198,9 +198,10 @@ func TestUsernamesWithAt(t *testing.T) {
 		http.StatusForbidden, "username")
 }
 
-// TestProvisioningTokenOutlivesItsCreator: a token made by an admin who
-// is then deleted still works, and lists created_by null.
-func TestProvisioningTokenOutlivesItsCreator(t *testing.T) {
+// TestProvisioningTokenEndsWithItsCreator: a token works only while the
+// admin who made it is an active admin: not once they are demoted or
+// deactivated, nor once they are deleted (it then lists created_by null).
+func TestProvisioningTokenEndsWithItsCreator(t *testing.T) {
 	t.Parallel()
 	app := newTestApp(t)
 	other := app.createUser(`{"username":"second_admin","email":"second@example.com","password":"Mf3-tz8w-Qh4s","role":"admin"}`)
@@ -209,6 +210,25 @@ func TestProvisioningTokenOutlivesItsCreator(t *testing.T) {
 	created := decodeJSON[provisioningTokenJSON](t, rec)
 	if rec.Code != http.StatusCreated || created.CreatedBy == nil || *created.CreatedBy != other.ID {
 		t.Fatalf("create: %d %+v", rec.Code, created)
+	}
+	scimOK[scimListJSON](t, app.scim(created.Token, "GET", "/scim/v2/Users", ""), http.StatusOK)
+	for _, step := range []struct {
+		change string
+		works  bool
+	}{
+		{`{"role":"user"}`, false},
+		{`{"role":"admin"}`, true},
+		{`{"is_active":false}`, false},
+		{`{"is_active":true}`, true},
+	} {
+		if rec := app.do("PATCH", userPath(other.ID), step.change); rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", step.change, rec.Code, rec.Body)
+		}
+		if rec := app.scim(created.Token, "GET", "/scim/v2/Users", ""); step.works {
+			scimOK[scimListJSON](t, rec, http.StatusOK)
+		} else {
+			wantSCIMError(t, rec, http.StatusUnauthorized, "")
+		}
 	}
 	if rec := app.do("DELETE", "/api/v1/users/"+strconv.FormatInt(other.ID, 10), ""); rec.Code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
@@ -219,5 +239,6 @@ func TestProvisioningTokenOutlivesItsCreator(t *testing.T) {
 	if len(list.Items) != 1 || list.Items[0].CreatedBy != nil {
 		t.Errorf("list: %+v", list.Items)
 	}
-	scimOK[scimListJSON](t, app.scim(created.Token, "GET", "/scim/v2/Users", ""), http.StatusOK)
+	wantSCIMError(t, app.scim(created.Token, "GET", "/scim/v2/Users", ""), http.StatusUnauthorized, "")
+	wantSCIMError(t, app.scim(created.Token, "POST", "/scim/v2/Users", `{"userName":"late@example.com"}`), http.StatusUnauthorized, "")
 }

@@ -43,8 +43,11 @@ func scimResource(u SCIMUser, base string) map[string]any {
 
 // projection is a request's attributes or excludedAttributes (RFC 7644
 // section 3.4.2.5): paths in lower case. id and schemas always stay.
+// selective: attributes was sent, so only what it names is returned
+// (only may be empty when it named extension attributes alone).
 type projection struct {
 	only, except []attrPath
+	selective    bool
 }
 
 // parseProjection reads attributes and excludedAttributes.
@@ -59,10 +62,15 @@ func parseProjection(r *http.Request) (projection, error) {
 		if text == "" {
 			continue
 		}
+		p.selective = p.selective || param.name == "attributes"
 		for _, name := range strings.Split(text, ",") {
-			path, err := parseAttrPath(strings.TrimSpace(name))
+			name = strings.TrimSpace(name)
+			if isExtensionAttr(name) {
+				continue // the service stores no extension attribute: none to return or drop
+			}
+			path, err := parseAttrPath(name)
 			if err != nil {
-				return projection{}, &SCIMRequestError{Type: "invalidValue", Detail: param.name + ": " + err.(*SCIMRequestError).Detail}
+				return projection{}, scimValueError("%s: %q is not an attribute name.", param.name, truncate(name, 64))
 			}
 			*param.dst = append(*param.dst, path)
 		}
@@ -70,9 +78,16 @@ func parseProjection(r *http.Request) (projection, error) {
 	return p, nil
 }
 
+// isExtensionAttr reports whether name is qualified by a schema URN other
+// than the core User schema's (the enterprise extension's, say).
+func isExtensionAttr(name string) bool {
+	return len(name) > 4 && strings.EqualFold(name[:4], "urn:") &&
+		!(len(name) > len(scimUserSchema) && strings.EqualFold(name[:len(scimUserSchema)+1], scimUserSchema+":"))
+}
+
 // apply keeps the attributes of res the projection asks for.
 func (p projection) apply(res map[string]any) map[string]any {
-	if len(p.only) == 0 && len(p.except) == 0 {
+	if !p.selective && len(p.except) == 0 {
 		return res
 	}
 	out := map[string]any{}
@@ -82,7 +97,7 @@ func (p projection) apply(res map[string]any) map[string]any {
 			out[name] = value
 			continue
 		}
-		if len(p.only) > 0 {
+		if p.selective {
 			value = pick(value, key, p.only, true)
 		}
 		if value != nil && len(p.except) > 0 {
@@ -196,6 +211,9 @@ func parsePatchOps(body []byte) ([]scimOp, error) {
 // Without a password, the user exists and cannot sign in until one is
 // set: the empty hash matches no password.
 func (s *server) scimNewUser(r *http.Request, st scimState) (NewUser, error) {
+	if err := mayProvision(callerFrom(r.Context()).isProvisioner(), "", st.Role); err != nil {
+		return NewUser{}, err
+	}
 	if st.UserName == "" {
 		return NewUser{}, scimValueError("userName is required.")
 	}
@@ -228,8 +246,10 @@ func scimSource(r *http.Request) string {
 }
 
 // scimFields are the fields of st that differ from cur (all of them for
-// a create), normalized and validated by the API's own rules.
+// a create), normalized and validated by the API's own rules. The full
+// name is resolved here, once, after all of the request's operations.
 func scimFields(st, cur scimState, create bool) (userFields, error) {
+	st.resolveName()
 	var f userFields
 	if create || st.UserName != cur.UserName {
 		f.Username = &st.UserName
@@ -289,7 +309,7 @@ func (s *server) scimUpdate(w http.ResponseWriter, r *http.Request, change func(
 		return
 	}
 	w.Header().Set("ETag", scimETag(updated.Version))
-	s.writeSCIM(w, r, http.StatusOK, scimResource(updated, scimBase(r)))
+	s.writeSCIM(w, r, http.StatusOK, scimResource(updated, s.scimBase(r)))
 }
 
 // errVersionMoved: the user changed between the read of an update and
@@ -308,6 +328,9 @@ func (s *server) scimUpdateOnce(r *http.Request, id int64, ifVersion VersionMatc
 	before := scimStateOf(cur.User, cur.ExternalID)
 	st := before
 	if err := change(&st); err != nil {
+		return SCIMUser{}, err
+	}
+	if err := mayProvision(callerFrom(r.Context()).isProvisioner(), cur.Role, st.Role); err != nil {
 		return SCIMUser{}, err
 	}
 	changes, err := s.scimChanges(r, st, before, hash)

@@ -38,6 +38,13 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, changes UserChanges, a
 		if err != nil {
 			return writeReceipt{}, err
 		}
+		next := cur.role
+		if changes.Role != nil {
+			next = *changes.Role
+		}
+		if err := mayProvision(actor.Type == ActorProvisioningToken, cur.role, next); err != nil {
+			return writeReceipt{}, err
+		}
 		if !changes.IfVersion.allows(cur.version) {
 			return writeReceipt{}, ErrPreconditionFailed
 		}
@@ -128,14 +135,15 @@ func lockUserAs(ctx context.Context, tx *sql.Tx, id int64, actor Actor) (lockedU
 // lock, and a role change or deactivation that held the lock meanwhile
 // may have revoked it. A locking read (share mode) sees the latest commit
 // and holds a revocation off until this transaction ends. A provisioning
-// token is checked in its own table the same way.
+// token is checked in its own table the same way, with its creator's row
+// (provisioningValidSQL).
 func stillSignedIn(ctx context.Context, tx *sql.Tx, actor Actor) error {
 	if actor.tokenHash == nil {
 		return nil // the system acts, or an anonymous sign-up: no token
 	}
 	query := "SELECT 1 FROM auth_tokens t WHERE " + tokenValidSQL + " LOCK IN SHARE MODE"
 	if actor.Type == ActorProvisioningToken {
-		query = "SELECT 1 FROM provisioning_tokens p WHERE " + provisioningValidSQL + " LOCK IN SHARE MODE"
+		query = "SELECT 1 FROM " + provisioningValidSQL + " LOCK IN SHARE MODE"
 	}
 	var one int
 	err := tx.QueryRowContext(ctx, query, actor.tokenHash).Scan(&one)
@@ -235,6 +243,9 @@ func (s *Store) DeleteUser(ctx context.Context, id int64, ifVersion VersionMatch
 	err := s.inWriteTx(ctx, "delete user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
 		cur, err := lockUserAs(ctx, tx, id, actor)
 		if err != nil {
+			return writeReceipt{}, err
+		}
+		if err := mayProvision(actor.Type == ActorProvisioningToken, cur.role, cur.role); err != nil {
 			return writeReceipt{}, err
 		}
 		if !ifVersion.allows(cur.version) {

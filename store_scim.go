@@ -217,9 +217,11 @@ func compileCompare(c filterCompare, parent string) (string, []any, error) {
 	}
 	switch c.Op {
 	case "eq":
-		return col.expr + " = ?", []any{arg}, nil
+		cond, args := equality(col, arg)
+		return cond, args, nil
 	case "ne":
-		return "NOT COALESCE(" + col.expr + " = ?, FALSE)", []any{arg}, nil
+		cond, args := equality(col, arg)
+		return "NOT COALESCE(" + cond + ", FALSE)", args, nil
 	case "gt", "ge", "lt", "le":
 		op := map[string]string{"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[c.Op]
 		return col.expr + " " + op + " ?", []any{arg}, nil
@@ -230,6 +232,16 @@ func compileCompare(c filterCompare, parent string) (string, []any, error) {
 		return col.expr + " LIKE ?", []any{[]byte(pattern)}, nil
 	}
 	return col.expr + " LIKE ?", []any{pattern}, nil
+}
+
+// equality is the condition that the column equals arg. For strings
+// the collations pad with spaces ("alice " = "alice"), so the lengths
+// must be equal too; the = alone still reads by the column's index.
+func equality(col scimColumn, arg any) (string, []any) {
+	if col.kind != "string" && col.kind != "nullable" {
+		return col.expr + " = ?", []any{arg}
+	}
+	return "(" + col.expr + " = ? AND CHAR_LENGTH(" + col.expr + ") = CHAR_LENGTH(?))", []any{arg, arg}
 }
 
 // presence compiles "pr", "eq null" and "ne null".
@@ -263,8 +275,11 @@ func filterArg(col scimColumn, c filterCompare, name string) (any, error) {
 			return nil, invalidFilter("%s compares with eq, ne, gt, ge, lt or le to an id", name)
 		}
 		id, ok := scimUserID(v.Str)
-		if !ok {
-			id = 0 // no user has it
+		switch {
+		case !ok && c.Op != "eq" && c.Op != "ne":
+			return nil, invalidFilter("%s orders ids, which are decimal digits: %q is none", name, truncate(v.Str, 40))
+		case !ok:
+			id = 0 // no user has it: eq matches none, ne every user
 		}
 		return id, nil
 	case "time":

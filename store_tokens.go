@@ -144,10 +144,16 @@ func (s *Store) UpgradePasswordHash(ctx context.Context, id int64, oldHash, newH
 	return dbError("upgrade password hash", err)
 }
 
-// provisioningValidSQL is the condition that makes the provisioning token
-// row p, looked up by its hash (the one argument), valid: not revoked,
-// not expired. It is written only here.
-const provisioningValidSQL = "p.token_hash = ? AND p.revoked_at IS NULL AND (p.expires_at IS NULL OR p.expires_at > NOW(6))"
+// provisioningValidSQL selects the provisioning token row p, looked up by
+// its hash (the one argument), when it is valid: not revoked, not
+// expired, and its creator c still an active admin. A token is an admin's
+// right lent to a provider: it goes with the admin's demotion or
+// deactivation, and with their deletion (created_by NULL joins no user).
+// It is written only here; a locking read of it also locks the creator's
+// row, so a demotion waits for a write the token is making.
+const provisioningValidSQL = "provisioning_tokens p JOIN users c ON c.id = p.created_by" +
+	" WHERE p.token_hash = ? AND p.revoked_at IS NULL AND (p.expires_at IS NULL OR p.expires_at > NOW(6))" +
+	" AND c.is_active = TRUE AND c.role = 'admin'"
 
 // maxProvisioningTokensListed bounds the list of provisioning tokens: a
 // service has a handful, one per identity provider.
@@ -252,7 +258,7 @@ func (s *Store) AuthenticateProvisioning(ctx context.Context, tokenHash []byte) 
 	}
 	defer cancel()
 	c := &Caller{TokenHash: tokenHash}
-	err = s.db.QueryRowContext(ctx, s.causal("SELECT p.id, p.scope FROM provisioning_tokens p WHERE "+provisioningValidSQL), tokenHash).
+	err = s.db.QueryRowContext(ctx, s.causal("SELECT p.id, p.scope FROM "+provisioningValidSQL), tokenHash).
 		Scan(&c.TokenID, &c.Scope)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrUnauthenticated

@@ -83,12 +83,22 @@ func getUser(ctx context.Context, q queryer, id int64) (User, error) {
 // key, the 201 (createdAnswer) is recorded under it in the same
 // transaction, so the user and the record of its creation exist together
 // or not at all (ErrClaimLost if a retry took the key over, and then
-// nothing is created). A taken username or email is a *ConflictError: the
+// nothing is created). The actor's token is checked again inside the
+// transaction (stillSignedIn). A taken username or email is a *ConflictError: the
 // unique indexes decide, so concurrent creates of one name cannot both
 // succeed.
 func (s *Store) CreateUser(ctx context.Context, u NewUser, actor Actor, key *IdempotencyKey) (User, error) {
+	if err := mayProvision(actor.Type == ActorProvisioningToken, "", u.Role); err != nil {
+		return User{}, err
+	}
 	var created User
 	err := s.inWriteTx(ctx, "create user", func(ctx context.Context, tx *sql.Tx) (writeReceipt, error) {
+		// The actor's token, checked again in the transaction: one revoked
+		// while the request ran (a provider's, an admin's logout) creates
+		// nothing, and its revocation waits for a create it let through.
+		if err := stillSignedIn(ctx, tx, actor); err != nil {
+			return writeReceipt{}, err
+		}
 		id, err := s.insertUser(ctx, tx, u, actor)
 		if err != nil {
 			return writeReceipt{}, err
