@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"errors"
 	"sync"
 	"time"
 )
@@ -141,29 +142,42 @@ func (s *Store) WebhookDelivered(ctx context.Context, l webhookLease, d WebhookD
 // WebhookFailed records the failed attempt d and gives the lease up. With
 // retry, the next attempt is due after retryIn; without, the schedule is
 // spent and the endpoint is disabled with reason, and an event says so.
+// It never enables the endpoint: an admin may have disabled it while the
+// attempt ran, and then it stays disabled with the admin's reason (the
+// attempt is recorded all the same).
 func (s *Store) WebhookFailed(ctx context.Context, l webhookLease, d WebhookDelivery, retryIn time.Duration, retry bool, reason string) error {
 	disabled := false
 	err := s.inTx(ctx, "record webhook failure", func(ctx context.Context, tx *sql.Tx) error {
-		var next, disabledReason any
-		if retry {
-			next = retryIn.Microseconds()
-		} else {
-			disabledReason = cut(reason, 512)
+		var enabled bool
+		err := tx.QueryRowContext(ctx, "SELECT enabled FROM webhooks WHERE id = ? AND lease_token = ? FOR UPDATE", l.ID, l.token).Scan(&enabled)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errLeaseLost
 		}
-		res, err := tx.ExecContext(ctx, "UPDATE webhooks SET attempt = attempt + 1, next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "+
-			"failing_since = COALESCE(failing_since, ?), last_error = ?, enabled = ?, disabled_reason = ?, "+
-			"lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?",
-			next, d.At.UTC(), cut(d.Error, 512), retry, disabledReason, l.ID, l.token)
 		if err != nil {
 			return dbError("record webhook failure", err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return errLeaseLost
+		var next any
+		if retry {
+			next = retryIn.Microseconds()
+		}
+		disabling := enabled && !retry
+		disabledReason := any(nil) // enabled: none
+		if disabling {
+			disabledReason = cut(reason, 512)
+		}
+		// disabled_reason is set before enabled, which it reads: MariaDB
+		// assigns left to right.
+		_, err = tx.ExecContext(ctx, "UPDATE webhooks SET attempt = attempt + 1, next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "+
+			"failing_since = COALESCE(failing_since, ?), last_error = ?, disabled_reason = IF(enabled, ?, disabled_reason), enabled = enabled AND ?, "+
+			"lease_token = NULL, lease_until = NULL WHERE id = ?",
+			next, d.At.UTC(), cut(d.Error, 512), disabledReason, retry, l.ID)
+		if err != nil {
+			return dbError("record webhook failure", err)
 		}
 		if _, err := insertDelivery(ctx, tx, d, max(retryIn, 0)); err != nil {
 			return err
 		}
-		if retry {
+		if !disabling {
 			return nil
 		}
 		disabled = true
