@@ -163,14 +163,14 @@ func (s *Store) WebhookFailed(ctx context.Context, l webhookLease, d WebhookDeli
 		disabling := enabled && !retry
 		disabledReason := any(nil) // enabled: none
 		if disabling {
-			disabledReason = cut(reason, 512)
+			disabledReason = webhookErrorText(reason)
 		}
 		// disabled_reason is set before enabled, which it reads: MariaDB
 		// assigns left to right.
 		_, err = tx.ExecContext(ctx, "UPDATE webhooks SET attempt = attempt + 1, next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "+
 			"failing_since = COALESCE(failing_since, ?), last_error = ?, disabled_reason = IF(enabled, ?, disabled_reason), enabled = enabled AND ?, "+
 			"lease_token = NULL, lease_until = NULL WHERE id = ?",
-			next, d.At.UTC(), cut(d.Error, 512), disabledReason, retry, l.ID)
+			next, d.At.UTC(), webhookErrorText(d.Error), disabledReason, retry, l.ID)
 		if err != nil {
 			return dbError("record webhook failure", err)
 		}
@@ -191,6 +191,20 @@ func (s *Store) WebhookFailed(ctx context.Context, l webhookLease, d WebhookDeli
 		s.eventsCommitted(1)
 	}
 	return nil
+}
+
+// PostponeWebhook puts the endpoint's next attempt off by wait and gives
+// the lease up, recording nothing else: the fallback when a failure could
+// not be recorded, so that the endpoint is not retried at every tick.
+func (s *Store) PostponeWebhook(ctx context.Context, l webhookLease, wait time.Duration) error {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.db.ExecContext(ctx, "UPDATE webhooks SET next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "+
+		"lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?", wait.Microseconds(), l.ID, l.token)
+	return dbError("postpone webhook", err)
 }
 
 // webhookDeliveryRetention is how long the attempts are kept.

@@ -323,6 +323,16 @@ func (s *Store) WebhookForPing(ctx context.Context, id int64) (Webhook, []string
 	return w, secrets, err
 }
 
+// webhookErrorMax is the most characters an error or reason column holds.
+const webhookErrorMax = 512
+
+// webhookErrorText is an error as its column holds it: valid UTF-8 (it
+// may quote what a receiver sent) and at most webhookErrorMax bytes, cut
+// between characters, since a strict server refuses a split one.
+func webhookErrorText(s string) string {
+	return truncate(strings.ToValidUTF8(s, "\uFFFD"), webhookErrorMax)
+}
+
 // deliveryColumns are an attempt's columns as scanDelivery reads them.
 const deliveryColumns = "id, webhook_id, event_seq, attempt, status_code, error, latency_us, attempted_at, next_attempt_at"
 
@@ -378,7 +388,7 @@ func insertDelivery(ctx context.Context, q execer, d WebhookDelivery, retryIn ti
 		code = d.StatusCode
 	}
 	if d.Error != "" {
-		msg = cut(d.Error, 512)
+		msg = webhookErrorText(d.Error)
 	}
 	if retryIn > 0 {
 		next = retryIn.Microseconds()

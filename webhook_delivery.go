@@ -320,5 +320,16 @@ func (d *webhookDeliverer) attempt(ctx context.Context, l webhookLease, w *Webho
 		reason = fmt.Sprintf("event %d failed %d attempts since %s; the last: %s",
 			e.Seq, delivery.Attempt, since.UTC().Format(time.RFC3339), delivery.Error)
 	}
-	return false, d.store.WebhookFailed(ctx, l, delivery, retryIn, retry, reason)
+	err := d.store.WebhookFailed(ctx, l, delivery, retryIn, retry, reason)
+	if err != nil && !errors.Is(err, errLeaseLost) {
+		// Not recorded: still wait before the next attempt.
+		wait := retryIn
+		if !retry {
+			wait = d.set.Schedule[len(d.set.Schedule)-1]
+		}
+		if perr := d.store.PostponeWebhook(ctx, l, wait); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}
+	return false, err
 }

@@ -2,8 +2,12 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // Tests of the review's findings on webhook delivery: each failed before
@@ -49,5 +53,46 @@ func TestWebhookDisableDuringAttemptHolds(t *testing.T) {
 	}
 	if got.DisabledReason == nil || *got.DisabledReason != "disabled by an admin" {
 		t.Errorf("disabled_reason = %v, want the admin's", got.DisabledReason)
+	}
+}
+
+// TestWebhookFailureCutMidCharacter: a receiver's status line of long
+// non-ASCII text makes an error longer than the column, cut where a
+// character is split; the failure is still recorded, with its next
+// attempt, so the endpoint is not retried at every tick.
+func TestWebhookFailureCutMidCharacter(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var calls atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			calls.Add(1)
+			go func() {
+				buf := make([]byte, 4096)
+				c.Read(buf)
+				c.Write([]byte("HTTP/1.1 xy" + strings.Repeat("é", 400) + "\r\n\r\n"))
+				c.Close()
+			}()
+		}
+	}()
+	set := testWebhookSettings()
+	set.Schedule = []time.Duration{time.Hour}
+	app := newWebhookApp(t, set)
+	hook := app.createWebhook(fmt.Sprintf(`{"url":"http://%s/"}`, ln.Addr()))
+	app.newUser("cutmidcharacter")
+	eventually(t, 30*time.Second, "the failed attempt recorded", func() bool { return app.deliveriesOf(hook.ID) >= 1 })
+	got := decodeJSON[webhookCreated](t, app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""))
+	if got.State != "retrying" || got.FailedAttempts != 1 || got.LastError == nil || !utf8.ValidString(*got.LastError) {
+		t.Errorf("state=%s failed_attempts=%d last_error=%v, want retrying after 1 with the error", got.State, got.FailedAttempts, got.LastError)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d calls, want 1: the next attempt is an hour away", n)
 	}
 }
