@@ -81,7 +81,7 @@ func TestLoadConfigWebhookLease(t *testing.T) {
 // horizon; anything else is refused by name.
 func TestLoadConfigEventsRetention(t *testing.T) {
 	t.Parallel()
-	for value, want := range map[string]time.Duration{"0": 0, "0s": 0, "720h": 720 * time.Hour, "90m": 90 * time.Minute} {
+	for value, want := range map[string]time.Duration{"0": 0, "0s": 0, "720h": 720 * time.Hour, "48h": 48 * time.Hour} {
 		cfg, err := loadConfig(func(name string) string { return map[string]string{"EVENTS_RETENTION": value}[name] })
 		if err != nil || cfg.EventsRetention != want {
 			t.Errorf("EVENTS_RETENTION=%s: got %v, %v; want %v", value, cfg.EventsRetention, err, want)

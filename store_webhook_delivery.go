@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -101,20 +102,47 @@ func (s *Store) ReleaseWebhookLease(ctx context.Context, l webhookLease) error {
 }
 
 // PassWebhookOver moves the cursor to seq without a delivery: the events
-// up to it are not of the endpoint's types.
+// up to it are not of the endpoint's types. It is called once every event
+// of its types before seq was accepted, so an event being retried is no
+// longer one of them (its types changed): the retries start afresh.
 func (s *Store) PassWebhookOver(ctx context.Context, l webhookLease, seq int64) error {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, "UPDATE webhooks SET cursor_seq = GREATEST(cursor_seq, ?) WHERE id = ? AND lease_token = ?", seq, l.ID, l.token)
+	res, err := s.db.ExecContext(ctx, "UPDATE webhooks SET cursor_seq = GREATEST(cursor_seq, ?), attempt = 0, next_attempt_at = NULL, failing_since = NULL "+
+		"WHERE id = ? AND lease_token = ?", seq, l.ID, l.token)
 	if err != nil {
 		return dbError("move webhook cursor", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return errLeaseLost
 	}
+	return nil
+}
+
+// WebhookEventsPruned records that the events after cursor through
+// horizon were pruned (EVENTS_RETENTION) before the endpoint received
+// them: the cursor moves to horizon, its retries start afresh, its last
+// error and a webhook.events_pruned event say which events it missed.
+func (s *Store) WebhookEventsPruned(ctx context.Context, l webhookLease, cursor, horizon int64) error {
+	reason := fmt.Sprintf("events %d through %d were pruned (EVENTS_RETENTION) before they were delivered; delivery goes on after them", cursor+1, horizon)
+	err := s.inTx(ctx, "record pruned webhook events", func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE webhooks SET cursor_seq = GREATEST(cursor_seq, ?), attempt = 0, next_attempt_at = NULL, "+
+			"failing_since = NULL, last_error = ? WHERE id = ? AND lease_token = ?", horizon, reason, l.ID, l.token)
+		if err != nil {
+			return dbError("record pruned webhook events", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errLeaseLost
+		}
+		return insertEvents(ctx, tx, Actor{Type: ActorSystem}, time.Time{}, webhookEvent(EventWebhookEventsPruned, l.ID, nil, reason))
+	})
+	if err != nil {
+		return err
+	}
+	s.eventsCommitted(1)
 	return nil
 }
 

@@ -58,6 +58,16 @@ func readWebhookSettings(r *envReader) webhookSettings {
 	return set
 }
 
+// retrySpan is the longest an event can wait for its last attempt: the
+// schedule's waits with their most jitter.
+func (set webhookSettings) retrySpan() time.Duration {
+	var sum time.Duration
+	for _, d := range set.Schedule {
+		sum += d
+	}
+	return sum + time.Duration(float64(sum)*webhookJitter)
+}
+
 // policy is where webhooks may connect.
 func (set webhookSettings) policy() destinationPolicy {
 	return destinationPolicy{allowPrivate: set.AllowPrivate, allowed: set.AllowedNetworks}
@@ -270,6 +280,11 @@ func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease) (bo
 	page, err := d.store.ListEvents(ctx, q)
 	if err != nil {
 		return false, err
+	}
+	if errors.Is(page.cursorError(q), ErrCursorPruned) {
+		// Events past the cursor are gone: say so, and go on from the
+		// horizon.
+		return true, d.store.WebhookEventsPruned(ctx, l, w.Cursor, page.PrunedThrough)
 	}
 	renewed := true
 	for i := range page.Events {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -94,5 +96,58 @@ func TestWebhookFailureCutMidCharacter(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("%d calls, want 1: the next attempt is an hour away", n)
+	}
+}
+
+// TestWebhookPrunedEventsRecorded: the event an endpoint retries is
+// pruned before it is delivered; the endpoint does not skip it in silence
+// carrying its failures over, but records the gap (its last error and a
+// webhook.events_pruned event) and starts its retries afresh.
+func TestWebhookPrunedEventsRecorded(t *testing.T) {
+	rc := newReceiver(t, func(n int) int { return http.StatusInternalServerError })
+	set := testWebhookSettings()
+	set.Schedule = []time.Duration{time.Hour}
+	app := newWebhookApp(t, set)
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q,"event_types":["user.created"]}`, rc.srv.URL))
+	app.newUser("prunedbeforedelivery")
+	eventually(t, 30*time.Second, "the failed attempt recorded", func() bool { return app.deliveriesOf(hook.ID) >= 1 })
+	app.waitNumbered()
+	if _, err := app.store.PruneEvents(context.Background(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// The retry comes due now rather than in an hour.
+	if _, err := app.db.Exec("UPDATE webhooks SET next_attempt_at = NULL WHERE id = ?", hook.ID); err != nil {
+		t.Fatal(err)
+	}
+	var got webhookCreated
+	eventually(t, 30*time.Second, "the endpoint past the pruned event", func() bool {
+		got = decodeJSON[webhookCreated](t, app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""))
+		return got.State == "ok"
+	})
+	if got.FailedAttempts != 0 || got.LastError == nil || !strings.Contains(*got.LastError, "pruned") {
+		t.Errorf("failed_attempts=%d last_error=%v, want 0 and the pruned events named", got.FailedAttempts, got.LastError)
+	}
+	var events int
+	eventually(t, 30*time.Second, "a webhook.events_pruned event", func() bool {
+		app.db.QueryRow("SELECT COUNT(*) FROM user_events WHERE type = 'webhook.events_pruned' AND JSON_VALUE(changes, '$.webhook_id') = ?", hook.ID).Scan(&events)
+		return events == 1
+	})
+	if n := len(rc.snapshot()); n != 1 {
+		t.Errorf("%d calls, want 1: the pruned event cannot be sent again", n)
+	}
+}
+
+// TestLoadConfigRetentionOutlastsRetries: events kept for less time than
+// the retries of one can take are refused, naming both variables.
+func TestLoadConfigRetentionOutlastsRetries(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"EVENTS_RETENTION": "2h", "WEBHOOK_RETRY_SCHEDULE": "1h,1h"}
+	_, err := loadConfig(func(name string) string { return env[name] })
+	if err == nil || !strings.Contains(err.Error(), "EVENTS_RETENTION ") || !strings.Contains(err.Error(), "WEBHOOK_RETRY_SCHEDULE") {
+		t.Errorf("got %v, want an error naming EVENTS_RETENTION and WEBHOOK_RETRY_SCHEDULE", err)
+	}
+	env["EVENTS_RETENTION"] = "3h"
+	if _, err := loadConfig(func(name string) string { return env[name] }); err != nil {
+		t.Errorf("3h against 2h of retries: %v", err)
 	}
 }

@@ -51,6 +51,8 @@ func TestWebhookDeliversThroughFailures(t *testing.T) {
 			t.Errorf("retry %d has webhook-id %q, the first %q", i, calls[i].id, calls[0].id)
 		}
 	}
+	// The receiver counts a call accepted before the sender records it.
+	eventually(t, 30*time.Second, "every attempt recorded", func() bool { return app.deliveriesOf(hook.ID) >= len(calls) })
 	rec := app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d/deliveries", hook.ID), "")
 	var list struct {
 		Items []struct {
