@@ -238,18 +238,51 @@ func (s *Store) PostponeWebhook(ctx context.Context, l webhookLease, wait time.D
 // webhookDeliveryRetention is how long the attempts are kept.
 const webhookDeliveryRetention = 7 * 24 * time.Hour
 
-// PruneWebhookDeliveries deletes up to 1,000 attempts older than
-// webhookDeliveryRetention and returns how many.
+// Deleting attempts: in batches of deliveryDeleteBatch rows, each its own
+// statement, resting deliveryDeletePause between two, so neither the
+// pruner nor a deleted endpoint's history holds many locks for long.
+const (
+	deliveryDeleteBatch = 1000
+	deliveryDeletePause = 20 * time.Millisecond
+)
+
+// PruneWebhookDeliveries deletes the attempts older than
+// webhookDeliveryRetention, batch after batch until none is left, and
+// returns how many.
 func (s *Store) PruneWebhookDeliveries(ctx context.Context) (int64, error) {
+	return s.deleteDeliveries(ctx, "prune webhook deliveries",
+		"DELETE FROM webhook_deliveries WHERE attempted_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND LIMIT ?", webhookDeliveryRetention.Microseconds())
+}
+
+// deleteDeliveries runs query (a DELETE whose last argument is its LIMIT)
+// with args until it deletes fewer than a batch, and returns how many rows
+// it deleted.
+func (s *Store) deleteDeliveries(ctx context.Context, op, query string, args ...any) (int64, error) {
+	var total int64
+	for {
+		n, err := s.deleteDeliveryBatch(ctx, op, query, args...)
+		total += n
+		if err != nil || n < deliveryDeleteBatch {
+			return total, err
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(deliveryDeletePause):
+		}
+	}
+}
+
+// deleteDeliveryBatch runs query once, for one batch.
+func (s *Store) deleteDeliveryBatch(ctx context.Context, op, query string, args ...any) (int64, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, "DELETE FROM webhook_deliveries WHERE attempted_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND LIMIT 1000",
-		webhookDeliveryRetention.Microseconds())
+	res, err := s.db.ExecContext(ctx, query, append(args, deliveryDeleteBatch)...)
 	if err != nil {
-		return 0, dbError("prune webhook deliveries", err)
+		return 0, dbError(op, err)
 	}
 	n, _ := res.RowsAffected()
 	return n, nil
@@ -269,6 +302,13 @@ type webhookCount struct {
 
 func (c *webhookCounters) delivered(id int64) { c.add(id, 1, 0) }
 func (c *webhookCounters) failed(id int64)    { c.add(id, 0, 1) }
+
+// forget drops the counts of the endpoint id, deleted.
+func (c *webhookCounters) forget(id int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.byID, id)
+}
 
 func (c *webhookCounters) add(id, delivered, failed int64) {
 	c.mu.Lock()

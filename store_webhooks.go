@@ -241,7 +241,9 @@ func applyWebhookChanges(w *Webhook, c WebhookChanges) {
 	}
 }
 
-// DeleteWebhook deletes the endpoint id and its attempts.
+// DeleteWebhook deletes the endpoint id, then its attempts, in batches
+// after the endpoint's transaction (there may be many): those a failure
+// leaves behind are invisible (the endpoint is gone) and pruned with age.
 func (s *Store) DeleteWebhook(ctx context.Context, actor Actor, id int64) error {
 	err := s.inTx(ctx, "delete webhook", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM webhooks WHERE id = ?", id)
@@ -251,15 +253,16 @@ func (s *Store) DeleteWebhook(ctx context.Context, actor Actor, id int64) error 
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return ErrWebhookNotFound
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM webhook_deliveries WHERE webhook_id = ?", id); err != nil {
-			return dbError("delete webhook deliveries", err)
-		}
 		return insertEvents(ctx, tx, actor, time.Time{}, webhookEvent(EventWebhookDeleted, id, nil, ""))
 	})
 	if err != nil {
 		return err
 	}
 	s.eventsCommitted(1)
+	s.webhookStats.forget(id)
+	// The endpoint is gone: attempts a failure here leaves are not listed
+	// any more, and the pruner deletes them with age.
+	s.deleteDeliveries(ctx, "delete webhook deliveries", "DELETE FROM webhook_deliveries WHERE webhook_id = ? LIMIT ?", id)
 	return nil
 }
 

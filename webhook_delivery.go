@@ -199,6 +199,7 @@ func startWebhookWorkers(ctx context.Context, store *Store, set webhookSettings,
 	d := &webhookDeliverer{store: store, sender: newWebhookSender(set), set: set, logger: logger, slots: make(chan struct{}, set.Workers)}
 	var workers sync.WaitGroup
 	workers.Go(func() { d.run(ctx, &workers) })
+	workers.Go(func() { d.prune(ctx) })
 	return func() {
 		cancel()
 		workers.Wait()
@@ -211,7 +212,7 @@ func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
 	tick := time.NewTicker(webhookTick)
 	defer tick.Stop()
 	log := workerLog{logger: d.logger, op: "deliver webhooks"}
-	var pruned, round time.Time
+	var round time.Time
 	for {
 		round = time.Now()
 		if free := cap(d.slots) - len(d.slots); free > 0 {
@@ -227,11 +228,6 @@ func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
 				})
 			}
 		}
-		if time.Since(pruned) > webhookPruneEvery {
-			if _, err := d.store.PruneWebhookDeliveries(ctx); err == nil {
-				pruned = time.Now()
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
@@ -244,6 +240,22 @@ func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
 				case <-time.After(gap):
 				}
 			}
+		}
+	}
+}
+
+// prune deletes old attempts every webhookPruneEvery, in its own
+// goroutine: a large backlog of them holds up no delivery.
+func (d *webhookDeliverer) prune(ctx context.Context) {
+	log := workerLog{logger: d.logger, op: "prune webhook deliveries"}
+	for {
+		if _, err := d.store.PruneWebhookDeliveries(ctx); err != nil && ctx.Err() == nil {
+			log.failed(ctx, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(webhookPruneEvery):
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -149,5 +150,38 @@ func TestLoadConfigRetentionOutlastsRetries(t *testing.T) {
 	env["EVENTS_RETENTION"] = "3h"
 	if _, err := loadConfig(func(name string) string { return env[name] }); err != nil {
 		t.Errorf("3h against 2h of retries: %v", err)
+	}
+}
+
+// TestWebhookDeliveriesPrunedToTheEnd: old attempts past one batch are
+// all pruned in one round, not a thousand an hour; deleting an endpoint
+// deletes its attempts however many, and its counters.
+func TestWebhookDeliveriesPrunedToTheEnd(t *testing.T) {
+	app := newTestApp(t, func(c *Config) { c.Webhooks = testWebhookSettings() })
+	hook := app.createWebhook(`{"url":"http://127.0.0.1:9/"}`)
+	old := time.Now().Add(-webhookDeliveryRetention - time.Hour).UTC()
+	insert := func(id int64, n int, at time.Time) {
+		t.Helper()
+		if _, err := app.db.Exec("INSERT INTO webhook_deliveries (webhook_id, attempt, latency_us, attempted_at) "+
+			"SELECT ?, 1, 0, ? FROM seq_1_to_"+strconv.Itoa(n), id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(hook.ID, 2500, old)
+	insert(hook.ID, 3, time.Now().UTC())
+	n, err := app.store.PruneWebhookDeliveries(context.Background())
+	if err != nil || n != 2500 || app.deliveriesOf(hook.ID) != 3 {
+		t.Errorf("pruned %d (%v), %d left; want 2500 and 3", n, err, app.deliveriesOf(hook.ID))
+	}
+	insert(hook.ID, 2500, time.Now().UTC())
+	app.store.webhookStats.failed(hook.ID)
+	if rec := app.do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", rec.Code, rec.Body)
+	}
+	if left := app.deliveriesOf(hook.ID); left != 0 {
+		t.Errorf("%d attempts left of the deleted endpoint", left)
+	}
+	if _, ok := app.store.WebhookCounts()[hook.ID]; ok {
+		t.Errorf("the deleted endpoint's counters are still there")
 	}
 }
