@@ -52,10 +52,17 @@ func readWebhookSettings(r *envReader) webhookSettings {
 		AllowedNetworks: r.prefixes("WEBHOOK_ALLOWED_NETWORKS"),
 		Workers:         r.intRange("WEBHOOK_WORKERS", 16, 1, 1024),
 	}
-	if set.Lease <= set.Timeout {
-		r.fail("WEBHOOK_LEASE", "must be longer than WEBHOOK_TIMEOUT (%v): a lease must outlast an attempt", set.Timeout)
-	}
 	return set
+}
+
+// checkLease fails WEBHOOK_LEASE unless a lease outlasts what it must
+// cover once renewed: the attempt (WEBHOOK_TIMEOUT) and the two database
+// calls around it (DB_TIMEOUT each), recording its outcome among them.
+func (set webhookSettings) checkLease(r *envReader, dbTimeout time.Duration) {
+	if need := set.Timeout + 2*dbTimeout; set.Lease <= need {
+		r.fail("WEBHOOK_LEASE", "must be longer than WEBHOOK_TIMEOUT (%v) plus twice DB_TIMEOUT (%v), %v: a lease must outlast an attempt and its recording",
+			set.Timeout, dbTimeout, need)
+	}
 }
 
 // retrySpan is the longest an event can wait for its last attempt: the
@@ -298,18 +305,16 @@ func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease) (bo
 		// horizon.
 		return true, d.store.WebhookEventsPruned(ctx, l, w.Cursor, page.PrunedThrough)
 	}
-	renewed := true
 	for i := range page.Events {
 		e := &page.Events[i]
 		if !w.wants(e.Type) {
 			continue
 		}
-		if !renewed {
-			if w, secrets, err = d.store.RenewWebhookLease(ctx, l, d.set.Lease); err != nil {
-				return false, err
-			}
+		// Renewed right before the send: the lease then covers the
+		// attempt and its recording (checkLease).
+		if w, secrets, err = d.store.RenewWebhookLease(ctx, l, d.set.Lease); err != nil {
+			return false, err
 		}
-		renewed = false
 		if ok, err := d.attempt(ctx, l, &w, secrets, e); !ok {
 			return false, err
 		}
