@@ -91,6 +91,11 @@ const (
 	webhookWakeGap = 20 * time.Millisecond
 	// webhookBatch is the events read from the feed at once.
 	webhookBatch = 100
+	// webhookLeaseSends is the most attempts made on one lease: then it
+	// is given up, and the endpoint waits its turn behind those that
+	// delivered less lately, so a few endpoints with long backlogs do
+	// not keep every slot.
+	webhookLeaseSends = 100
 	// webhookResponseCap is the most of a response body read (and
 	// dropped): enough to end the exchange cleanly, no more.
 	webhookResponseCap = 4 << 10
@@ -268,16 +273,17 @@ func (d *webhookDeliverer) prune(ctx context.Context) {
 }
 
 // deliver sends the leased endpoint its events, in feed order, until it
-// has none left, an attempt fails, or the lease is lost; then it gives
-// the lease up.
+// has none left, an attempt fails, the lease is lost, or it made
+// webhookLeaseSends attempts; then it gives the lease up.
 func (d *webhookDeliverer) deliver(ctx context.Context, l webhookLease, log *workerLog) {
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.set.Timeout)
 		defer cancel()
 		d.store.ReleaseWebhookLease(ctx, l)
 	}()
+	budget := webhookLeaseSends
 	for {
-		more, err := d.deliverBatch(ctx, l)
+		more, err := d.deliverBatch(ctx, l, &budget)
 		if err != nil && !errors.Is(err, errLeaseLost) && !errors.Is(err, ErrWebhookNotFound) {
 			log.failed(ctx, fmt.Errorf("webhook %d: %w", l.ID, err))
 		}
@@ -288,9 +294,10 @@ func (d *webhookDeliverer) deliver(ctx context.Context, l webhookLease, log *wor
 }
 
 // deliverBatch sends the next events of the feed past the endpoint's
-// cursor that are of its types, and moves the cursor past those that are
-// not. It reports whether more may follow (the page was full).
-func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease) (bool, error) {
+// cursor that are of its types, while budget lasts (each attempt takes
+// one), and moves the cursor past those that are not. It reports whether
+// more may follow on this lease.
+func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease, budget *int) (bool, error) {
 	w, secrets, err := d.store.RenewWebhookLease(ctx, l, d.set.Lease)
 	if err != nil {
 		return false, err
@@ -310,6 +317,10 @@ func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease) (bo
 		if !w.wants(e.Type) {
 			continue
 		}
+		if *budget <= 0 {
+			return false, nil // the lease's share is spent: the cursor stays at the last one sent
+		}
+		*budget--
 		// Renewed right before the send: the lease then covers the
 		// attempt and its recording (checkLease).
 		if w, secrets, err = d.store.RenewWebhookLease(ctx, l, d.set.Lease); err != nil {

@@ -185,3 +185,50 @@ func TestWebhookDeliveriesPrunedToTheEnd(t *testing.T) {
 		t.Errorf("the deleted endpoint's counters are still there")
 	}
 }
+
+// TestWebhookLeaseSharesSlots: with one slot, an endpoint with a long
+// backlog gives its lease up after webhookLeaseSends attempts, and an
+// endpoint that waits gets its turn before the backlog is drained.
+func TestWebhookLeaseSharesSlots(t *testing.T) {
+	reached, proceed := make(chan struct{}), make(chan struct{})
+	backlogged := newReceiver(t, func(n int) int {
+		if n == 50 {
+			close(reached)
+			<-proceed
+		}
+		return http.StatusOK
+	})
+	backlogAtTurn := make(chan int, 1)
+	waiting := newReceiver(t, func(n int) int {
+		if n == 1 {
+			backlogAtTurn <- len(backlogged.snapshot())
+		}
+		return http.StatusOK
+	})
+	set := testWebhookSettings()
+	set.Workers = 1
+	set.Timeout, set.Lease = 10*time.Second, 30*time.Second
+	app := newWebhookApp(t, set)
+	a := app.createWebhook(fmt.Sprintf(`{"url":%q,"event_types":["user.created"]}`, backlogged.srv.URL))
+	app.do("PATCH", fmt.Sprintf("/api/v1/webhooks/%d", a.ID), `{"enabled":false}`)
+	const backlog = webhookLeaseSends + 50
+	for i := range backlog {
+		app.createUser(fmt.Sprintf(`{"username":"backlog%d","email":"backlog%d@example.com","password":"user password"}`, i, i))
+	}
+	app.waitNumbered()
+	app.createWebhook(fmt.Sprintf(`{"url":%q,"event_types":["user.created"]}`, waiting.srv.URL))
+	app.do("PATCH", fmt.Sprintf("/api/v1/webhooks/%d", a.ID), `{"enabled":true}`)
+	<-reached // the backlogged endpoint holds the only slot
+	app.createUser(`{"username":"waitsitsturn","email":"waitsitsturn@example.com","password":"user password"}`)
+	app.waitNumbered()
+	close(proceed)
+	select {
+	case got := <-backlogAtTurn:
+		if got > webhookLeaseSends {
+			t.Errorf("the waiting endpoint got its event after %d calls to the backlogged one, want at most %d", got, webhookLeaseSends)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the waiting endpoint never got its event")
+	}
+	eventually(t, 60*time.Second, "the backlog delivered", func() bool { return len(backlogged.accepted()) == backlog+1 })
+}
