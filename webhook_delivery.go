@@ -99,6 +99,10 @@ const (
 	// webhookResponseCap is the most of a response body read (and
 	// dropped): enough to end the exchange cleanly, no more.
 	webhookResponseCap = 4 << 10
+	// webhookHeaderCap is the most of a response's header read: a
+	// receiver cannot make an attempt hold more (net/http's default is
+	// 10 MB).
+	webhookHeaderCap = 16 << 10
 	// webhookPruneEvery is how often old attempts are deleted.
 	webhookPruneEvery = time.Hour
 )
@@ -114,13 +118,14 @@ type webhookSender struct {
 func newWebhookSender(set webhookSettings) *webhookSender {
 	dialer := &net.Dialer{Timeout: set.Timeout, Control: set.policy().control}
 	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would connect for us, past the policy
-		DialContext:           dialer.DialContext,
-		TLSHandshakeTimeout:   set.Timeout,
-		ResponseHeaderTimeout: set.Timeout,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       90 * time.Second,
-		ForceAttemptHTTP2:     true,
+		Proxy:                  nil, // a proxy would connect for us, past the policy
+		DialContext:            dialer.DialContext,
+		TLSHandshakeTimeout:    set.Timeout,
+		ResponseHeaderTimeout:  set.Timeout,
+		MaxResponseHeaderBytes: webhookHeaderCap,
+		MaxIdleConnsPerHost:    2,
+		IdleConnTimeout:        90 * time.Second,
+		ForceAttemptHTTP2:      true,
 	}
 	return &webhookSender{timeout: set.Timeout, client: &http.Client{
 		Transport:     transport,

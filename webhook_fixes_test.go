@@ -232,3 +232,48 @@ func TestWebhookLeaseSharesSlots(t *testing.T) {
 	}
 	eventually(t, 60*time.Second, "the backlog delivered", func() bool { return len(backlogged.accepted()) == backlog+1 })
 }
+
+// rawReceiver is a receiver on 127.0.0.1 that answers every call with
+// answer, as raw bytes, and counts the calls.
+func rawReceiver(t *testing.T, answer string) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var calls atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			calls.Add(1)
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.Read(buf)
+				c.Write([]byte(answer))
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/", &calls
+}
+
+// TestWebhookResponseHeaderCapped: a receiver that answers 2xx with a
+// header larger than webhookHeaderCap gets a failed attempt, not a
+// delivery: an attempt never holds more of its header.
+func TestWebhookResponseHeaderCapped(t *testing.T) {
+	url, _ := rawReceiver(t, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", 64<<10)+"\r\nContent-Length: 0\r\n\r\n")
+	set := testWebhookSettings()
+	set.Schedule = []time.Duration{time.Hour}
+	app := newWebhookApp(t, set)
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q}`, url))
+	app.createUser(`{"username":"bigheader","email":"bigheader@example.com","password":"user password"}`)
+	eventually(t, 30*time.Second, "the attempt recorded", func() bool { return app.deliveriesOf(hook.ID) >= 1 })
+	got := decodeJSON[webhookCreated](t, app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""))
+	if got.State != "retrying" || got.LastError == nil {
+		t.Errorf("state=%s last_error=%v, want retrying with the error", got.State, got.LastError)
+	}
+}
