@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 )
@@ -159,8 +160,9 @@ func (s *Store) Webhooks(ctx context.Context) ([]Webhook, error) {
 
 // UpdateWebhook applies c to the endpoint id, with an event naming the
 // fields whose value changed (none: no write, no event). Enabling a
-// disabled endpoint starts its retries afresh, from its cursor: the
-// events it missed meanwhile come first. Disabling gives the reason.
+// disabled endpoint, or changing its URL or event types, starts its
+// retries afresh, from its cursor: the events it missed meanwhile come
+// first. Disabling gives the reason.
 func (s *Store) UpdateWebhook(ctx context.Context, actor Actor, id int64, c WebhookChanges) (Webhook, error) {
 	var w Webhook
 	changed := false
@@ -183,7 +185,9 @@ func (s *Store) UpdateWebhook(ctx context.Context, actor Actor, id int64, c Webh
 		case !next.Enabled:
 			reason = cur.DisabledReason
 		}
-		reset := next.Enabled && !cur.Enabled // retries start afresh
+		// Retries start afresh when the endpoint is enabled again, or sent
+		// elsewhere, or other events: the failures were another story.
+		reset := next.Enabled && !cur.Enabled || slices.Contains(fields, "url") || slices.Contains(fields, "event_types")
 		_, err = tx.ExecContext(ctx, "UPDATE webhooks SET url = ?, description = ?, event_types = ?, enabled = ?, disabled_reason = ?, "+
 			"attempt = IF(?, 0, attempt), next_attempt_at = IF(?, NULL, next_attempt_at), failing_since = IF(?, NULL, failing_since), "+
 			"updated_at = UTC_TIMESTAMP(6) WHERE id = ?",

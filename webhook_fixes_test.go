@@ -277,3 +277,23 @@ func TestWebhookResponseHeaderCapped(t *testing.T) {
 		t.Errorf("state=%s last_error=%v, want retrying with the error", got.State, got.LastError)
 	}
 }
+
+// TestWebhookNewURLRetriesAfresh: an endpoint retrying an event whose URL
+// is changed starts its retries afresh: the new URL gets the event at
+// once, not after the old URL's wait.
+func TestWebhookNewURLRetriesAfresh(t *testing.T) {
+	failing := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	working := newReceiver(t, func(int) int { return http.StatusOK })
+	set := testWebhookSettings()
+	set.Schedule = []time.Duration{time.Hour}
+	app := newWebhookApp(t, set)
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q,"event_types":["user.created"]}`, failing.srv.URL))
+	app.createUser(`{"username":"newurl","email":"newurl@example.com","password":"user password"}`)
+	eventually(t, 30*time.Second, "the failed attempt recorded", func() bool { return app.deliveriesOf(hook.ID) >= 1 })
+	rec := app.do("PATCH", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), fmt.Sprintf(`{"url":%q}`, working.srv.URL))
+	got := decodeJSON[webhookCreated](t, rec)
+	if got.FailedAttempts != 0 || got.State != "ok" || got.NextAttemptAt != nil {
+		t.Errorf("after the URL changed: failed_attempts=%d state=%s next_attempt_at=%v, want afresh", got.FailedAttempts, got.State, got.NextAttemptAt)
+	}
+	eventually(t, 30*time.Second, "the new URL gets the event", func() bool { return len(working.accepted()) == 1 })
+}
