@@ -103,6 +103,10 @@ const (
 	// receiver cannot make an attempt hold more (net/http's default is
 	// 10 MB).
 	webhookHeaderCap = 16 << 10
+	// webhookPingLimit bounds a test ping below WEBHOOK_TIMEOUT when that
+	// is longer: the ping is answered within the request, which must end
+	// within the server's write timeout (30 s).
+	webhookPingLimit = 10 * time.Second
 	// webhookPruneEvery is how often old attempts are deleted.
 	webhookPruneEvery = time.Hour
 )
@@ -164,6 +168,19 @@ func (s *webhookSender) send(ctx context.Context, target, msgID string, body []b
 		d.Error = fmt.Sprintf("answered %d: redirects are not followed", resp.StatusCode)
 	default:
 		d.Error = fmt.Sprintf("answered %d", resp.StatusCode)
+	}
+	return d
+}
+
+// ping is send for a test ping: limited to the shorter of the timeout and
+// webhookPingLimit.
+func (s *webhookSender) ping(ctx context.Context, target, msgID string, body []byte, secrets []string) WebhookDelivery {
+	limit := min(s.timeout, webhookPingLimit)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	d := s.send(ctx, target, msgID, body, secrets)
+	if d.StatusCode == 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		d.Error = fmt.Sprintf("no answer within %v", limit)
 	}
 	return d
 }

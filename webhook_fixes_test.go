@@ -297,3 +297,19 @@ func TestWebhookNewURLRetriesAfresh(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "the new URL gets the event", func() bool { return len(working.accepted()) == 1 })
 }
+
+// TestWebhookPingWithinLimit: with WEBHOOK_TIMEOUT past webhookPingLimit,
+// a ping to a receiver that stalls gives up at the limit, so that its
+// answer fits in the server's write timeout.
+func TestWebhookPingWithinLimit(t *testing.T) {
+	rc := newReceiver(t, func(int) int { return 0 })
+	set := testWebhookSettings()
+	set.Timeout, set.Lease = webhookPingLimit+5*time.Second, time.Minute
+	app := newTestApp(t, func(c *Config) { c.Webhooks = set })
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q}`, rc.srv.URL))
+	rec := app.do("POST", fmt.Sprintf("/api/v1/webhooks/%d/test", hook.ID), "")
+	got := decodeJSON[deliveryJSON](t, rec)
+	if want := fmt.Sprintf("no answer within %v", webhookPingLimit); rec.Code != http.StatusOK || got.Error == nil || *got.Error != want {
+		t.Errorf("ping: %d %s, want the error %q", rec.Code, rec.Body, want)
+	}
+}
