@@ -113,8 +113,9 @@ const (
 
 // webhookSender posts signed messages to webhook endpoints.
 type webhookSender struct {
-	client  *http.Client
-	timeout time.Duration
+	client    *http.Client
+	timeout   time.Duration
+	allowHTTP bool // WEBHOOK_ALLOW_HTTP: else an http URL saved before is refused
 }
 
 // newWebhookSender is a sender whose every connection is checked against
@@ -131,7 +132,7 @@ func newWebhookSender(set webhookSettings) *webhookSender {
 		IdleConnTimeout:        90 * time.Second,
 		ForceAttemptHTTP2:      true,
 	}
-	return &webhookSender{timeout: set.Timeout, client: &http.Client{
+	return &webhookSender{timeout: set.Timeout, allowHTTP: set.AllowHTTP, client: &http.Client{
 		Transport:     transport,
 		Timeout:       set.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -147,6 +148,10 @@ func (s *webhookSender) send(ctx context.Context, target, msgID string, body []b
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		d.Error = "the URL cannot be requested"
+		return d
+	}
+	if req.URL.Scheme != "https" && !s.allowHTTP {
+		d.Error = "refused: the URL is not https, and WEBHOOK_ALLOW_HTTP is off"
 		return d
 	}
 	req.Header.Set("Content-Type", "application/json")

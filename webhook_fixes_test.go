@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -311,5 +312,25 @@ func TestWebhookPingWithinLimit(t *testing.T) {
 	got := decodeJSON[deliveryJSON](t, rec)
 	if want := fmt.Sprintf("no answer within %v", webhookPingLimit); rec.Code != http.StatusOK || got.Error == nil || *got.Error != want {
 		t.Errorf("ping: %d %s, want the error %q", rec.Code, rec.Body, want)
+	}
+}
+
+// TestWebhookHTTPRefusedWhenTurnedOff: an http URL saved while
+// WEBHOOK_ALLOW_HTTP was on is refused at delivery once it is off: the
+// receiver hears nothing, and the attempt says why.
+func TestWebhookHTTPRefusedWhenTurnedOff(t *testing.T) {
+	rc := newReceiver(t, func(int) int { return http.StatusOK })
+	set := testWebhookSettings()
+	set.Schedule = []time.Duration{time.Hour}
+	app := newTestApp(t, func(c *Config) { c.Webhooks = set })
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q}`, rc.srv.URL))
+	set.AllowHTTP = false // the replica delivering runs with it off
+	stop := startWebhookWorkers(context.Background(), app.store, set, slog.New(slog.NewJSONHandler(app.logs, nil)))
+	t.Cleanup(stop)
+	app.createUser(`{"username":"httpoff","email":"httpoff@example.com","password":"user password"}`)
+	eventually(t, 30*time.Second, "the refused attempt recorded", func() bool { return app.deliveriesOf(hook.ID) >= 1 })
+	got := decodeJSON[webhookCreated](t, app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""))
+	if got.LastError == nil || !strings.Contains(*got.LastError, "WEBHOOK_ALLOW_HTTP") || len(rc.snapshot()) != 0 {
+		t.Errorf("last_error=%v, %d calls; want the refusal and none", got.LastError, len(rc.snapshot()))
 	}
 }
