@@ -129,6 +129,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if cfg.DBTLSCA != "" && cfg.DBTLS != dbTLSOn {
 		r.fail("DB_TLS_CA", "needs DB_TLS=true (preferred and skip-verify verify nothing)")
 	}
+	cfg.Webhooks.checkLease(&r, cfg.DBTimeout)
+	if span := cfg.Webhooks.retrySpan(); cfg.EventsRetention != 0 && cfg.EventsRetention < span {
+		r.fail("EVENTS_RETENTION", "must be 0 or at least %v, the longest WEBHOOK_RETRY_SCHEDULE (its sum, plus jitter) lets an event wait: "+
+			"events would be pruned before they are delivered", span)
+	}
 	checkBootstrapAdmin(&r, cfg)
 	if err := errors.Join(r.errs...); err != nil {
 		return Config{}, fmt.Errorf("configuration: %w", err)

@@ -70,6 +70,17 @@ func TestLoadConfigWebhookLease(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "WEBHOOK_LEASE must be longer than WEBHOOK_TIMEOUT") {
 		t.Errorf("got %v", err)
 	}
+	// Longer than the attempt, but not than the attempt and two database
+	// calls: a lease renewed before the send could run out before the
+	// outcome is recorded.
+	env = map[string]string{"WEBHOOK_TIMEOUT": "10s", "WEBHOOK_LEASE": "15s", "DB_TIMEOUT": "5s"}
+	if _, err := loadConfig(func(name string) string { return env[name] }); err == nil || !strings.Contains(err.Error(), "DB_TIMEOUT") {
+		t.Errorf("lease 15s, timeout 10s, DB_TIMEOUT 5s: got %v, want an error naming DB_TIMEOUT", err)
+	}
+	env["WEBHOOK_LEASE"] = "21s"
+	if _, err := loadConfig(func(name string) string { return env[name] }); err != nil {
+		t.Errorf("lease 21s: %v", err)
+	}
 	env = map[string]string{"WEBHOOK_RETRY_SCHEDULE": "1s, 2m", "WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8"}
 	cfg, err := loadConfig(func(name string) string { return env[name] })
 	if err != nil || !reflect.DeepEqual(cfg.Webhooks.Schedule, []time.Duration{time.Second, 2 * time.Minute}) || len(cfg.Webhooks.AllowedNetworks) != 1 {
@@ -81,7 +92,7 @@ func TestLoadConfigWebhookLease(t *testing.T) {
 // horizon; anything else is refused by name.
 func TestLoadConfigEventsRetention(t *testing.T) {
 	t.Parallel()
-	for value, want := range map[string]time.Duration{"0": 0, "0s": 0, "720h": 720 * time.Hour, "90m": 90 * time.Minute} {
+	for value, want := range map[string]time.Duration{"0": 0, "0s": 0, "720h": 720 * time.Hour, "48h": 48 * time.Hour} {
 		cfg, err := loadConfig(func(name string) string { return map[string]string{"EVENTS_RETENTION": value}[name] })
 		if err != nil || cfg.EventsRetention != want {
 			t.Errorf("EVENTS_RETENTION=%s: got %v, %v; want %v", value, cfg.EventsRetention, err, want)

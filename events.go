@@ -22,11 +22,12 @@ const (
 	EventWebhookDeleted       EventType = "webhook.deleted"
 	EventWebhookSecretRotated EventType = "webhook.secret_rotated"
 	EventWebhookDisabled      EventType = "webhook.disabled"
+	EventWebhookEventsPruned  EventType = "webhook.events_pruned"
 )
 
 // eventTypes are every type an event may have, for the type filter.
 var eventTypes = []EventType{EventUserCreated, EventUserUpdated, EventPasswordChanged, EventUserDeleted, EventTokensRevoked,
-	EventWebhookCreated, EventWebhookUpdated, EventWebhookDeleted, EventWebhookSecretRotated, EventWebhookDisabled}
+	EventWebhookCreated, EventWebhookUpdated, EventWebhookDeleted, EventWebhookSecretRotated, EventWebhookDisabled, EventWebhookEventsPruned}
 
 // ActorType says who made a change.
 type ActorType string

@@ -42,7 +42,7 @@ type writeReceipt struct {
 
 // receiptOf is the receipt of a write by actor on user id at time at.
 func receiptOf(actor Actor, id int64, at time.Time) writeReceipt {
-	return writeReceipt{userID: id, requestID: cut(actor.RequestID, eventRequestIDMax), at: at}
+	return writeReceipt{userID: id, requestID: truncate(actor.RequestID, eventRequestIDMax), at: at}
 }
 
 // commitOutcomeUnknown reports whether err, returned by a COMMIT that was

@@ -129,18 +129,10 @@ func insertEventsSQL(actor Actor, at time.Time, events ...newEvent) (string, []a
 			changes = string(e.Changes)
 		}
 		args = append(args, string(e.Type), when, e.UserID, string(actor.Type), actorID,
-			cut(actor.RequestID, eventRequestIDMax), cut(actor.ClientAddress, eventClientAddressMax), changes)
+			truncate(actor.RequestID, eventRequestIDMax), truncate(actor.ClientAddress, eventClientAddressMax), changes)
 	}
 	return "INSERT INTO user_events_pending (" + pendingEventColumns + ") VALUES " +
 		strings.Join(rows, ", "), args
-}
-
-// cut shortens s to at most n bytes (the values it gets are ASCII).
-func cut(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // sequencerBatch is the most events one numbering transaction takes.

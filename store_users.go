@@ -110,7 +110,7 @@ func (s *Store) CreateUser(ctx context.Context, u NewUser, actor Actor, key *Ide
 			return writeReceipt{}, err
 		}
 		// Any event of the new id is this create's (a zero time).
-		return writeReceipt{userID: id, requestID: cut(actor.RequestID, eventRequestIDMax)}, nil
+		return writeReceipt{userID: id, requestID: truncate(actor.RequestID, eventRequestIDMax)}, nil
 	})
 	if err != nil {
 		return User{}, err

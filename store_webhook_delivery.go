@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -100,20 +102,47 @@ func (s *Store) ReleaseWebhookLease(ctx context.Context, l webhookLease) error {
 }
 
 // PassWebhookOver moves the cursor to seq without a delivery: the events
-// up to it are not of the endpoint's types.
+// up to it are not of the endpoint's types. It is called once every event
+// of its types before seq was accepted, so an event being retried is no
+// longer one of them (its types changed): the retries start afresh.
 func (s *Store) PassWebhookOver(ctx context.Context, l webhookLease, seq int64) error {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, "UPDATE webhooks SET cursor_seq = GREATEST(cursor_seq, ?) WHERE id = ? AND lease_token = ?", seq, l.ID, l.token)
+	res, err := s.db.ExecContext(ctx, "UPDATE webhooks SET cursor_seq = GREATEST(cursor_seq, ?), attempt = 0, next_attempt_at = NULL, failing_since = NULL "+
+		"WHERE id = ? AND lease_token = ?", seq, l.ID, l.token)
 	if err != nil {
 		return dbError("move webhook cursor", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return errLeaseLost
 	}
+	return nil
+}
+
+// WebhookEventsPruned records that the events after cursor through
+// horizon were pruned (EVENTS_RETENTION) before the endpoint received
+// them: the cursor moves to horizon, its retries start afresh, its last
+// error and a webhook.events_pruned event say which events it missed.
+func (s *Store) WebhookEventsPruned(ctx context.Context, l webhookLease, cursor, horizon int64) error {
+	reason := fmt.Sprintf("events %d through %d were pruned (EVENTS_RETENTION) before they were delivered; delivery goes on after them", cursor+1, horizon)
+	err := s.inTx(ctx, "record pruned webhook events", func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE webhooks SET cursor_seq = GREATEST(cursor_seq, ?), attempt = 0, next_attempt_at = NULL, "+
+			"failing_since = NULL, last_error = ? WHERE id = ? AND lease_token = ?", horizon, reason, l.ID, l.token)
+		if err != nil {
+			return dbError("record pruned webhook events", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errLeaseLost
+		}
+		return insertEvents(ctx, tx, Actor{Type: ActorSystem}, time.Time{}, webhookEvent(EventWebhookEventsPruned, l.ID, nil, reason))
+	})
+	if err != nil {
+		return err
+	}
+	s.eventsCommitted(1)
 	return nil
 }
 
@@ -141,29 +170,42 @@ func (s *Store) WebhookDelivered(ctx context.Context, l webhookLease, d WebhookD
 // WebhookFailed records the failed attempt d and gives the lease up. With
 // retry, the next attempt is due after retryIn; without, the schedule is
 // spent and the endpoint is disabled with reason, and an event says so.
+// It never enables the endpoint: an admin may have disabled it while the
+// attempt ran, and then it stays disabled with the admin's reason (the
+// attempt is recorded all the same).
 func (s *Store) WebhookFailed(ctx context.Context, l webhookLease, d WebhookDelivery, retryIn time.Duration, retry bool, reason string) error {
 	disabled := false
 	err := s.inTx(ctx, "record webhook failure", func(ctx context.Context, tx *sql.Tx) error {
-		var next, disabledReason any
-		if retry {
-			next = retryIn.Microseconds()
-		} else {
-			disabledReason = cut(reason, 512)
+		var enabled bool
+		err := tx.QueryRowContext(ctx, "SELECT enabled FROM webhooks WHERE id = ? AND lease_token = ? FOR UPDATE", l.ID, l.token).Scan(&enabled)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errLeaseLost
 		}
-		res, err := tx.ExecContext(ctx, "UPDATE webhooks SET attempt = attempt + 1, next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "+
-			"failing_since = COALESCE(failing_since, ?), last_error = ?, enabled = ?, disabled_reason = ?, "+
-			"lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?",
-			next, d.At.UTC(), cut(d.Error, 512), retry, disabledReason, l.ID, l.token)
 		if err != nil {
 			return dbError("record webhook failure", err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return errLeaseLost
+		var next any
+		if retry {
+			next = retryIn.Microseconds()
+		}
+		disabling := enabled && !retry
+		disabledReason := any(nil) // enabled: none
+		if disabling {
+			disabledReason = webhookErrorText(reason)
+		}
+		// disabled_reason is set before enabled, which it reads: MariaDB
+		// assigns left to right.
+		_, err = tx.ExecContext(ctx, "UPDATE webhooks SET attempt = attempt + 1, next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "+
+			"failing_since = COALESCE(failing_since, ?), last_error = ?, disabled_reason = IF(enabled, ?, disabled_reason), enabled = enabled AND ?, "+
+			"lease_token = NULL, lease_until = NULL WHERE id = ?",
+			next, d.At.UTC(), webhookErrorText(d.Error), disabledReason, retry, l.ID)
+		if err != nil {
+			return dbError("record webhook failure", err)
 		}
 		if _, err := insertDelivery(ctx, tx, d, max(retryIn, 0)); err != nil {
 			return err
 		}
-		if retry {
+		if !disabling {
 			return nil
 		}
 		disabled = true
@@ -179,21 +221,68 @@ func (s *Store) WebhookFailed(ctx context.Context, l webhookLease, d WebhookDeli
 	return nil
 }
 
+// PostponeWebhook puts the endpoint's next attempt off by wait and gives
+// the lease up, recording nothing else: the fallback when a failure could
+// not be recorded, so that the endpoint is not retried at every tick.
+func (s *Store) PostponeWebhook(ctx context.Context, l webhookLease, wait time.Duration) error {
+	ctx, cancel, err := s.callContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.db.ExecContext(ctx, "UPDATE webhooks SET next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, "+
+		"lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?", wait.Microseconds(), l.ID, l.token)
+	return dbError("postpone webhook", err)
+}
+
 // webhookDeliveryRetention is how long the attempts are kept.
 const webhookDeliveryRetention = 7 * 24 * time.Hour
 
-// PruneWebhookDeliveries deletes up to 1,000 attempts older than
-// webhookDeliveryRetention and returns how many.
+// Deleting attempts: in batches of deliveryDeleteBatch rows, each its own
+// statement, resting deliveryDeletePause between two, so neither the
+// pruner nor a deleted endpoint's history holds many locks for long.
+const (
+	deliveryDeleteBatch = 1000
+	deliveryDeletePause = 20 * time.Millisecond
+)
+
+// PruneWebhookDeliveries deletes the attempts older than
+// webhookDeliveryRetention, batch after batch until none is left, and
+// returns how many.
 func (s *Store) PruneWebhookDeliveries(ctx context.Context) (int64, error) {
+	return s.deleteDeliveries(ctx, "prune webhook deliveries",
+		"DELETE FROM webhook_deliveries WHERE attempted_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND LIMIT ?", webhookDeliveryRetention.Microseconds())
+}
+
+// deleteDeliveries runs query (a DELETE whose last argument is its LIMIT)
+// with args until it deletes fewer than a batch, and returns how many rows
+// it deleted.
+func (s *Store) deleteDeliveries(ctx context.Context, op, query string, args ...any) (int64, error) {
+	var total int64
+	for {
+		n, err := s.deleteDeliveryBatch(ctx, op, query, args...)
+		total += n
+		if err != nil || n < deliveryDeleteBatch {
+			return total, err
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(deliveryDeletePause):
+		}
+	}
+}
+
+// deleteDeliveryBatch runs query once, for one batch.
+func (s *Store) deleteDeliveryBatch(ctx context.Context, op, query string, args ...any) (int64, error) {
 	ctx, cancel, err := s.callContext(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, "DELETE FROM webhook_deliveries WHERE attempted_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND LIMIT 1000",
-		webhookDeliveryRetention.Microseconds())
+	res, err := s.db.ExecContext(ctx, query, append(args, deliveryDeleteBatch)...)
 	if err != nil {
-		return 0, dbError("prune webhook deliveries", err)
+		return 0, dbError(op, err)
 	}
 	n, _ := res.RowsAffected()
 	return n, nil
@@ -213,6 +302,13 @@ type webhookCount struct {
 
 func (c *webhookCounters) delivered(id int64) { c.add(id, 1, 0) }
 func (c *webhookCounters) failed(id int64)    { c.add(id, 0, 1) }
+
+// forget drops the counts of the endpoint id, deleted.
+func (c *webhookCounters) forget(id int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.byID, id)
+}
 
 func (c *webhookCounters) add(id, delivered, failed int64) {
 	c.mu.Lock()

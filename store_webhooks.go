@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 )
@@ -159,8 +160,9 @@ func (s *Store) Webhooks(ctx context.Context) ([]Webhook, error) {
 
 // UpdateWebhook applies c to the endpoint id, with an event naming the
 // fields whose value changed (none: no write, no event). Enabling a
-// disabled endpoint starts its retries afresh, from its cursor: the
-// events it missed meanwhile come first. Disabling gives the reason.
+// disabled endpoint, or changing its URL or event types, starts its
+// retries afresh, from its cursor: the events it missed meanwhile come
+// first. Disabling gives the reason.
 func (s *Store) UpdateWebhook(ctx context.Context, actor Actor, id int64, c WebhookChanges) (Webhook, error) {
 	var w Webhook
 	changed := false
@@ -183,7 +185,9 @@ func (s *Store) UpdateWebhook(ctx context.Context, actor Actor, id int64, c Webh
 		case !next.Enabled:
 			reason = cur.DisabledReason
 		}
-		reset := next.Enabled && !cur.Enabled // retries start afresh
+		// Retries start afresh when the endpoint is enabled again, or sent
+		// elsewhere, or other events: the failures were another story.
+		reset := next.Enabled && !cur.Enabled || slices.Contains(fields, "url") || slices.Contains(fields, "event_types")
 		_, err = tx.ExecContext(ctx, "UPDATE webhooks SET url = ?, description = ?, event_types = ?, enabled = ?, disabled_reason = ?, "+
 			"attempt = IF(?, 0, attempt), next_attempt_at = IF(?, NULL, next_attempt_at), failing_since = IF(?, NULL, failing_since), "+
 			"updated_at = UTC_TIMESTAMP(6) WHERE id = ?",
@@ -241,7 +245,9 @@ func applyWebhookChanges(w *Webhook, c WebhookChanges) {
 	}
 }
 
-// DeleteWebhook deletes the endpoint id and its attempts.
+// DeleteWebhook deletes the endpoint id, then its attempts, in batches
+// after the endpoint's transaction (there may be many): those a failure
+// leaves behind are invisible (the endpoint is gone) and pruned with age.
 func (s *Store) DeleteWebhook(ctx context.Context, actor Actor, id int64) error {
 	err := s.inTx(ctx, "delete webhook", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM webhooks WHERE id = ?", id)
@@ -251,15 +257,16 @@ func (s *Store) DeleteWebhook(ctx context.Context, actor Actor, id int64) error 
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return ErrWebhookNotFound
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM webhook_deliveries WHERE webhook_id = ?", id); err != nil {
-			return dbError("delete webhook deliveries", err)
-		}
 		return insertEvents(ctx, tx, actor, time.Time{}, webhookEvent(EventWebhookDeleted, id, nil, ""))
 	})
 	if err != nil {
 		return err
 	}
 	s.eventsCommitted(1)
+	s.webhookStats.forget(id)
+	// The endpoint is gone: attempts a failure here leaves are not listed
+	// any more, and the pruner deletes them with age.
+	s.deleteDeliveries(ctx, "delete webhook deliveries", "DELETE FROM webhook_deliveries WHERE webhook_id = ? LIMIT ?", id)
 	return nil
 }
 
@@ -323,6 +330,16 @@ func (s *Store) WebhookForPing(ctx context.Context, id int64) (Webhook, []string
 	return w, secrets, err
 }
 
+// webhookErrorMax is the most characters an error or reason column holds.
+const webhookErrorMax = 512
+
+// webhookErrorText is an error as its column holds it: valid UTF-8 (it
+// may quote what a receiver sent) and at most webhookErrorMax bytes, cut
+// between characters, since a strict server refuses a split one.
+func webhookErrorText(s string) string {
+	return truncate(strings.ToValidUTF8(s, "\uFFFD"), webhookErrorMax)
+}
+
 // deliveryColumns are an attempt's columns as scanDelivery reads them.
 const deliveryColumns = "id, webhook_id, event_seq, attempt, status_code, error, latency_us, attempted_at, next_attempt_at"
 
@@ -378,7 +395,7 @@ func insertDelivery(ctx context.Context, q execer, d WebhookDelivery, retryIn ti
 		code = d.StatusCode
 	}
 	if d.Error != "" {
-		msg = cut(d.Error, 512)
+		msg = webhookErrorText(d.Error)
 	}
 	if retryIn > 0 {
 		next = retryIn.Microseconds()

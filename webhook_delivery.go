@@ -52,10 +52,27 @@ func readWebhookSettings(r *envReader) webhookSettings {
 		AllowedNetworks: r.prefixes("WEBHOOK_ALLOWED_NETWORKS"),
 		Workers:         r.intRange("WEBHOOK_WORKERS", 16, 1, 1024),
 	}
-	if set.Lease <= set.Timeout {
-		r.fail("WEBHOOK_LEASE", "must be longer than WEBHOOK_TIMEOUT (%v): a lease must outlast an attempt", set.Timeout)
-	}
 	return set
+}
+
+// checkLease fails WEBHOOK_LEASE unless a lease outlasts what it must
+// cover once renewed: the attempt (WEBHOOK_TIMEOUT) and the two database
+// calls around it (DB_TIMEOUT each), recording its outcome among them.
+func (set webhookSettings) checkLease(r *envReader, dbTimeout time.Duration) {
+	if need := set.Timeout + 2*dbTimeout; set.Lease <= need {
+		r.fail("WEBHOOK_LEASE", "must be longer than WEBHOOK_TIMEOUT (%v) plus twice DB_TIMEOUT (%v), %v: a lease must outlast an attempt and its recording",
+			set.Timeout, dbTimeout, need)
+	}
+}
+
+// retrySpan is the longest an event can wait for its last attempt: the
+// schedule's waits with their most jitter.
+func (set webhookSettings) retrySpan() time.Duration {
+	var sum time.Duration
+	for _, d := range set.Schedule {
+		sum += d
+	}
+	return sum + time.Duration(float64(sum)*webhookJitter)
 }
 
 // policy is where webhooks may connect.
@@ -74,17 +91,31 @@ const (
 	webhookWakeGap = 20 * time.Millisecond
 	// webhookBatch is the events read from the feed at once.
 	webhookBatch = 100
+	// webhookLeaseSends is the most attempts made on one lease: then it
+	// is given up, and the endpoint waits its turn behind those that
+	// delivered less lately, so a few endpoints with long backlogs do
+	// not keep every slot.
+	webhookLeaseSends = 100
 	// webhookResponseCap is the most of a response body read (and
 	// dropped): enough to end the exchange cleanly, no more.
 	webhookResponseCap = 4 << 10
+	// webhookHeaderCap is the most of a response's header read: a
+	// receiver cannot make an attempt hold more (net/http's default is
+	// 10 MB).
+	webhookHeaderCap = 16 << 10
+	// webhookPingLimit bounds a test ping below WEBHOOK_TIMEOUT when that
+	// is longer: the ping is answered within the request, which must end
+	// within the server's write timeout (30 s).
+	webhookPingLimit = 10 * time.Second
 	// webhookPruneEvery is how often old attempts are deleted.
 	webhookPruneEvery = time.Hour
 )
 
 // webhookSender posts signed messages to webhook endpoints.
 type webhookSender struct {
-	client  *http.Client
-	timeout time.Duration
+	client    *http.Client
+	timeout   time.Duration
+	allowHTTP bool // WEBHOOK_ALLOW_HTTP: else an http URL saved before is refused
 }
 
 // newWebhookSender is a sender whose every connection is checked against
@@ -92,15 +123,16 @@ type webhookSender struct {
 func newWebhookSender(set webhookSettings) *webhookSender {
 	dialer := &net.Dialer{Timeout: set.Timeout, Control: set.policy().control}
 	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would connect for us, past the policy
-		DialContext:           dialer.DialContext,
-		TLSHandshakeTimeout:   set.Timeout,
-		ResponseHeaderTimeout: set.Timeout,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       90 * time.Second,
-		ForceAttemptHTTP2:     true,
+		Proxy:                  nil, // a proxy would connect for us, past the policy
+		DialContext:            dialer.DialContext,
+		TLSHandshakeTimeout:    set.Timeout,
+		ResponseHeaderTimeout:  set.Timeout,
+		MaxResponseHeaderBytes: webhookHeaderCap,
+		MaxIdleConnsPerHost:    2,
+		IdleConnTimeout:        90 * time.Second,
+		ForceAttemptHTTP2:      true,
 	}
-	return &webhookSender{timeout: set.Timeout, client: &http.Client{
+	return &webhookSender{timeout: set.Timeout, allowHTTP: set.AllowHTTP, client: &http.Client{
 		Transport:     transport,
 		Timeout:       set.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -116,6 +148,10 @@ func (s *webhookSender) send(ctx context.Context, target, msgID string, body []b
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		d.Error = "the URL cannot be requested"
+		return d
+	}
+	if req.URL.Scheme != "https" && !s.allowHTTP {
+		d.Error = "refused: the URL is not https, and WEBHOOK_ALLOW_HTTP is off"
 		return d
 	}
 	req.Header.Set("Content-Type", "application/json")
@@ -137,6 +173,19 @@ func (s *webhookSender) send(ctx context.Context, target, msgID string, body []b
 		d.Error = fmt.Sprintf("answered %d: redirects are not followed", resp.StatusCode)
 	default:
 		d.Error = fmt.Sprintf("answered %d", resp.StatusCode)
+	}
+	return d
+}
+
+// ping is send for a test ping: limited to the shorter of the timeout and
+// webhookPingLimit.
+func (s *webhookSender) ping(ctx context.Context, target, msgID string, body []byte, secrets []string) WebhookDelivery {
+	limit := min(s.timeout, webhookPingLimit)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	d := s.send(ctx, target, msgID, body, secrets)
+	if d.StatusCode == 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		d.Error = fmt.Sprintf("no answer within %v", limit)
 	}
 	return d
 }
@@ -189,6 +238,7 @@ func startWebhookWorkers(ctx context.Context, store *Store, set webhookSettings,
 	d := &webhookDeliverer{store: store, sender: newWebhookSender(set), set: set, logger: logger, slots: make(chan struct{}, set.Workers)}
 	var workers sync.WaitGroup
 	workers.Go(func() { d.run(ctx, &workers) })
+	workers.Go(func() { d.prune(ctx) })
 	return func() {
 		cancel()
 		workers.Wait()
@@ -201,7 +251,7 @@ func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
 	tick := time.NewTicker(webhookTick)
 	defer tick.Stop()
 	log := workerLog{logger: d.logger, op: "deliver webhooks"}
-	var pruned, round time.Time
+	var round time.Time
 	for {
 		round = time.Now()
 		if free := cap(d.slots) - len(d.slots); free > 0 {
@@ -215,11 +265,6 @@ func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
 					defer func() { <-d.slots }()
 					d.deliver(ctx, l, &log)
 				})
-			}
-		}
-		if time.Since(pruned) > webhookPruneEvery {
-			if _, err := d.store.PruneWebhookDeliveries(ctx); err == nil {
-				pruned = time.Now()
 			}
 		}
 		select {
@@ -238,17 +283,34 @@ func (d *webhookDeliverer) run(ctx context.Context, workers *sync.WaitGroup) {
 	}
 }
 
+// prune deletes old attempts every webhookPruneEvery, in its own
+// goroutine: a large backlog of them holds up no delivery.
+func (d *webhookDeliverer) prune(ctx context.Context) {
+	log := workerLog{logger: d.logger, op: "prune webhook deliveries"}
+	for {
+		if _, err := d.store.PruneWebhookDeliveries(ctx); err != nil && ctx.Err() == nil {
+			log.failed(ctx, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(webhookPruneEvery):
+		}
+	}
+}
+
 // deliver sends the leased endpoint its events, in feed order, until it
-// has none left, an attempt fails, or the lease is lost; then it gives
-// the lease up.
+// has none left, an attempt fails, the lease is lost, or it made
+// webhookLeaseSends attempts; then it gives the lease up.
 func (d *webhookDeliverer) deliver(ctx context.Context, l webhookLease, log *workerLog) {
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.set.Timeout)
 		defer cancel()
 		d.store.ReleaseWebhookLease(ctx, l)
 	}()
+	budget := webhookLeaseSends
 	for {
-		more, err := d.deliverBatch(ctx, l)
+		more, err := d.deliverBatch(ctx, l, &budget)
 		if err != nil && !errors.Is(err, errLeaseLost) && !errors.Is(err, ErrWebhookNotFound) {
 			log.failed(ctx, fmt.Errorf("webhook %d: %w", l.ID, err))
 		}
@@ -259,9 +321,10 @@ func (d *webhookDeliverer) deliver(ctx context.Context, l webhookLease, log *wor
 }
 
 // deliverBatch sends the next events of the feed past the endpoint's
-// cursor that are of its types, and moves the cursor past those that are
-// not. It reports whether more may follow (the page was full).
-func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease) (bool, error) {
+// cursor that are of its types, while budget lasts (each attempt takes
+// one), and moves the cursor past those that are not. It reports whether
+// more may follow on this lease.
+func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease, budget *int) (bool, error) {
 	w, secrets, err := d.store.RenewWebhookLease(ctx, l, d.set.Lease)
 	if err != nil {
 		return false, err
@@ -271,18 +334,25 @@ func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease) (bo
 	if err != nil {
 		return false, err
 	}
-	renewed := true
+	if errors.Is(page.cursorError(q), ErrCursorPruned) {
+		// Events past the cursor are gone: say so, and go on from the
+		// horizon.
+		return true, d.store.WebhookEventsPruned(ctx, l, w.Cursor, page.PrunedThrough)
+	}
 	for i := range page.Events {
 		e := &page.Events[i]
 		if !w.wants(e.Type) {
 			continue
 		}
-		if !renewed {
-			if w, secrets, err = d.store.RenewWebhookLease(ctx, l, d.set.Lease); err != nil {
-				return false, err
-			}
+		if *budget <= 0 {
+			return false, nil // the lease's share is spent: the cursor stays at the last one sent
 		}
-		renewed = false
+		*budget--
+		// Renewed right before the send: the lease then covers the
+		// attempt and its recording (checkLease).
+		if w, secrets, err = d.store.RenewWebhookLease(ctx, l, d.set.Lease); err != nil {
+			return false, err
+		}
 		if ok, err := d.attempt(ctx, l, &w, secrets, e); !ok {
 			return false, err
 		}
@@ -320,5 +390,16 @@ func (d *webhookDeliverer) attempt(ctx context.Context, l webhookLease, w *Webho
 		reason = fmt.Sprintf("event %d failed %d attempts since %s; the last: %s",
 			e.Seq, delivery.Attempt, since.UTC().Format(time.RFC3339), delivery.Error)
 	}
-	return false, d.store.WebhookFailed(ctx, l, delivery, retryIn, retry, reason)
+	err := d.store.WebhookFailed(ctx, l, delivery, retryIn, retry, reason)
+	if err != nil && !errors.Is(err, errLeaseLost) {
+		// Not recorded: still wait before the next attempt.
+		wait := retryIn
+		if !retry {
+			wait = d.set.Schedule[len(d.set.Schedule)-1]
+		}
+		if perr := d.store.PostponeWebhook(ctx, l, wait); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}
+	return false, err
 }

@@ -100,7 +100,7 @@ func replicaEnv(t *testing.T, app *testApp) []string {
 	env := []string{"HTTP_ADDR=127.0.0.1:0", "MANAGEMENT_ADDR=off", "DB_HOST=" + host, "DB_PORT=" + port,
 		"DB_USER=" + serverCfg.User, "DB_PASSWORD=" + serverCfg.Passwd, "DB_NAME=" + dbName, "LOG_LEVEL=warn",
 		"ENV_FILE=" + emptyEnvFile(t), "WEBHOOK_ALLOW_HTTP=true", "WEBHOOK_ALLOWED_NETWORKS=127.0.0.1/32",
-		"WEBHOOK_TIMEOUT=1s", "WEBHOOK_LEASE=5s", "WEBHOOK_RETRY_SCHEDULE=20ms,40ms,80ms,160ms", "PATH=" + os.Getenv("PATH")}
+		"WEBHOOK_TIMEOUT=1s", "WEBHOOK_LEASE=6s", "DB_TIMEOUT=2s", "WEBHOOK_RETRY_SCHEDULE=20ms,40ms,80ms,160ms", "PATH=" + os.Getenv("PATH")}
 	return env
 }
 

@@ -30,8 +30,9 @@ type destinationPolicy struct {
 // internalNetworks are refused besides what netip classifies as loopback,
 // private, link-local, multicast or unspecified: shared address space
 // (RFC 6598), "this network", IETF protocol assignments, benchmarking,
-// reserved, broadcast, and NAT64 (which can reach any IPv4 address,
-// internal ones included).
+// reserved, broadcast, NAT64 (which can reach any IPv4 address, internal
+// ones included), and IPv6 site-local (deprecated, still routed inside
+// some networks).
 var internalNetworks = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("100.64.0.0/10"),
@@ -40,6 +41,7 @@ var internalNetworks = []netip.Prefix{
 	netip.MustParsePrefix("240.0.0.0/4"),
 	netip.MustParsePrefix("64:ff9b::/96"),
 	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("fec0::/10"),
 }
 
 // errDestinationRefused: a webhook's host resolved to an address the

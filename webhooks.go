@@ -318,7 +318,7 @@ func (s *server) handleTestWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	body := fmt.Appendf(nil, `{"type":"webhook.ping","timestamp":"%s","data":{"webhook_id":%d}}`, now.UTC().Format(timestampJSONForm), id)
-	d := s.webhookSender.send(r.Context(), hook.URL, "ping_"+newRequestID(), body, secrets)
+	d := s.webhookSender.ping(r.Context(), hook.URL, "ping_"+newRequestID(), body, secrets)
 	d.WebhookID, d.Attempt = id, 1
 	if d.ID, err = s.store.RecordPing(r.Context(), d); err != nil {
 		s.writeError(w, r, err)
