@@ -27,6 +27,18 @@ const connectionsFullFor = 3 * time.Second
 // connection, so that the accept loop never waits on a client.
 const refusalWriteTimeout = 100 * time.Millisecond
 
+// A refused connection lingers up to refusalLinger (fairListener.refuse):
+// closed with the client's request still unread, the kernel would send a
+// reset, which can reach the client before the answer and hide it. At
+// most maxLingeringRefusals linger at once, each reading at most
+// refusalDrainBytes; past that a refusal is answered and closed at once,
+// reset or not, so a flood of refused connections holds little.
+const (
+	refusalLinger        = time.Second
+	maxLingeringRefusals = 64
+	refusalDrainBytes    = 256 << 10
+)
+
 // verdict is what becomes of a new connection.
 type verdict int
 
@@ -308,14 +320,16 @@ func (c *trackedConn) Close() error {
 type fairListener struct {
 	net.Listener
 	table   *connTable
-	refusal []byte // the answer to a refused connection
+	refusal []byte        // the answer to a refused connection
+	linger  chan struct{} // a slot per refused connection lingering
 	done    chan struct{}
 	once    sync.Once
 }
 
 // shareListener shares l's connections by the rules of table.
 func shareListener(l net.Listener, table *connTable) net.Listener {
-	return &fairListener{Listener: l, table: table, refusal: refusalResponse(), done: make(chan struct{})}
+	return &fairListener{Listener: l, table: table, refusal: refusalResponse(),
+		linger: make(chan struct{}, maxLingeringRefusals), done: make(chan struct{})}
 }
 
 // Accept returns the next connection that finds a slot. While every slot
@@ -349,9 +363,7 @@ func (l *fairListener) admit(c *trackedConn) (bool, error) {
 		case admitted:
 			return true, nil
 		case refused:
-			c.Conn.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
-			c.Conn.Write(l.refusal)
-			c.Conn.Close()
+			l.refuse(c.Conn)
 			return false, nil
 		}
 		select {
@@ -361,6 +373,38 @@ func (l *fairListener) admit(c *trackedConn) (bool, error) {
 			return false, net.ErrClosed
 		}
 	}
+}
+
+// refuse answers conn with the refusal and closes it. When a lingering
+// slot is free it waits for the request to begin (HTTP clients take an
+// answer sent before their request as a broken connection), answers,
+// half-closes and reads the rest of the request away, all within
+// refusalLinger, so that the answer arrives instead of a reset. Without a
+// slot it answers at once and closes.
+func (l *fairListener) refuse(conn net.Conn) {
+	select {
+	case l.linger <- struct{}{}:
+	default:
+		conn.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
+		conn.Write(l.refusal)
+		conn.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.linger }()
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(refusalLinger))
+		if _, err := conn.Read(make([]byte, 4<<10)); err != nil {
+			return
+		}
+		if _, err := conn.Write(l.refusal); err != nil {
+			return
+		}
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		io.CopyN(io.Discard, conn, refusalDrainBytes)
+	}()
 }
 
 // Close stops accepting, and wakes an Accept waiting for a slot.

@@ -322,3 +322,43 @@ func TestDripKeepsNoSlotBusy(t *testing.T) {
 		t.Fatalf("a connection that sent one byte after its request: got %v, want it closed (EOF) well before IdleTimeout", err)
 	}
 }
+
+// TestRefusalArrivesDespiteABody: a client refused at its cap that has
+// already sent a large request reads the 429, not a reset: the listener
+// half-closes and drains before it closes.
+func TestRefusalArrivesDespiteABody(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := newConnTable(8, 1, nil, time.Minute)
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), ConnState: table.connState}
+	go srv.Serve(shareListener(inner, table))
+	t.Cleanup(func() { srv.Close() })
+
+	holder, err := net.Dial("tcp", inner.Addr().String()) // the client's one slot, kept busy
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	io.WriteString(holder, "GET / HTTP/1.1\r\n")
+	waitUntil(t, "the holder to be busy", func() bool {
+		table.mu.Lock()
+		defer table.mu.Unlock()
+		return table.open == 1 && table.quiet == 0
+	})
+	body := bytes.Repeat([]byte("x"), 200<<10)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for i := range 20 {
+		resp, err := client.Post("http://"+inner.Addr().String()+"/", "text/plain", bytes.NewReader(body))
+		if err != nil {
+			t.Errorf("refused POST %d: %v, want the 429", i, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("refused POST %d: %d, want 429", i, resp.StatusCode)
+		}
+	}
+}
