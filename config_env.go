@@ -76,19 +76,6 @@ func (r *envReader) host(name, fallback string) string {
 	return v
 }
 
-func (r *envReader) duration(name string, fallback time.Duration) time.Duration {
-	v := r.getenv(name)
-	if v == "" {
-		return fallback
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		r.fail(name, "must be a positive duration such as 30s or 3m, got %q", v)
-		return fallback
-	}
-	return d
-}
-
 // durationOrZero reads a duration that may be 0 (no limit, or the
 // feature off: each variable says which) or positive.
 func (r *envReader) durationOrZero(name string, fallback time.Duration) time.Duration {

@@ -101,13 +101,6 @@ func (l *attemptLimiter) blocked(key string) (time.Duration, bool) {
 	return recent[0].Add(l.window).Sub(l.now()), true
 }
 
-// count is how many attempts of key are in the window.
-func (l *attemptLimiter) count(key string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.recent(key))
-}
-
 // recent drops the attempts of key that left the window and returns the
 // rest.
 func (l *attemptLimiter) recent(key string) []time.Time {

@@ -17,13 +17,6 @@ import (
 // aliases a compiled filter names.
 var scimUserSQL = "SELECT " + userColumnsU + ", COALESCE(x.external_id, '') FROM users u LEFT JOIN user_external_ids x ON x.user_id = u.id"
 
-// scanSCIMUser scans a row of scimUserSQL.
-func scanSCIMUser(row rowScanner) (SCIMUser, error) {
-	var external []byte
-	u, err := scanUser(row, &external)
-	return SCIMUser{User: u, ExternalID: string(external)}, err
-}
-
 // SCIMUser reads the user id with its externalId, or ErrNotFound.
 func (s *Store) SCIMUser(ctx context.Context, id int64) (SCIMUser, error) {
 	u, _, err := s.scimUser(ctx, id, false)

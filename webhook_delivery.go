@@ -325,7 +325,7 @@ func (d *webhookDeliverer) deliver(ctx context.Context, l webhookLease, log *wor
 // one), and moves the cursor past those that are not. It reports whether
 // more may follow on this lease.
 func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease, budget *int) (bool, error) {
-	w, secrets, err := d.store.RenewWebhookLease(ctx, l, d.set.Lease)
+	w, _, err := d.store.RenewWebhookLease(ctx, l, d.set.Lease)
 	if err != nil {
 		return false, err
 	}
@@ -350,6 +350,7 @@ func (d *webhookDeliverer) deliverBatch(ctx context.Context, l webhookLease, bud
 		*budget--
 		// Renewed right before the send: the lease then covers the
 		// attempt and its recording (checkLease).
+		var secrets []string
 		if w, secrets, err = d.store.RenewWebhookLease(ctx, l, d.set.Lease); err != nil {
 			return false, err
 		}
