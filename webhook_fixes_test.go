@@ -65,31 +65,11 @@ func TestWebhookDisableDuringAttemptHolds(t *testing.T) {
 // character is split; the failure is still recorded, with its next
 // attempt, so the endpoint is not retried at every tick.
 func TestWebhookFailureCutMidCharacter(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var calls atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			calls.Add(1)
-			go func() {
-				buf := make([]byte, 4096)
-				c.Read(buf)
-				c.Write([]byte("HTTP/1.1 xy" + strings.Repeat("é", 400) + "\r\n\r\n"))
-				c.Close()
-			}()
-		}
-	}()
+	url, calls := rawReceiver(t, "HTTP/1.1 xy"+strings.Repeat("é", 400)+"\r\n\r\n")
 	set := testWebhookSettings()
 	set.Schedule = []time.Duration{time.Hour}
 	app := newWebhookApp(t, set)
-	hook := app.createWebhook(fmt.Sprintf(`{"url":"http://%s/"}`, ln.Addr()))
+	hook := app.createWebhook(fmt.Sprintf(`{"url":%q}`, url))
 	app.newUser("cutmidcharacter")
 	eventually(t, 30*time.Second, "the failed attempt recorded", func() bool { return app.deliveriesOf(hook.ID) >= 1 })
 	got := decodeJSON[webhookCreated](t, app.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", hook.ID), ""))
