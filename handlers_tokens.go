@@ -144,10 +144,9 @@ func (s *server) handleListTokens(w http.ResponseWriter, r *http.Request) {
 // handleRevokeToken revokes a provisioning token: it is refused from now
 // on, everywhere.
 func (s *server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
-	id, ok := parsePositiveInt(r.PathValue("id"))
-	if !ok {
-		s.writeError(w, r, badRequest("The token id must be a positive decimal integer.",
-			fieldError{Field: "id", Message: "must be a positive decimal integer"}))
+	id, err := pathID(r, "token")
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	if err := s.store.RevokeProvisioningToken(r.Context(), id); err != nil {

@@ -254,6 +254,18 @@ func jsonSyntaxProblem(err error, fallback string) *requestError {
 	return badRequest(fallback)
 }
 
+// pathID parses the {id} path segment of a route whose ids are positive
+// decimal integers, naming what the id is of (the webhook, the token) in
+// the 400 it answers otherwise.
+func pathID(r *http.Request, of string) (int64, error) {
+	id, ok := parsePositiveInt(r.PathValue("id"))
+	if !ok {
+		return 0, badRequest("The "+of+" id in the path must be a positive decimal integer.",
+			fieldError{Field: "id", Message: "must be a positive decimal integer"})
+	}
+	return id, nil
+}
+
 // parsePositiveInt parses a decimal integer from 1 to MaxInt64 written in
 // digits only, without sign or leading zeros, so each number has exactly
 // one spelling.

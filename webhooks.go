@@ -76,15 +76,6 @@ func (w *Webhook) toJSON() webhookJSON {
 // webhookPath is the URL path of the endpoint id.
 func webhookPath(id int64) string { return "/api/v1/webhooks/" + strconv.FormatInt(id, 10) }
 
-// pathWebhook parses the {id} path segment: a positive decimal int64.
-func pathWebhook(r *http.Request) (int64, error) {
-	id, ok := parsePositiveInt(r.PathValue("id"))
-	if !ok {
-		return 0, badRequest("The webhook id in the path must be a positive decimal integer.", fieldError{Field: "id", Message: "must be a positive decimal integer"})
-	}
-	return id, nil
-}
-
 // parseWebhookBody reads a webhook's JSON body: url, description,
 // event_types and (forCreate false) enabled; every problem at once.
 func (s *server) parseWebhookBody(w http.ResponseWriter, r *http.Request, forCreate bool) (WebhookChanges, error) {
@@ -195,7 +186,7 @@ func (s *server) handleListWebhooks(w http.ResponseWriter, r *http.Request) {
 
 // handleGetWebhook answers one endpoint, with its state and last error.
 func (s *server) handleGetWebhook(w http.ResponseWriter, r *http.Request) {
-	id, err := pathWebhook(r)
+	id, err := pathID(r, "webhook")
 	var hook Webhook
 	if err == nil {
 		hook, err = s.store.Webhook(r.Context(), id)
@@ -210,7 +201,7 @@ func (s *server) handleGetWebhook(w http.ResponseWriter, r *http.Request) {
 // handleUpdateWebhook changes the url, description, event types or
 // enabled flag of an endpoint.
 func (s *server) handleUpdateWebhook(w http.ResponseWriter, r *http.Request) {
-	id, err := pathWebhook(r)
+	id, err := pathID(r, "webhook")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -229,7 +220,7 @@ func (s *server) handleUpdateWebhook(w http.ResponseWriter, r *http.Request) {
 
 // handleDeleteWebhook deletes an endpoint: 204.
 func (s *server) handleDeleteWebhook(w http.ResponseWriter, r *http.Request) {
-	id, err := pathWebhook(r)
+	id, err := pathID(r, "webhook")
 	if err == nil {
 		err = s.store.DeleteWebhook(r.Context(), s.actor(r), id)
 	}
@@ -243,7 +234,7 @@ func (s *server) handleDeleteWebhook(w http.ResponseWriter, r *http.Request) {
 // handleRotateWebhookSecret gives an endpoint a new secret, shown this
 // once; the old one signs beside it for WEBHOOK_SECRET_OVERLAP.
 func (s *server) handleRotateWebhookSecret(w http.ResponseWriter, r *http.Request) {
-	id, err := pathWebhook(r)
+	id, err := pathID(r, "webhook")
 	secret := newWebhookSecret()
 	var hook Webhook
 	if err == nil {
@@ -286,7 +277,7 @@ func (d *WebhookDelivery) toJSON() deliveryJSON {
 // handleWebhookDeliveries lists an endpoint's latest attempts, newest
 // first.
 func (s *server) handleWebhookDeliveries(w http.ResponseWriter, r *http.Request) {
-	id, err := pathWebhook(r)
+	id, err := pathID(r, "webhook")
 	var list []WebhookDelivery
 	if err == nil {
 		list, err = s.store.WebhookDeliveries(r.Context(), id)
@@ -306,7 +297,7 @@ func (s *server) handleWebhookDeliveries(w http.ResponseWriter, r *http.Request)
 // like any delivery, now, outside the feed's order, and answers how it
 // went; the attempt is listed among the deliveries.
 func (s *server) handleTestWebhook(w http.ResponseWriter, r *http.Request) {
-	id, err := pathWebhook(r)
+	id, err := pathID(r, "webhook")
 	var hook Webhook
 	var secrets []string
 	if err == nil {
