@@ -35,7 +35,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) (tokenResponse, e
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	addr := clientKey(clientAddress(r))
+	addr := requestClientKey(r)
 	if err := s.logins.addressBlocked(addr); err != nil {
 		s.security(r, "login.refused", slog.String("reason", "address rate limited"))
 		return tokenResponse{}, err
@@ -116,7 +116,7 @@ func (s *server) issueToken(r *http.Request, creds Credentials, password string)
 // version and updated_at stay.
 func (s *server) upgradeHash(r *http.Request, creds Credentials, password string) {
 	ctx := r.Context()
-	hash, err := s.passwords.Hash(ctx, password, clientKey(clientAddress(r)))
+	hash, err := s.passwords.Hash(ctx, password, requestClientKey(r))
 	if err == nil {
 		err = s.store.UpgradePasswordHash(ctx, creds.UserID, creds.PasswordHash, hash)
 	}

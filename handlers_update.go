@@ -324,7 +324,7 @@ func (s *server) checkCurrentPassword(r *http.Request, id int64, storedHash stri
 		return badRequest("Changing your own "+what+" requires your current password.",
 			fieldError{Field: "current_password", Message: "is required to change your own " + what})
 	}
-	account, addr := accountKey(id), clientKey(clientAddress(r))
+	account, addr := accountKey(id), requestClientKey(r)
 	if err := s.logins.addressBlocked(addr); err != nil {
 		return err
 	}

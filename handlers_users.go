@@ -17,7 +17,7 @@ import (
 // (see createIdempotently).
 func (s *server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	if callerFrom(r.Context()) == nil {
-		signup, wait, ok := s.signups.reserve(clientKey(clientAddress(r)))
+		signup, wait, ok := s.signups.reserve(requestClientKey(r))
 		if !ok {
 			s.writeError(w, r, &RateLimitedError{RetryAfter: wait, Detail: "Too many sign-ups from this address; try again later."})
 			return
@@ -83,7 +83,7 @@ func (s *server) newUserFrom(r *http.Request, body []byte) (NewUser, error) {
 		cancelSignup(r)
 		return NewUser{}, err
 	}
-	source := clientKey(clientAddress(r))
+	source := requestClientKey(r)
 	if caller := callerFrom(r.Context()); caller != nil {
 		source = accountKey(caller.ID)
 	}

@@ -35,7 +35,7 @@ func requestIdempotencyKey(r *http.Request) (IdempotencyKey, error) {
 		return IdempotencyKey{}, badRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.",
 			fieldError{Field: "Idempotency-Key", Message: "must be 1 to 255 printable ASCII characters"})
 	}
-	scope := anonymousScope(clientKey(clientAddress(r)))
+	scope := anonymousScope(requestClientKey(r))
 	if caller := callerFrom(r.Context()); caller != nil {
 		scope = uint64(caller.ID)
 	}

@@ -85,6 +85,10 @@ func clientAddress(r *http.Request) string {
 	return peerAddress(r)
 }
 
+// requestClientKey is what the limits count the client of r under:
+// clientKey of its address.
+func requestClientKey(r *http.Request) string { return clientKey(clientAddress(r)) }
+
 // clientKey is what the limits count a client address under: an IPv4
 // address as it is, an IPv6 address by its /64, the block one subscriber
 // is usually given whole, so that rotating through it makes no new
